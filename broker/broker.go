@@ -1,0 +1,221 @@
+// Package broker is the hub's device-facing MQTT endpoint: an embedded
+// mochi-mqtt server with one hook that authenticates devices, confines each
+// to its own topics, keeps clean-session-0 sessions across restarts, and
+// routes hub topics to the domain services. It never forwards one device's
+// publishes to another: everything a device sends is consumed by the hub.
+package broker
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/sasauth"
+)
+
+// Identities is what the broker needs from the registry.
+type Identities interface {
+	Get(ctx context.Context, deviceID, moduleID string) (*registry.Identity, error)
+	SetConnection(ctx context.Context, deviceID, moduleID, state, modelID string) error
+}
+
+// Subscription is a stored MQTT subscription.
+type Subscription struct {
+	ClientID string
+	Filter   string
+	QoS      byte
+}
+
+// SessionStore keeps the subscriptions of clean-session-0 clients.
+type SessionStore interface {
+	SaveSubscription(ctx context.Context, s Subscription) error
+	DeleteSubscription(ctx context.Context, clientID, filter string) error
+	DeleteSession(ctx context.Context, clientID string) error
+	Subscriptions(ctx context.Context) ([]Subscription, error)
+}
+
+// Device identifies the device or module behind a connection.
+type Device struct {
+	DeviceID, ModuleID string
+	// AuthMethod is "sas" or "x509", for iothub-connection-auth-method.
+	AuthMethod string
+}
+
+// ClientID is the MQTT client id the device uses.
+func (d Device) ClientID() string {
+	if d.ModuleID != "" {
+		return d.DeviceID + "/" + d.ModuleID
+	}
+	return d.DeviceID
+}
+
+// Handlers are the domain entry points for hub topics. Each returns an
+// *iothub.Error for failures the device should see; any other error means
+// the publish was not stored and is not acknowledged.
+type Handlers struct {
+	// TwinGet returns the body of a twin GET response.
+	TwinGet func(ctx context.Context, d Device) ([]byte, error)
+	// TwinPatchReported applies a reported patch and returns the new version.
+	TwinPatchReported func(ctx context.Context, d Device, body []byte) (int64, error)
+	// MethodResponse delivers a device's direct-method answer.
+	MethodResponse func(d Device, rid string, status int, body []byte)
+	// Telemetry stores a device-to-cloud message.
+	Telemetry func(ctx context.Context, d Device, props map[string]string, body []byte) error
+	// SessionChanged is called after a device connects, subscribes or
+	// disconnects (direct methods wait on it).
+	SessionChanged func(d Device)
+}
+
+// Config configures a Broker.
+type Config struct {
+	Auth       *sasauth.Authenticator
+	Identities Identities
+	Sessions   SessionStore
+	// DeviceCAs verifies certificateAuthority devices' client certificates.
+	DeviceCAs *x509.CertPool
+	Logger    *slog.Logger
+}
+
+// Broker wraps the mochi server.
+type Broker struct {
+	cfg      Config
+	srv      *mqtt.Server
+	log      *slog.Logger
+	handlers Handlers
+	ws       *wsListener
+
+	mu    sync.RWMutex
+	conns map[string]*conn // live connections by client id
+	nlis  int
+}
+
+type conn struct {
+	dev Device
+	cl  *mqtt.Client
+}
+
+// New builds a broker; add listeners, set handlers, then Start.
+func New(cfg Config) *Broker {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumQos = 1 // the hub grants QoS 1 for QoS 2 subscriptions (digest §1.4)
+	caps.RetainAvailable = 0
+	caps.MinimumProtocolVersion = 4
+	caps.SharedSubAvailable = 0
+	caps.MaximumClientWritesPending = 1024
+	srv := mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       slog.New(quietHandler{log.With("component", "mqtt").Handler()}),
+		InlineClient: true,
+		// $SYS topics are a mochi feature, not the hub's; refresh them rarely.
+		SysTopicResendInterval: 3600,
+	})
+	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}}
+	b.ws = newWSListener("wss")
+	return b
+}
+
+// SetHandlers installs the domain handlers; call before Start.
+func (b *Broker) SetHandlers(h Handlers) { b.handlers = h }
+
+// AddListener serves MQTT on an already-bound listener (TCP or TLS).
+func (b *Broker) AddListener(name string, l net.Listener) error {
+	return b.srv.AddListener(&netListener{id: name, l: l})
+}
+
+// WebSocketHandler serves MQTT over WebSockets; mount it at /$iothub/websocket.
+func (b *Broker) WebSocketHandler() *wsListener { return b.ws }
+
+// Start loads stored sessions and starts serving.
+func (b *Broker) Start() error {
+	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
+		return err
+	}
+	if err := b.srv.AddListener(b.ws); err != nil {
+		return err
+	}
+	return b.srv.Serve()
+}
+
+// Close stops the broker and closes every connection.
+func (b *Broker) Close() error { return b.srv.Close() }
+
+func (b *Broker) live(clientID string) (*conn, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	c, ok := b.conns[clientID]
+	return c, ok
+}
+
+// IsConnected reports whether the device or module has a live connection.
+func (b *Broker) IsConnected(deviceID, moduleID string) bool {
+	_, ok := b.live(Device{DeviceID: deviceID, ModuleID: moduleID}.ClientID())
+	return ok
+}
+
+// IsSubscribed reports whether the device's live connection holds filter.
+func (b *Broker) IsSubscribed(deviceID, moduleID, filter string) bool {
+	c, ok := b.live(Device{DeviceID: deviceID, ModuleID: moduleID}.ClientID())
+	if !ok {
+		return false
+	}
+	_, ok = c.cl.State.Subscriptions.Get(filter)
+	return ok
+}
+
+// ConnectedCount is the number of live device and module connections.
+func (b *Broker) ConnectedCount() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return len(b.conns)
+}
+
+// ErrNotConnected is returned when publishing to a device that is offline.
+var ErrNotConnected = errors.New("device is not connected")
+
+// Send publishes at QoS 0 to one device's live connection only. Hub topics
+// like $iothub/twin/res/# are shared filters, so publishing through the
+// topic tree would reach every device.
+func (b *Broker) Send(deviceID, moduleID, topic string, payload []byte) error {
+	c, ok := b.live(Device{DeviceID: deviceID, ModuleID: moduleID}.ClientID())
+	if !ok {
+		return ErrNotConnected
+	}
+	return c.cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   topic,
+		Payload:     payload,
+	})
+}
+
+// CloseSession drops a device's live connection and forgets its stored
+// session; the registry calls it when a device is disabled or deleted.
+func (b *Broker) CloseSession(deviceID, moduleID string) {
+	id := Device{DeviceID: deviceID, ModuleID: moduleID}.ClientID()
+	if c, ok := b.live(id); ok {
+		c.cl.Stop(packets.ErrNotAuthorized)
+	}
+}
+
+// ForgetSession removes the stored session of a deleted identity.
+func (b *Broker) ForgetSession(deviceID, moduleID string) {
+	id := Device{DeviceID: deviceID, ModuleID: moduleID}.ClientID()
+	b.CloseSession(deviceID, moduleID)
+	if cl, ok := b.srv.Clients.Get(id); ok {
+		b.srv.UnsubscribeClient(cl)
+		b.srv.Clients.Delete(id)
+	}
+	if b.cfg.Sessions != nil {
+		_ = b.cfg.Sessions.DeleteSession(context.Background(), id)
+	}
+}

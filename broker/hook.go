@@ -1,0 +1,404 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/registry"
+)
+
+// hook is the broker's one mochi hook. It must be the only hook that
+// answers auth and ACL checks: mochi ORs them across hooks.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "iothub" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.StoredClients, mqtt.StoredSubscriptions,
+	}, []byte{b})
+}
+
+// errRefused ends a connection whose packet the hub refuses.
+var errRefused = errors.New("refused by the hub")
+
+// OnConnect authenticates the device. It runs before mochi's own
+// authentication step so that failures get CONNACK 5 "not authorized", the
+// code the hub sends for every auth or identity failure (digest §1.3).
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if pk.ProtocolVersion != 4 {
+		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
+		return errRefused
+	}
+	dev, err := h.authenticate(cl, pk)
+	if err != nil {
+		h.b.log.Info("mqtt connection refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", err)
+		_ = h.b.srv.SendConnack(cl, packets.ErrNotAuthorized, false, nil)
+		return errRefused
+	}
+	h.b.mu.Lock()
+	h.b.conns[cl.ID] = &conn{dev: dev, cl: cl} // replaced by the newest connection
+	h.b.mu.Unlock()
+	return nil
+}
+
+// authenticate checks the username, then the SAS token in the password or
+// the TLS client certificate.
+func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) {
+	path, params, ok := parseUsername(string(pk.Connect.Username), cl.ID)
+	if !ok {
+		return Device{}, fmt.Errorf("username %q does not name client id %q", pk.Connect.Username, cl.ID)
+	}
+	deviceID, moduleID := identityOf(path)
+	ctx := context.Background()
+	id, err := h.b.cfg.Identities.Get(ctx, deviceID, moduleID)
+	if err != nil {
+		return Device{}, err
+	}
+	if id.Status != registry.StatusEnabled {
+		return Device{}, fmt.Errorf("%s is disabled", path)
+	}
+	dev := Device{DeviceID: deviceID, ModuleID: moduleID, AuthMethod: "sas"}
+	if password := string(pk.Connect.Password); password != "" {
+		if err := h.b.cfg.Auth.Device(password, deviceID, moduleID, id.Auth.PrimaryKey, id.Auth.SecondaryKey); err != nil {
+			return Device{}, err
+		}
+	} else if err := h.verifyCertificate(cl, id); err != nil {
+		return Device{}, err
+	} else {
+		dev.AuthMethod = "x509"
+	}
+	// PnP devices announce their model in the username (digest §1.2).
+	if err := h.b.cfg.Identities.SetConnection(ctx, deviceID, moduleID, registry.Connected, params.Get("model-id")); err != nil {
+		return Device{}, err
+	}
+	return dev, nil
+}
+
+// verifyCertificate checks an X.509 device's TLS client certificate: by
+// thumbprint for selfSigned, by chain to a registered CA (with the device id
+// as subject CN) for certificateAuthority.
+func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
+	tc, ok := cl.Net.Conn.(*tls.Conn)
+	if !ok {
+		return errors.New("no password and no TLS client certificate")
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return errors.New("no password and no TLS client certificate")
+	}
+	leaf := certs[0]
+	switch id.Auth.Type {
+	case registry.AuthSelfSigned:
+		s1 := sha1.Sum(leaf.Raw)
+		s256 := sha256.Sum256(leaf.Raw)
+		for _, tp := range []string{id.Auth.PrimaryThumbprint, id.Auth.SecondaryThumbprint} {
+			if tp != "" && (strings.EqualFold(tp, hex.EncodeToString(s1[:])) || strings.EqualFold(tp, hex.EncodeToString(s256[:]))) {
+				return nil
+			}
+		}
+		return errors.New("certificate thumbprint does not match the device's")
+	case registry.AuthCertificateAuthority:
+		if h.b.cfg.DeviceCAs == nil {
+			return errors.New("no device CA is registered (--device-ca)")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range certs[1:] {
+			inter.AddCert(c)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: h.b.cfg.DeviceCAs, Intermediates: inter,
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageAny}}); err != nil {
+			return fmt.Errorf("certificate chain: %w", err)
+		}
+		want := id.DeviceID
+		if id.ModuleID != "" {
+			want += "/" + id.ModuleID
+		}
+		if leaf.Subject.CommonName != want {
+			return fmt.Errorf("certificate CN %q is not %q", leaf.Subject.CommonName, want)
+		}
+		return nil
+	}
+	return fmt.Errorf("authentication type %q needs a SAS token", id.Auth.Type)
+}
+
+// OnConnectAuthenticate accepts what OnConnect already authenticated.
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	c, ok := h.b.live(cl.ID)
+	return ok && c.cl == cl
+}
+
+func (h *hook) device(cl *mqtt.Client) (Device, bool) {
+	c, ok := h.b.live(cl.ID)
+	if !ok || c.cl != cl {
+		return Device{}, false
+	}
+	return c.dev, true
+}
+
+// OnSessionEstablished records the connection and forgets stored
+// subscriptions when a clean session replaced a persistent one.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	dev, ok := h.device(cl)
+	if !ok {
+		return
+	}
+	if pk.Connect.Clean && h.b.cfg.Sessions != nil {
+		_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
+	}
+	h.b.log.Info("device connected", "device", dev.DeviceID, "module", dev.ModuleID, "auth", dev.AuthMethod,
+		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "clean", pk.Connect.Clean)
+	h.changed(dev)
+}
+
+func (h *hook) changed(dev Device) {
+	if h.b.handlers.SessionChanged != nil {
+		h.b.handlers.SessionChanged(dev)
+	}
+}
+
+// OnDisconnect records the disconnection, unless a newer connection of the
+// same device took over, and drops a clean session's stored state.
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	if cl.Net.Conn == nil {
+		return // a session restored from storage at start
+	}
+	h.b.mu.Lock()
+	c, ok := h.b.conns[cl.ID]
+	mine := ok && c.cl == cl
+	if mine {
+		delete(h.b.conns, cl.ID)
+	}
+	h.b.mu.Unlock()
+	if !mine {
+		return
+	}
+	if expire && h.b.cfg.Sessions != nil {
+		_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
+	}
+	_ = h.b.cfg.Identities.SetConnection(context.Background(), c.dev.DeviceID, c.dev.ModuleID, registry.Disconnected, "")
+	h.b.log.Info("device disconnected", "device", c.dev.DeviceID, "module", c.dev.ModuleID, "reason", err)
+	h.changed(c.dev)
+}
+
+// OnPacketRead closes the connection on what the hub refuses outright: QoS 2
+// publishes (digest §1.4) and publishes outside the device's own topics,
+// whatever their QoS (mochi would drop a QoS 0 one silently).
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type != packets.Publish {
+		return pk, nil
+	}
+	dev, ok := h.device(cl)
+	if !ok {
+		return pk, errRefused
+	}
+	if pk.FixedHeader.Qos > 1 {
+		h.b.log.Info("publish refused: QoS 2 is not supported", "device", dev.ClientID(), "topic", pk.TopicName)
+		return pk, errRefused
+	}
+	if !mayPublish(dev, pk.TopicName) {
+		h.b.log.Info("publish refused: not the device's topic", "device", dev.ClientID(), "topic", pk.TopicName)
+		return pk, errRefused
+	}
+	return pk, nil
+}
+
+// OnACLCheck confines a device to its own topics (digest §1.5).
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	dev, ok := h.device(cl)
+	if !ok {
+		return false
+	}
+	if write {
+		return mayPublish(dev, topic)
+	}
+	return maySubscribe(dev, topic)
+}
+
+func mayPublish(dev Device, topic string) bool {
+	r := route(topic)
+	switch r.Kind {
+	case RouteTelemetry:
+		return r.DeviceID == dev.DeviceID && r.ModuleID == dev.ModuleID
+	case RouteTwinGet, RouteTwinPatchReported, RouteMethodResponse:
+		return true
+	}
+	return false
+}
+
+func maySubscribe(dev Device, filter string) bool {
+	switch filter {
+	case "$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#", "$iothub/methods/POST/#":
+		return true
+	}
+	if dev.ModuleID == "" {
+		return filter == "devices/"+dev.DeviceID+"/messages/devicebound/#"
+	}
+	base := "devices/" + dev.DeviceID + "/modules/" + dev.ModuleID + "/"
+	// Module input filters differ per SDK; the hub accepts them and never
+	// publishes on them (module inputs are an IoT Edge feature).
+	return filter == base+"#" || filter == base+"inputs/#" || filter == base+"messages/devicebound/#"
+}
+
+// OnSubscribe lets mochi grant QoS 1 for a QoS 2 request (MaximumQos).
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet { return pk }
+
+// OnSubscribed stores a persistent session's subscriptions, so they survive
+// reconnects and restarts: the SDKs never subscribe again (sdk-behavior §3.2).
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	dev, ok := h.device(cl)
+	if !ok {
+		return
+	}
+	if !cl.Properties.Clean && h.b.cfg.Sessions != nil {
+		for i, f := range pk.Filters {
+			if i < len(codes) && codes[i] <= 1 {
+				if err := h.b.cfg.Sessions.SaveSubscription(context.Background(), Subscription{ClientID: cl.ID, Filter: f.Filter, QoS: codes[i]}); err != nil {
+					h.b.log.Error("store subscription", "client", cl.ID, "error", err)
+				}
+			}
+		}
+	}
+	h.changed(dev)
+}
+
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if cl.Properties.Clean || h.b.cfg.Sessions == nil {
+		return
+	}
+	for _, f := range pk.Filters {
+		_ = h.b.cfg.Sessions.DeleteSubscription(context.Background(), cl.ID, f.Filter)
+	}
+}
+
+// StoredClients and StoredSubscriptions restore persistent sessions at start.
+func (h *hook) StoredClients() ([]storage.Client, error) {
+	if h.b.cfg.Sessions == nil {
+		return nil, nil
+	}
+	subs, err := h.b.cfg.Sessions.Subscriptions(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []storage.Client
+	for _, s := range subs {
+		if !seen[s.ClientID] {
+			seen[s.ClientID] = true
+			out = append(out, storage.Client{ID: s.ClientID, ProtocolVersion: 4, Clean: false})
+		}
+	}
+	return out, nil
+}
+
+func (h *hook) StoredSubscriptions() ([]storage.Subscription, error) {
+	if h.b.cfg.Sessions == nil {
+		return nil, nil
+	}
+	subs, err := h.b.cfg.Sessions.Subscriptions(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storage.Subscription, len(subs))
+	for i, s := range subs {
+		out[i] = storage.Subscription{Client: s.ClientID, Filter: s.Filter, Qos: s.QoS}
+	}
+	return out, nil
+}
+
+// OnPublish hands hub topics to the domain. Every device publish is consumed
+// by the hub (CodeSuccessIgnore: acked, never forwarded). Work that must be
+// durable happens here, before mochi writes the PUBACK, so "acked" means
+// "stored"; a storage failure returns ErrRejectPacket and sends no PUBACK.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	dev, ok := h.device(cl)
+	if !ok {
+		return pk, packets.ErrRejectPacket
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r := route(pk.TopicName)
+	hd := h.b.handlers
+	switch r.Kind {
+	case RouteTwinGet:
+		if hd.TwinGet == nil {
+			h.twinError(dev, r.RID, iothub.Errorf(iothub.InvalidOperation, "Twins are not available."))
+			break
+		}
+		body, err := hd.TwinGet(ctx, dev)
+		if err != nil {
+			if h.twinError(dev, r.RID, err) {
+				return pk, packets.ErrRejectPacket
+			}
+			break
+		}
+		_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/200/?$rid="+r.RID, body)
+	case RouteTwinPatchReported:
+		if hd.TwinPatchReported == nil {
+			h.twinError(dev, r.RID, iothub.Errorf(iothub.InvalidOperation, "Twins are not available."))
+			break
+		}
+		v, err := hd.TwinPatchReported(ctx, dev, pk.Payload)
+		if err != nil {
+			if h.twinError(dev, r.RID, err) {
+				return pk, packets.ErrRejectPacket
+			}
+			break
+		}
+		_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/204/?$rid="+r.RID+"&$version="+strconv.FormatInt(v, 10), nil)
+	case RouteMethodResponse:
+		if hd.MethodResponse != nil {
+			hd.MethodResponse(dev, r.RID, r.Status, pk.Payload)
+		}
+	case RouteTelemetry:
+		if hd.Telemetry != nil {
+			if err := hd.Telemetry(ctx, dev, ParsePropertyBag(r.PropertyBag), pk.Payload); err != nil {
+				var he *iothub.Error
+				if errors.As(err, &he) {
+					// A message the hub refuses (too large): it closes the connection.
+					h.b.log.Info("telemetry refused", "device", dev.ClientID(), "error", err)
+					cl.Stop(err)
+				} else {
+					h.b.log.Error("telemetry not stored", "device", dev.ClientID(), "error", err)
+				}
+				return pk, packets.ErrRejectPacket
+			}
+		}
+	}
+	return pk, packets.CodeSuccessIgnore
+}
+
+// twinError answers a twin request with the hub's error status and a JSON
+// body carrying errorCode (Node only notices errors through it, sdk-behavior
+// §3.7). It reports whether the failure was internal, in which case the
+// publish is not acknowledged.
+func (h *hook) twinError(dev Device, rid string, err error) (internal bool) {
+	code := iothub.CodeOf(err)
+	body := ErrorBody(err)
+	_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/"+strconv.Itoa(code.Status())+"/?$rid="+rid, body)
+	if code == iothub.ServerError {
+		h.b.log.Error("twin request failed", "device", dev.ClientID(), "error", err)
+		return true
+	}
+	return false
+}

@@ -1,0 +1,172 @@
+package broker
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// netListener adapts a listener the hub already bound (so bind errors come
+// back to the caller at once, and port 0 works) to mochi's Listener.
+type netListener struct {
+	id  string
+	l   net.Listener
+	end atomic.Bool
+}
+
+func (l *netListener) ID() string              { return l.id }
+func (l *netListener) Address() string         { return l.l.Addr().String() }
+func (l *netListener) Protocol() string        { return "tcp" }
+func (l *netListener) Init(*slog.Logger) error { return nil }
+
+func (l *netListener) Serve(establish listeners.EstablishFn) {
+	for {
+		c, err := l.l.Accept()
+		if err != nil {
+			if l.end.Load() {
+				return
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		go func() { _ = establish(l.id, c) }()
+	}
+}
+
+func (l *netListener) Close(closeClients listeners.CloseFn) {
+	if l.end.CompareAndSwap(false, true) {
+		_ = l.l.Close()
+		closeClients(l.id)
+	}
+}
+
+// wsListener serves MQTT over WebSockets from the hub's HTTPS server, at
+// /$iothub/websocket, as the SDKs' WebSocket transports expect.
+type wsListener struct {
+	id        string
+	mu        sync.RWMutex
+	establish listeners.EstablishFn
+	upgrader  websocket.Upgrader
+	end       atomic.Bool
+}
+
+func newWSListener(id string) *wsListener {
+	return &wsListener{id: id, upgrader: websocket.Upgrader{
+		CheckOrigin:     func(*http.Request) bool { return true },
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+	}}
+}
+
+func (l *wsListener) ID() string              { return l.id }
+func (l *wsListener) Address() string         { return "/$iothub/websocket" }
+func (l *wsListener) Protocol() string        { return "wss" }
+func (l *wsListener) Init(*slog.Logger) error { return nil }
+
+func (l *wsListener) Serve(establish listeners.EstablishFn) {
+	l.mu.Lock()
+	l.establish = establish
+	l.mu.Unlock()
+}
+
+func (l *wsListener) Close(closeClients listeners.CloseFn) {
+	if l.end.CompareAndSwap(false, true) {
+		closeClients(l.id)
+	}
+}
+
+// ServeHTTP upgrades the request and runs an MQTT session over it. The
+// sub-protocol is matched case-insensitively and echoed as offered: the C
+// SDK offers "MQTT", the others "mqtt" (digest §1.1).
+func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.mu.RLock()
+	establish := l.establish
+	l.mu.RUnlock()
+	if establish == nil || l.end.Load() {
+		http.Error(w, "MQTT over WebSocket is not available", http.StatusServiceUnavailable)
+		return
+	}
+	var proto string
+	for _, p := range websocket.Subprotocols(r) {
+		if strings.EqualFold(p, "mqtt") {
+			proto = p
+			break
+		}
+	}
+	if proto == "" {
+		http.Error(w, "the WebSocket sub-protocol must be mqtt", http.StatusBadRequest)
+		return
+	}
+	h := http.Header{}
+	h.Set("Sec-WebSocket-Protocol", proto)
+	up := l.upgrader
+	c, err := up.Upgrade(w, r, h)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c})
+}
+
+// wsConn presents a WebSocket as a net.Conn carrying binary frames.
+type wsConn struct {
+	net.Conn
+	ws *websocket.Conn
+	r  interface{ Read([]byte) (int, error) }
+	wm sync.Mutex
+}
+
+func (c *wsConn) Read(p []byte) (int, error) {
+	for {
+		if c.r == nil {
+			t, r, err := c.ws.NextReader()
+			if err != nil {
+				return 0, err
+			}
+			if t != websocket.BinaryMessage {
+				continue
+			}
+			c.r = r
+		}
+		n, err := c.r.Read(p)
+		if err != nil {
+			c.r = nil // any error ends this frame; EOF just means the next one
+			if !errors.Is(err, io.EOF) {
+				return n, err
+			}
+			if n == 0 {
+				continue
+			}
+		}
+		return n, nil
+	}
+}
+
+func (c *wsConn) Write(p []byte) (int, error) {
+	c.wm.Lock()
+	defer c.wm.Unlock()
+	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *wsConn) SetDeadline(t time.Time) error {
+	if err := c.ws.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.ws.SetWriteDeadline(t)
+}
+func (c *wsConn) SetReadDeadline(t time.Time) error  { return c.ws.SetReadDeadline(t) }
+func (c *wsConn) SetWriteDeadline(t time.Time) error { return c.ws.SetWriteDeadline(t) }

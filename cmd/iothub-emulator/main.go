@@ -1,0 +1,177 @@
+// Command iothub-emulator runs a local Azure IoT Hub: MQTT for devices, the
+// service REST API, SAS security and TLS, with its state in SQLite.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/hub"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "iothub-emulator:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// options are the command's flags; each also reads IOTHUB_EMULATOR_<FLAG>.
+type options struct {
+	bind                                     string
+	mqttsPort, httpsPort, mqttPort, httpPort int
+	hostname, dataDir                        string
+	inMemory                                 bool
+	tlsCert, tlsKey                          string
+	tlsSANs, deviceCAs                       stringList
+	ownerKey, logLevel, logFormat            string
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("iothub-emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.bind, "bind", "127.0.0.1", "address to listen on (0.0.0.0 for all interfaces)")
+	fs.IntVar(&o.mqttsPort, "mqtts-port", 8883, "MQTT over TLS port, as devices use it (0 disables)")
+	fs.IntVar(&o.httpsPort, "https-port", 443, "HTTPS port: service REST API and MQTT over WebSockets (0 disables)")
+	fs.IntVar(&o.mqttPort, "mqtt-port", 1883, "plain MQTT port for raw clients (0 disables)")
+	fs.IntVar(&o.httpPort, "http-port", 8080, "plain HTTP port for curl and scripts (0 disables)")
+	fs.StringVar(&o.hostname, "hostname", "localhost", "the hub's host name, used in certificates, SAS resource URIs and connection strings")
+	fs.StringVar(&o.dataDir, "data-dir", "./data", "directory for the database and generated certificates")
+	fs.BoolVar(&o.inMemory, "in-memory", false, "keep nothing on disk (for tests)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM chain) to use instead of the generated one")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key of --tls-cert")
+	fs.Var(&o.tlsSANs, "tls-san", "extra DNS name or IP for the generated certificate (repeatable)")
+	fs.Var(&o.deviceCAs, "device-ca", "CA certificate file for certificateAuthority X.509 devices (repeatable)")
+	fs.StringVar(&o.ownerKey, "owner-key", "", "base64 key of the iothubowner policy (default: the well-known key)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: iothub-emulator [flags]\n\nA local Azure IoT Hub. Every flag can also be set as IOTHUB_EMULATOR_<FLAG>,\ne.g. IOTHUB_EMULATOR_HTTPS_PORT=8443. Flags win over the environment.\n\n")
+		fs.PrintDefaults()
+	}
+	// The environment sets defaults; flags given on the command line win.
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		name := "IOTHUB_EMULATOR_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			for _, part := range splitList(f, v) {
+				if err := f.Value.Set(part); err != nil && envErr == nil {
+					envErr = fmt.Errorf("%s=%q: %v", name, v, err)
+				}
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	return o, nil
+}
+
+// splitList lets repeatable flags take comma-separated values from the environment.
+func splitList(f *flag.Flag, v string) []string {
+	if _, ok := f.Value.(*stringList); ok {
+		return strings.Split(v, ",")
+	}
+	return []string{v}
+}
+
+func (o *options) config(log *slog.Logger) hub.Config {
+	addr := func(port int) string {
+		if port == 0 {
+			return ""
+		}
+		return net.JoinHostPort(o.bind, strconv.Itoa(port))
+	}
+	return hub.Config{
+		Hostname:  o.hostname,
+		MQTTSAddr: addr(o.mqttsPort), HTTPSAddr: addr(o.httpsPort), MQTTAddr: addr(o.mqttPort), HTTPAddr: addr(o.httpPort),
+		FallbackPorts: true,
+		DataDir:       o.dataDir, InMemory: o.inMemory,
+		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
+		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
+		Logger: log,
+	}
+}
+
+func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	switch o.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, hopts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, hopts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", o.logFormat)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	start := time.Now()
+	h, err := hub.Open(ctx, o.config(log))
+	if err != nil {
+		return err
+	}
+	printBanner(stdout, h, time.Since(start))
+	<-ctx.Done()
+	log.Info("shutting down")
+	return h.Close()
+}
+
+func printBanner(w io.Writer, h *hub.Hub, took time.Duration) {
+	fmt.Fprintf(w, "IoT Hub emulator ready in %s\n", took.Round(time.Millisecond))
+	for _, l := range []struct{ name, what string }{
+		{"mqtts", "MQTT over TLS (devices)"},
+		{"https", "HTTPS: REST API, MQTT over WebSockets at /$iothub/websocket"},
+		{"mqtt", "MQTT, no TLS"},
+		{"http", "HTTP: REST API, no TLS"},
+	} {
+		if a := h.Addr(l.name); a != "" {
+			fmt.Fprintf(w, "  %-6s %-22s %s\n", l.name, a, l.what)
+		}
+	}
+	fmt.Fprintf(w, "  CA certificate to trust: %s\n", h.CACertFile())
+	fmt.Fprintf(w, "  Service connection string:\n    %s\n", h.ServiceConnectionString(""))
+	for _, warn := range h.Warnings {
+		fmt.Fprintf(w, "  WARNING: %s\n", warn)
+	}
+}

@@ -1,0 +1,58 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+)
+
+// trackingID mimics the hub's "Tracking ID:<32 hex>-G:<n>-TimeStamp:<..>";
+// the Go SDK wants a non-empty ExceptionMessage (digest §3.1).
+func trackingID(now time.Time) string {
+	id := uuid.New()
+	return fmt.Sprintf("Tracking ID:%x-G:0-TimeStamp:%s", id[:], now.Format("01/02/2006 15:04:05"))
+}
+
+// methodErrorCodes use the hub's second error body form, with a JSON
+// document inside Message (digest §7.1, Format B).
+var methodErrorCodes = map[iothub.Code]bool{iothub.DeviceNotOnline: true, iothub.GatewayTimeout: true}
+
+// writeError is the one place where an error becomes an HTTP response: the
+// status is the code's, the body the hub's {"Message","ExceptionMessage"}
+// form, and the iothub-errorcode header names the code.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := iothub.CodeOf(err)
+	msg := iothub.MessageOf(err)
+	if code == iothub.ServerError {
+		s.Logger.Error("internal error", "method", r.Method, "path", r.URL.EscapedPath(), "error", err)
+	} else {
+		s.Logger.Info("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "code", int(code), "error", msg)
+	}
+	now := time.Now().UTC()
+	var body any
+	if methodErrorCodes[code] {
+		info := map[string]any{}
+		if e, ok := err.(*iothub.Error); ok && e.Info != nil {
+			info = e.Info
+		}
+		inner, _ := json.Marshal(map[string]any{
+			"errorCode": int(code), "trackingId": trackingID(now), "message": msg,
+			"info": info, "timestampUtc": now.Format("2006-01-02T15:04:05.0000000Z"),
+		})
+		body = map[string]string{"Message": string(inner), "ExceptionMessage": ""}
+	} else {
+		body = map[string]string{
+			"Message":          "ErrorCode:" + code.Name() + ";" + msg,
+			"ExceptionMessage": trackingID(now),
+		}
+	}
+	// Lower-case header names as the hub writes them; net/http would
+	// canonicalise them through Header.Set (digest §3.0).
+	w.Header()["iothub-errorcode"] = []string{code.Name()}
+	_ = writeJSON(w, code.Status(), body)
+}

@@ -1,0 +1,198 @@
+// Package httpapi is the hub's service REST API (and the device HTTPS API):
+// a thin gorilla/mux layer that authorizes each call by policy permission,
+// decodes the hub's JSON, calls the domain services and writes the hub's
+// responses. writeError is the only place that turns an error into a status.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/sasauth"
+)
+
+// Server holds the REST API's dependencies.
+type Server struct {
+	Auth     *sasauth.Authenticator
+	Registry *registry.Service
+	Logger   *slog.Logger
+	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
+	WebSocket http.Handler
+	// CACert is served at /_emulator/ca.pem.
+	CACert []byte
+	// Ready is reported by /_emulator/health.
+	Ready func() bool
+
+	extra []route
+}
+
+type route struct {
+	path    string
+	need    sasauth.Rights
+	h       handlerFunc
+	methods []string
+}
+
+// maxBody bounds request bodies; the hub's largest (bulk import of 100
+// devices with twins, direct-method payloads of 128 KB) fit well within it.
+const maxBody = 4 << 20
+
+// Handler builds the router.
+func (s *Server) Handler() http.Handler {
+	r := mux.NewRouter().UseEncodedPath()
+	r.SkipClean(true)
+	if s.WebSocket != nil {
+		r.Handle("/$iothub/websocket", s.WebSocket)
+	}
+
+	// Emulator-only endpoints live under /_emulator, apart from the hub's API.
+	r.HandleFunc("/_emulator/health", s.health).Methods(http.MethodGet)
+	r.HandleFunc("/_emulator/ca.pem", s.caPEM).Methods(http.MethodGet)
+
+	reg := func(path string, need sasauth.Rights, h handlerFunc, methods ...string) {
+		r.Handle(path, s.hub(need, h)).Methods(methods...)
+	}
+	reg("/devices", sasauth.RegistryRead, s.listDevices, http.MethodGet)
+	reg("/devices/", sasauth.RegistryRead, s.listDevices, http.MethodGet) // Node sends the trailing slash
+	reg("/devices/{id}", sasauth.RegistryRead, s.getDevice, http.MethodGet)
+	reg("/devices/{id}", sasauth.RegistryWrite, s.putDevice, http.MethodPut)
+	reg("/devices/{id}", sasauth.RegistryWrite, s.deleteDevice, http.MethodDelete)
+	reg("/devices/{id}/modules", sasauth.RegistryRead, s.listModules, http.MethodGet)
+	reg("/devices/{id}/modules/{mid}", sasauth.RegistryRead, s.getModule, http.MethodGet)
+	reg("/devices/{id}/modules/{mid}", sasauth.RegistryWrite, s.putModule, http.MethodPut)
+	reg("/devices/{id}/modules/{mid}", sasauth.RegistryWrite, s.deleteModule, http.MethodDelete)
+	reg("/statistics/devices", sasauth.RegistryRead, s.deviceStats, http.MethodGet)
+	reg("/statistics/service", sasauth.ServiceConnect, s.serviceStats, http.MethodGet)
+	for _, x := range s.extra {
+		reg(x.path, x.need, x.h, x.methods...)
+	}
+
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.writeError(w, req, iothub.Errorf(iothub.GenericNotFound, "The requested resource %s does not exist.", req.URL.Path))
+	})
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
+	})
+	return s.logRequests(r)
+}
+
+// Route adds a hub route before Handler is called, with the same auth,
+// api-version and error handling as the built-in ones.
+func (s *Server) Route(path string, need sasauth.Rights, h func(w http.ResponseWriter, r *http.Request) error, methods ...string) {
+	s.extra = append(s.extra, route{path, need, h, methods})
+}
+
+type handlerFunc = func(w http.ResponseWriter, r *http.Request) error
+
+// hub wraps a handler with the hub's request rules: an api-version is
+// required (any value the SDKs send is accepted), and the SAS token must
+// grant need.
+func (s *Server) hub(need sasauth.Rights, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("api-version") == "" {
+			s.writeError(w, r, iothub.Errorf(iothub.InvalidProtocolVersion, "BadRequest"))
+			return
+		}
+		if _, err := s.Auth.Service(r.Header.Get("Authorization"), need); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// statusRecorder captures the status for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController and the WebSocket upgrader reach the
+// underlying connection.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/$iothub/websocket" {
+			next.ServeHTTP(w, r) // a long-lived MQTT session, logged by the broker
+			return
+		}
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		s.Logger.Info("http request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status,
+			"duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// writeJSON writes v with the content type the SDKs require to parse a body
+// at all (sdk-behavior.md §0.3).
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, err = w.Write(b)
+	return err
+}
+
+// readJSON decodes a request body; encoding/json matches member names
+// case-insensitively, as the hub does (Go's SDK sends "Query").
+func readJSON(r *http.Request, v any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return iothub.Errorf(iothub.MessageTooLarge, "The request body is larger than %d bytes.", mbe.Limit)
+		}
+		return iothub.Wrap(iothub.ArgumentInvalid, err, "The request body could not be read.")
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return iothub.Errorf(iothub.ArgumentNull, "The request body is empty.")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return iothub.Errorf(iothub.ArgumentInvalid, "The request body is not valid JSON: %v", err)
+	}
+	return nil
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	ok := s.Ready == nil || s.Ready()
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "starting"}[ok]})
+}
+
+func (s *Server) caPEM(w http.ResponseWriter, r *http.Request) {
+	if len(s.CACert) == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-pem-file")
+	_, _ = w.Write(s.CACert)
+}
+
+// ctx bounds a handler's work by the request's life.
+func ctx(r *http.Request) context.Context { return r.Context() }

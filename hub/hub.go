@@ -1,0 +1,372 @@
+// Package hub wires the emulator together: storage, domain services, the
+// MQTT broker and the REST API, on listeners it binds itself. It is what the
+// command and the test helper start, and the only package that knows every
+// other one.
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/broker"
+	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/sqlite"
+)
+
+// Config configures a hub. The zero value of an address disables that
+// listener; DefaultConfig gives the ports the SDKs hard-code.
+type Config struct {
+	// Hostname is the hub's host name: in certificates, SAS resource URIs
+	// and printed connection strings.
+	Hostname string
+	// MQTTSAddr serves MQTT over TLS (8883), HTTPSAddr the REST API and MQTT
+	// over WebSockets over TLS (443), MQTTAddr and HTTPAddr the same
+	// without TLS (1883, 8080).
+	MQTTSAddr, HTTPSAddr, MQTTAddr, HTTPAddr string
+	// FallbackPorts moves a listener whose privileged port cannot be bound
+	// (a non-root user) to 8443 for 443, port+8000 otherwise, and says so in
+	// Warnings.
+	FallbackPorts bool
+	// DataDir holds the database and the generated certificates; InMemory
+	// keeps nothing on disk but a temporary copy of the CA for clients.
+	DataDir  string
+	InMemory bool
+	// TLSCertFile and TLSKeyFile replace the generated certificate.
+	TLSCertFile, TLSKeyFile string
+	// TLSSANs are extra names for the generated server certificate.
+	TLSSANs []string
+	// OwnerKey replaces the well-known iothubowner key.
+	OwnerKey string
+	// DeviceCAFiles are CA certificates that sign certificateAuthority devices.
+	DeviceCAFiles []string
+	Logger        *slog.Logger
+}
+
+// DefaultConfig is what `iothub-emulator` runs with no flags.
+func DefaultConfig() Config {
+	return Config{
+		Hostname:      "localhost",
+		MQTTSAddr:     "127.0.0.1:8883",
+		HTTPSAddr:     "127.0.0.1:443",
+		MQTTAddr:      "127.0.0.1:1883",
+		HTTPAddr:      "127.0.0.1:8080",
+		FallbackPorts: true,
+		DataDir:       "./data",
+	}
+}
+
+// Hub is a running emulator.
+type Hub struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *sqlite.DB
+	broker   *broker.Broker
+	servers  []*http.Server
+	listener map[string]net.Listener
+	caPEM    []byte
+	caFile   string
+	tmpDir   string
+	policies []sasauth.Policy
+
+	// Registry is the identity registry service.
+	Registry *registry.Service
+	// Warnings are start-up notes for the banner (e.g. a fallback port).
+	Warnings []string
+}
+
+// Open binds every listener, opens the database and starts serving. It
+// returns only when the hub is ready; bind errors come back here.
+func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	h = &Hub{cfg: cfg, log: log, listener: map[string]net.Listener{}}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+
+	dbPath := ""
+	if !cfg.InMemory {
+		if cfg.DataDir == "" {
+			return nil, errors.New("a data directory is required unless running in memory")
+		}
+		dbPath = filepath.Join(cfg.DataDir, "iothub.db")
+	}
+	if h.db, err = sqlite.Open(ctx, dbPath); err != nil {
+		return nil, fmt.Errorf("open the database: %w", err)
+	}
+	regStore := &sqlite.RegistryStore{DB: h.db}
+	// No connection survives a restart.
+	if err := regStore.SetAllDisconnected(ctx); err != nil {
+		return nil, err
+	}
+
+	certs, err := h.loadCerts()
+	if err != nil {
+		return nil, err
+	}
+	h.caPEM = certs.caPEM
+	if err := h.writeCAFile(); err != nil {
+		return nil, err
+	}
+	deviceCAs, err := loadDeviceCAs(cfg.DeviceCAFiles)
+	if err != nil {
+		return nil, err
+	}
+
+	h.policies = sasauth.DefaultPolicies(cfg.OwnerKey)
+	auth := &sasauth.Authenticator{Policies: h.policies}
+	h.Registry = &registry.Service{Store: regStore}
+	h.broker = broker.New(broker.Config{
+		Auth: auth, Identities: h.Registry, Sessions: &sqlite.SessionStore{DB: h.db},
+		DeviceCAs: deviceCAs, Logger: log,
+	})
+	h.Registry.Sessions = sessionCloser{h.broker}
+
+	api := &httpapi.Server{
+		Auth: auth, Registry: h.Registry, Logger: log.With("component", "http"),
+		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
+	}
+	h.wire(api)
+
+	serverTLS := &tls.Config{
+		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2
+		Certificates: []tls.Certificate{certs.server},
+		NextProtos:   []string{"http/1.1"},
+	}
+	mqttTLS := serverTLS.Clone()
+	mqttTLS.NextProtos = nil
+	// Client certificates are requested, never required, so SAS devices
+	// connect as before; X.509 devices are checked in the broker's hook.
+	mqttTLS.ClientAuth = tls.RequestClientCert
+
+	for _, l := range []struct {
+		name, addr string
+		tls        *tls.Config
+	}{
+		{"mqtts", cfg.MQTTSAddr, mqttTLS},
+		{"mqtt", cfg.MQTTAddr, nil},
+		{"https", cfg.HTTPSAddr, serverTLS},
+		{"http", cfg.HTTPAddr, nil},
+	} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := h.bind(l.name, l.addr)
+		if err != nil {
+			return nil, err
+		}
+		if l.tls != nil {
+			ln = tls.NewListener(ln, l.tls)
+		}
+		h.listener[l.name] = ln
+	}
+	for _, name := range []string{"mqtts", "mqtt"} {
+		if ln, ok := h.listener[name]; ok {
+			if err := h.broker.AddListener(name, ln); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := h.broker.Start(); err != nil {
+		return nil, fmt.Errorf("start the MQTT broker: %w", err)
+	}
+	handler := api.Handler()
+	for _, name := range []string{"https", "http"} {
+		ln, ok := h.listener[name]
+		if !ok {
+			continue
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		h.servers = append(h.servers, srv)
+		go func() { _ = srv.Serve(ln) }()
+	}
+	return h, nil
+}
+
+// bind listens on addr; with FallbackPorts, a privileged port refused for
+// lack of permission moves elsewhere (see Config.FallbackPorts).
+func (h *Hub) bind(name, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	if h.cfg.FallbackPorts && errors.Is(err, syscall.EACCES) && p > 0 && p < 1024 {
+		alt := net.JoinHostPort(host, strconv.Itoa(p+8000))
+		if p == 443 {
+			alt = net.JoinHostPort(host, "8443")
+		}
+		if ln, err2 := net.Listen("tcp", alt); err2 == nil {
+			h.Warnings = append(h.Warnings, fmt.Sprintf(
+				"%s: port %d needs root or CAP_NET_BIND_SERVICE; serving on %s instead. The official SDKs only use %d: run as root, or `sudo setcap cap_net_bind_service=+ep $(which iothub-emulator)`.",
+				name, p, ln.Addr(), p))
+			return ln, nil
+		}
+	}
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s listener: %s is already in use (another emulator or broker?); choose another port with --%s-port or stop the other process", name, addr, name)
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return nil, fmt.Errorf("%s listener: no permission to bind %s; run as root, grant CAP_NET_BIND_SERVICE, or choose another port with --%s-port", name, addr, name)
+	}
+	return nil, fmt.Errorf("%s listener: %w", name, err)
+}
+
+func (h *Hub) loadCerts() (*certSet, error) {
+	if h.cfg.TLSCertFile != "" || h.cfg.TLSKeyFile != "" {
+		return userCerts(h.cfg.TLSCertFile, h.cfg.TLSKeyFile)
+	}
+	names := []string{h.cfg.Hostname, "localhost", "127.0.0.1", "::1"}
+	names = append(names, h.cfg.TLSSANs...)
+	seen := map[string]bool{}
+	uniq := names[:0]
+	for _, n := range names {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			uniq = append(uniq, n)
+		}
+	}
+	dir := ""
+	if !h.cfg.InMemory {
+		dir = filepath.Join(h.cfg.DataDir, "certs")
+	}
+	return loadOrCreateCerts(dir, uniq, time.Now())
+}
+
+// writeCAFile gives clients a CA file to point at, also in memory mode.
+func (h *Hub) writeCAFile() error {
+	if !h.cfg.InMemory && h.cfg.TLSCertFile == "" {
+		h.caFile, _ = filepath.Abs(filepath.Join(h.cfg.DataDir, "certs", "ca.pem"))
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "iothub-emulator-")
+	if err != nil {
+		return err
+	}
+	h.tmpDir = dir
+	h.caFile = filepath.Join(dir, "ca.pem")
+	return os.WriteFile(h.caFile, h.caPEM, 0o644)
+}
+
+func loadDeviceCAs(files []string) (*x509.CertPool, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--device-ca: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("--device-ca %s: no PEM certificate found", f)
+		}
+	}
+	return pool, nil
+}
+
+// Close stops every listener and closes the database.
+func (h *Hub) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range h.servers {
+		_ = s.Shutdown(ctx)
+	}
+	if h.broker != nil {
+		_ = h.broker.Close()
+	}
+	for _, ln := range h.listener {
+		_ = ln.Close()
+	}
+	var err error
+	if h.db != nil {
+		err = h.db.Close()
+	}
+	if h.tmpDir != "" {
+		_ = os.RemoveAll(h.tmpDir)
+	}
+	return err
+}
+
+// sessionCloser lets the registry drop and forget a device's MQTT session.
+type sessionCloser struct{ b *broker.Broker }
+
+func (s sessionCloser) CloseSession(deviceID, moduleID string, forget bool) {
+	if forget {
+		s.b.ForgetSession(deviceID, moduleID)
+	} else {
+		s.b.CloseSession(deviceID, moduleID)
+	}
+}
+
+// Addr returns the bound address of a listener ("mqtts", "mqtt", "https",
+// "http"), or "" when it is disabled.
+func (h *Hub) Addr(name string) string {
+	if ln, ok := h.listener[name]; ok {
+		return ln.Addr().String()
+	}
+	return ""
+}
+
+// CACertPEM returns the CA certificate that clients must trust.
+func (h *Hub) CACertPEM() []byte { return h.caPEM }
+
+// CACertFile returns the path of a file holding the CA certificate.
+func (h *Hub) CACertFile() string { return h.caFile }
+
+// Hostname is the hub's host name.
+func (h *Hub) Hostname() string { return h.cfg.Hostname }
+
+// ServiceConnectionString returns the connection string of a policy
+// ("iothubowner" when empty).
+func (h *Hub) ServiceConnectionString(policy string) string {
+	if policy == "" {
+		policy = "iothubowner"
+	}
+	for _, p := range h.policies {
+		if p.Name == policy {
+			return "HostName=" + h.cfg.Hostname + ";SharedAccessKeyName=" + p.Name + ";SharedAccessKey=" + p.PrimaryKey
+		}
+	}
+	return ""
+}
+
+// Policies returns the shared access policies.
+func (h *Hub) Policies() []sasauth.Policy { return h.policies }
+
+// DeviceConnectionString returns a device's (or module's) connection string.
+func (h *Hub) DeviceConnectionString(ctx context.Context, deviceID, moduleID string) (string, error) {
+	id, err := h.Registry.Get(ctx, deviceID, moduleID)
+	if err != nil {
+		return "", err
+	}
+	s := "HostName=" + h.cfg.Hostname + ";DeviceId=" + deviceID
+	if moduleID != "" {
+		s += ";ModuleId=" + moduleID
+	}
+	if id.Auth.Type == registry.AuthSAS {
+		return s + ";SharedAccessKey=" + id.Auth.PrimaryKey, nil
+	}
+	return s + ";x509=true", nil
+}

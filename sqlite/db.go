@@ -1,0 +1,164 @@
+// Package sqlite is the one storage implementation: a SQLite database through
+// modernc.org/sqlite (no cgo), WAL, embedded migrations, and one store type
+// per domain.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	sqlite3 "modernc.org/sqlite"
+	sqlite3lib "modernc.org/sqlite/lib"
+)
+
+//go:embed migration/*.sql
+var migrations embed.FS
+
+// DB holds two pools over one database: a single-connection writer, so
+// writers queue in Go instead of failing with "database is locked", and a
+// reader pool that WAL lets run beside it.
+type DB struct {
+	write *sql.DB
+	read  *sql.DB
+	path  string
+	// Now is the clock for timestamps written by the stores.
+	Now func() time.Time
+}
+
+// Open opens (creating if needed) the database at path and runs pending
+// migrations. An empty path opens a private in-memory database.
+func Open(ctx context.Context, path string) (*DB, error) {
+	db := &DB{path: path, Now: func() time.Time { return time.Now().UTC() }}
+	// Pragmas go in the DSN so every pooled connection gets them (a PRAGMA
+	// run through db.Exec reaches only one connection of the pool).
+	pragmas := "_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
+	if path == "" {
+		// Shared-cache memory databases take table locks; one connection for
+		// both pools keeps it simple and still correct.
+		dsn := "file:mem-" + uuid.NewString() + "?mode=memory&cache=shared&" + pragmas
+		w, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, err
+		}
+		w.SetMaxOpenConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+		db.write, db.read = w, w
+	} else {
+		if err := ensureDir(path); err != nil {
+			return nil, err
+		}
+		base := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + pragmas + "&_pragma=journal_mode(WAL)"
+		w, err := sql.Open("sqlite", base+"&_txlock=immediate")
+		if err != nil {
+			return nil, err
+		}
+		w.SetMaxOpenConns(1)
+		r, err := sql.Open("sqlite", base+"&_pragma=query_only(1)")
+		if err != nil {
+			w.Close()
+			return nil, err
+		}
+		r.SetMaxOpenConns(4)
+		db.write, db.read = w, r
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func ensureDir(path string) error {
+	return mkdirAll(filepath.Dir(path))
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.write.Close()
+	if db.read != db.write {
+		err = errors.Join(err, db.read.Close())
+	}
+	return err
+}
+
+// migrate applies each embedded migration not yet recorded, each in its own
+// transaction, in file-name order.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)`); err != nil {
+		return err
+	}
+	names, err := fs.Glob(migrations, "migration/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := db.WriteTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM migrations WHERE name = ?`, name).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			body, err := fs.ReadFile(migrations, name)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			_, err = tx.ExecContext(ctx, `INSERT INTO migrations (name, applied_at) VALUES (?, ?)`, name, db.Now().Format(time.RFC3339Nano))
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteTx runs fn in a write transaction on the single writer connection and
+// commits if fn returns nil.
+func (db *DB) WriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Reader is the pool for read-only queries.
+func (db *DB) Reader() *sql.DB { return db.read }
+
+// Writer is the single-connection pool for writes outside WriteTx.
+func (db *DB) Writer() *sql.DB { return db.write }
+
+// isUniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure, by
+// SQLite's extended code rather than by message text.
+func isUniqueViolation(err error) bool {
+	var se *sqlite3.Error
+	if errors.As(err, &se) {
+		c := se.Code()
+		return c == sqlite3lib.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3lib.SQLITE_CONSTRAINT_PRIMARYKEY
+	}
+	return false
+}
+
+// NextCounter increments and returns the named counter inside tx.
+func NextCounter(ctx context.Context, tx *sql.Tx, name string) (int64, error) {
+	var v int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO counters(name, value) VALUES (?, 1)
+		ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value`, name).Scan(&v)
+	return v, err
+}
