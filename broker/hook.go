@@ -53,7 +53,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	dev, err := h.authenticate(cl, pk)
 	if err != nil {
 		h.b.log.Info("mqtt connection refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", err)
-		_ = h.b.srv.SendConnack(cl, packets.ErrNotAuthorized, false, nil)
+		// ErrBadUsernameOrPassword is what mochi maps to 3.1.1 code 5.
+		_ = h.b.srv.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil)
 		return errRefused
 	}
 	h.b.mu.Lock()
@@ -208,17 +209,18 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk, nil
 	}
+	// Only ErrRejectPacket makes mochi end the read loop, closing the connection.
 	dev, ok := h.device(cl)
 	if !ok {
-		return pk, errRefused
+		return pk, packets.ErrRejectPacket
 	}
 	if pk.FixedHeader.Qos > 1 {
 		h.b.log.Info("publish refused: QoS 2 is not supported", "device", dev.ClientID(), "topic", pk.TopicName)
-		return pk, errRefused
+		return pk, packets.ErrRejectPacket
 	}
 	if !mayPublish(dev, pk.TopicName) {
 		h.b.log.Info("publish refused: not the device's topic", "device", dev.ClientID(), "topic", pk.TopicName)
-		return pk, errRefused
+		return pk, packets.ErrRejectPacket
 	}
 	return pk, nil
 }

@@ -370,3 +370,8 @@ func (h *Hub) DeviceConnectionString(ctx context.Context, deviceID, moduleID str
 	}
 	return s + ";x509=true", nil
 }
+
+// IsSubscribed reports whether a device's live MQTT connection holds filter.
+func (h *Hub) IsSubscribed(deviceID, moduleID, filter string) bool {
+	return h.broker.IsSubscribed(deviceID, moduleID, filter)
+}
