@@ -1,0 +1,271 @@
+package twins
+
+import (
+	"context"
+	"hash/fnv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+)
+
+// ServicePatch is a service-side twin PATCH (digest §3.4): the tags and
+// desired properties to merge. A nil map means the member was absent; a
+// non-nil empty map is present and counts as a write.
+type ServicePatch struct {
+	Tags    map[string]any
+	Desired map[string]any
+	// Reported carries properties.reported from the request body, if any,
+	// without its $version and $metadata. Reported properties are read-only
+	// for the service, so a non-empty Reported is rejected.
+	Reported map[string]any
+}
+
+// lockStripes is the number of per-twin mutexes. Twins hash onto them, so
+// unrelated twins rarely wait on each other.
+const lockStripes = 256
+
+// Service applies the hub's twin rules over a Store and tells a Notifier
+// about desired changes. Both transports and the jobs runner go through one
+// Service per hub: its per-twin locks are what keeps desired notifications in
+// version order.
+//
+// Lock order: a Service holds one per-twin stripe lock while it runs
+// Store.Update (and so the store's transaction and any store locks) and then
+// Notifier.DesiredChanged. Stripe → store, stripe → notifier; never the
+// reverse. Hence a Notifier must not call into the Service, and a caller must
+// not call the Service while holding a lock its Notifier takes.
+//
+// A Service must not be copied after first use.
+type Service struct {
+	// Store persists the twins. Required.
+	Store Store
+	// Notifier, if not nil, hears about every desired change.
+	Notifier Notifier
+	// Now is the clock for $metadata; nil means time.Now.
+	Now func() time.Time
+	// Limits are the twin limits; zero fields take the hub's values.
+	Limits Limits
+
+	locks [lockStripes]sync.Mutex
+}
+
+// NewService returns a Service with the hub's limits and the real clock.
+// notifier may be nil.
+func NewService(store Store, notifier Notifier) *Service {
+	return &Service{Store: store, Notifier: notifier, Now: time.Now, Limits: DefaultLimits()}
+}
+
+// Get returns the twin. Errors: 404001 DeviceNotFound, 404010 ModuleNotFound.
+func (s *Service) Get(ctx context.Context, key Key) (*Twin, error) {
+	return s.Store.Get(ctx, key)
+}
+
+// PatchService merges a service patch into the twin (PATCH /twins/{id},
+// digest §4.3, §4.4). Tags and desired merge recursively, null deletes. When
+// the patch carries tags or desired, the twin version and etag go up by one;
+// when it carries desired, desired $version goes up by one, $metadata is
+// stamped along the patched paths and the Notifier gets the patch.
+// A patch with neither only checks existence and ifMatch.
+//
+// ifMatch is the If-Match header: "" or "*" (quoted or not) match anything,
+// otherwise it must equal the twin etag (quotes and a W/ prefix are ignored).
+//
+// Errors, with nothing changed: 400004 ArgumentInvalid for reported
+// properties in the patch, a bad name, value or depth, or a section that
+// would grow past its size limit; 412001 PreconditionFailed for a stale
+// ifMatch; 404001/404010 when the twin does not exist.
+func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p ServicePatch) (*Twin, error) {
+	lim := s.Limits.withDefaults()
+	if len(p.Reported) > 0 {
+		return nil, invalid("Reported properties are read-only for the service and cannot be updated.")
+	}
+	tags, desired := NormalizeMap(p.Tags), NormalizeMap(p.Desired)
+	if err := lim.validatePatch(sectionTags, tags); err != nil {
+		return nil, err
+	}
+	if err := lim.validatePatch(sectionDesired, desired); err != nil {
+		return nil, err
+	}
+	if tags == nil && desired == nil {
+		t, err := s.Store.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+			return nil, preconditionFailed()
+		}
+		return t, nil
+	}
+
+	mu := s.lock(key)
+	defer mu.Unlock()
+	ts := FormatTime(s.now())
+	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
+		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+			return preconditionFailed()
+		}
+		newTags := t.Tags
+		if tags != nil {
+			newTags = copyMap(t.Tags)
+			if newTags == nil {
+				newTags = map[string]any{}
+			}
+			merge(newTags, map[string]any{}, tags, stamp{})
+			if err := checkSize(sectionTags, newTags, lim.MaxTagsBytes); err != nil {
+				return err
+			}
+		}
+		newDesired := t.Desired
+		if desired != nil {
+			newDesired = copyProperties(t.Desired)
+			newDesired.Version++
+			merge(newDesired.Data, newDesired.Metadata, desired, stamp{ts: ts, version: newDesired.Version, desired: true})
+			if err := checkSize(sectionDesired, newDesired.Data, lim.MaxDesiredBytes); err != nil {
+				return err
+			}
+		}
+		t.Tags, t.Desired = newTags, newDesired
+		t.Version++
+		t.ETag++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if desired != nil {
+		s.notify(key, desired, t.Desired.Version)
+	}
+	return t, nil
+}
+
+// ReplaceService replaces tags and desired wholesale (PUT /twins/{id},
+// digest §3.4). A nil tags clears the tags (a never-tagged twin stays
+// without them); a nil desired clears desired. Nulls in the documents are
+// dropped. Twin version, etag and desired $version each go up by one,
+// desired $metadata is rebuilt with the new stamp, and the Notifier gets the
+// full new desired document. Reported properties are untouched. Same
+// ifMatch rules and errors as PatchService.
+func (s *Service) ReplaceService(ctx context.Context, key Key, ifMatch string, tags, desired map[string]any) (*Twin, error) {
+	lim := s.Limits.withDefaults()
+	tags, desired = NormalizeMap(tags), NormalizeMap(desired)
+	if err := lim.validatePatch(sectionTags, tags); err != nil {
+		return nil, err
+	}
+	if err := lim.validatePatch(sectionDesired, desired); err != nil {
+		return nil, err
+	}
+
+	mu := s.lock(key)
+	defer mu.Unlock()
+	ts := FormatTime(s.now())
+	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
+		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+			return preconditionFailed()
+		}
+		var newTags map[string]any
+		if tags != nil || t.Tags != nil {
+			newTags = map[string]any{}
+			merge(newTags, map[string]any{}, tags, stamp{})
+			if err := checkSize(sectionTags, newTags, lim.MaxTagsBytes); err != nil {
+				return err
+			}
+		}
+		newDesired := Properties{Data: map[string]any{}, Metadata: map[string]any{}, Version: t.Desired.Version + 1}
+		merge(newDesired.Data, newDesired.Metadata, desired, stamp{ts: ts, version: newDesired.Version, desired: true})
+		if err := checkSize(sectionDesired, newDesired.Data, lim.MaxDesiredBytes); err != nil {
+			return err
+		}
+		t.Tags, t.Desired = newTags, newDesired
+		t.Version++
+		t.ETag++
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.notify(key, t.Desired.Data, t.Desired.Version)
+	return t, nil
+}
+
+// PatchReported merges a device's reported-properties patch
+// ($iothub/twin/PATCH/properties/reported/, digest §1.8) and returns the new
+// reported $version. Reported $version and twin version go up by one; the
+// twin etag does not change (digest §4.4). Errors: 400004 ArgumentInvalid
+// for a nil patch, a bad name, value or depth, or reported growing past its
+// size limit; 404001/404010 when the twin does not exist. Nothing changes on
+// error.
+func (s *Service) PatchReported(ctx context.Context, key Key, patch map[string]any) (int64, error) {
+	lim := s.Limits.withDefaults()
+	if patch == nil {
+		return 0, invalid("The reported properties patch must be a JSON object.")
+	}
+	patch = NormalizeMap(patch)
+	if err := lim.validatePatch(sectionReported, patch); err != nil {
+		return 0, err
+	}
+
+	mu := s.lock(key)
+	defer mu.Unlock()
+	ts := FormatTime(s.now())
+	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
+		r := copyProperties(t.Reported)
+		r.Version++
+		merge(r.Data, r.Metadata, patch, stamp{ts: ts})
+		if err := checkSize(sectionReported, r.Data, lim.MaxReportedBytes); err != nil {
+			return err
+		}
+		t.Reported = r
+		t.Version++
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return t.Reported.Version, nil
+}
+
+// MatchETag reports whether an If-Match header value admits an entity whose
+// etag is etag: "" and "*" match anything; otherwise surrounding white space,
+// a W/ prefix and one pair of double quotes are ignored and the rest must
+// equal etag (digest §3.0).
+func MatchETag(ifMatch, etag string) bool {
+	v := strings.TrimSpace(ifMatch)
+	v = strings.TrimPrefix(v, "W/")
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	return v == "" || v == "*" || v == etag
+}
+
+func preconditionFailed() error {
+	return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
+}
+
+// notify hands the Notifier its own copy of patch. The caller holds the
+// twin's stripe lock, which orders notifications by version.
+func (s *Service) notify(key Key, patch map[string]any, version int64) {
+	if s.Notifier == nil {
+		return
+	}
+	s.Notifier.DesiredChanged(key, copyMap(patch), version)
+}
+
+// lock locks and returns the stripe mutex of key.
+func (s *Service) lock(key Key) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(key.DeviceID))
+	h.Write([]byte{0})
+	h.Write([]byte(key.ModuleID))
+	mu := &s.locks[h.Sum32()%lockStripes]
+	mu.Lock()
+	return mu
+}
+
+func (s *Service) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
