@@ -13,5 +13,7 @@ type quietHandler struct{ slog.Handler }
 func (q quietHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelWarn && q.Handler.Enabled(ctx, l)
 }
-func (q quietHandler) WithAttrs(a []slog.Attr) slog.Handler { return quietHandler{q.Handler.WithAttrs(a)} }
-func (q quietHandler) WithGroup(n string) slog.Handler      { return quietHandler{q.Handler.WithGroup(n)} }
+func (q quietHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return quietHandler{q.Handler.WithAttrs(a)}
+}
+func (q quietHandler) WithGroup(n string) slog.Handler { return quietHandler{q.Handler.WithGroup(n)} }

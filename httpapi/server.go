@@ -19,12 +19,14 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Server holds the REST API's dependencies.
 type Server struct {
 	Auth     *sasauth.Authenticator
 	Registry *registry.Service
+	Twins    *twins.Service
 	Logger   *slog.Logger
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
@@ -73,6 +75,11 @@ func (s *Server) Handler() http.Handler {
 	reg("/devices/{id}/modules/{mid}", sasauth.RegistryWrite, s.deleteModule, http.MethodDelete)
 	reg("/statistics/devices", sasauth.RegistryRead, s.deviceStats, http.MethodGet)
 	reg("/statistics/service", sasauth.ServiceConnect, s.serviceStats, http.MethodGet)
+	for _, p := range []string{"/twins/{id}", "/twins/{id}/modules/{mid}"} {
+		reg(p, sasauth.ServiceConnect, s.getTwin, http.MethodGet)
+		reg(p, sasauth.ServiceConnect, s.patchTwin, http.MethodPatch)
+		reg(p, sasauth.ServiceConnect, s.replaceTwin, http.MethodPut)
+	}
 	for _, x := range s.extra {
 		reg(x.path, x.need, x.h, x.methods...)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
+	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Config configures a hub. The zero value of an address disables that
@@ -83,6 +84,8 @@ type Hub struct {
 
 	// Registry is the identity registry service.
 	Registry *registry.Service
+	// Twins is the device and module twin service.
+	Twins *twins.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 }
@@ -141,9 +144,10 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		DeviceCAs: deviceCAs, Logger: log,
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
+	h.Twins = twins.NewService(&sqlite.TwinStore{DB: h.db}, desiredNotifier{h.broker})
 
 	api := &httpapi.Server{
-		Auth: auth, Registry: h.Registry, Logger: log.With("component", "http"),
+		Auth: auth, Registry: h.Registry, Twins: h.Twins, Logger: log.With("component", "http"),
 		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
 	}
 	h.wire(api)

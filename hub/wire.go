@@ -1,9 +1,47 @@
 package hub
 
-import "github.com/iothub-emulator/iothub-emulator/httpapi"
+import (
+	"context"
+	"strconv"
+
+	"github.com/iothub-emulator/iothub-emulator/broker"
+	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/twins"
+	"github.com/iothub-emulator/iothub-emulator/wire"
+)
 
 // wire connects the domain services to the broker's hub topics and the REST
 // API's extra routes. Each capability adds its lines here.
 func (h *Hub) wire(api *httpapi.Server) {
 	_ = api
+	h.broker.SetHandlers(broker.Handlers{
+		TwinGet: func(ctx context.Context, d broker.Device) ([]byte, error) {
+			t, err := h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
+			if err != nil {
+				return nil, err
+			}
+			return wire.TwinForDevice(t), nil
+		},
+		TwinPatchReported: func(ctx context.Context, d broker.Device, body []byte) (int64, error) {
+			patch, err := wire.DecodeReportedPatch(body)
+			if err != nil {
+				return 0, err
+			}
+			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
+		},
+	})
+}
+
+// desiredNotifier publishes desired-property changes to the twin's device
+// when it is connected and subscribed (digest §1.8); it is called in
+// version order per twin.
+type desiredNotifier struct{ b *broker.Broker }
+
+const desiredFilter = "$iothub/twin/PATCH/properties/desired/#"
+
+func (n desiredNotifier) DesiredChanged(key twins.Key, patch map[string]any, version int64) {
+	if !n.b.IsSubscribed(key.DeviceID, key.ModuleID, desiredFilter) {
+		return
+	}
+	_ = n.b.Send(key.DeviceID, key.ModuleID, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), wire.DesiredPatch(patch, version))
 }

@@ -1,0 +1,134 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+
+	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/twins"
+)
+
+// TwinStore implements twins.Store over the identities table.
+type TwinStore struct{ DB *DB }
+
+var _ twins.Store = (*TwinStore)(nil)
+
+// twinColumns are the identity columns a twin mirrors, then the twin's own.
+const twinColumns = `device_id, module_id, etag, status, status_reason, status_updated_time, connection_state,
+	last_activity_time, c2d_count, auth_type, primary_thumbprint, secondary_thumbprint, model_id, iot_edge,
+	device_scope, parent_scopes, tags, desired, reported, desired_meta, reported_meta,
+	desired_version, reported_version, twin_version, twin_etag`
+
+// ScanTwin reads a row selected with twinColumns (queries reuse it).
+func ScanTwin(row scanner) (*twins.Twin, error) {
+	var (
+		t                                            twins.Twin
+		identityETag                                 int64
+		statusT, activityT, scopes                   string
+		edge                                         int
+		tags                                         sql.NullString
+		desired, reported, desiredMeta, reportedMeta string
+	)
+	err := row.Scan(&t.DeviceID, &t.ModuleID, &identityETag, &t.Status, &t.StatusReason, &statusT, &t.ConnectionState,
+		&activityT, &t.CloudToDeviceMessageCount, &t.AuthenticationType, &t.PrimaryThumbprint, &t.SecondaryThumbprint,
+		&t.ModelID, &edge, &t.DeviceScope, &scopes, &tags, &desired, &reported, &desiredMeta, &reportedMeta,
+		&t.Desired.Version, &t.Reported.Version, &t.Version, &t.ETag)
+	if err != nil {
+		return nil, err
+	}
+	t.StatusUpdateTime, t.LastActivityTime = parseTime(statusT), parseTime(activityT)
+	t.IotEdge = edge != 0
+	t.DeviceEtag = registry.ETagString(identityETag)
+	_ = json.Unmarshal([]byte(scopes), &t.ParentScopes)
+	if tags.Valid {
+		if t.Tags, err = decodeObject(tags.String); err != nil {
+			return nil, err
+		}
+	}
+	for _, x := range []struct {
+		dst *map[string]any
+		src string
+	}{{&t.Desired.Data, desired}, {&t.Reported.Data, reported}, {&t.Desired.Metadata, desiredMeta}, {&t.Reported.Metadata, reportedMeta}} {
+		if *x.dst, err = decodeObject(x.src); err != nil {
+			return nil, err
+		}
+	}
+	return &t, nil
+}
+
+// decodeObject reads stored JSON keeping integers exact.
+func decodeObject(s string) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader([]byte(s)))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		m = map[string]any{}
+	}
+	return twins.NormalizeMap(m), nil
+}
+
+func encodeObject(m map[string]any) (string, error) {
+	if m == nil {
+		m = map[string]any{}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return "", err
+	}
+	return string(bytes.TrimRight(buf.Bytes(), "\n")), nil
+}
+
+func getTwin(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, key twins.Key) (*twins.Twin, error) {
+	t, err := ScanTwin(q.QueryRowContext(ctx, `SELECT `+twinColumns+` FROM identities WHERE device_id = ? AND module_id = ?`, key.DeviceID, key.ModuleID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, registry.NotFound(key.DeviceID, key.ModuleID)
+	}
+	return t, err
+}
+
+func (s *TwinStore) Get(ctx context.Context, key twins.Key) (*twins.Twin, error) {
+	return getTwin(ctx, s.DB.Reader(), key)
+}
+
+func (s *TwinStore) Update(ctx context.Context, key twins.Key, fn func(*twins.Twin) error) (*twins.Twin, error) {
+	var out *twins.Twin
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		t, err := getTwin(ctx, tx, key)
+		if err != nil {
+			return err
+		}
+		if err := fn(t); err != nil {
+			return err
+		}
+		var tags sql.NullString
+		if t.Tags != nil {
+			s, err := encodeObject(t.Tags)
+			if err != nil {
+				return err
+			}
+			tags = sql.NullString{String: s, Valid: true}
+		}
+		enc := make([]string, 4)
+		for i, m := range []map[string]any{t.Desired.Data, t.Reported.Data, t.Desired.Metadata, t.Reported.Metadata} {
+			if enc[i], err = encodeObject(m); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE identities SET tags = ?, desired = ?, reported = ?, desired_meta = ?, reported_meta = ?,
+			desired_version = ?, reported_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`,
+			tags, enc[0], enc[1], enc[2], enc[3], t.Desired.Version, t.Reported.Version, t.Version, t.ETag, key.DeviceID, key.ModuleID)
+		out = t
+		return err
+	})
+	return out, err
+}
