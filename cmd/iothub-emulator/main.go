@@ -135,6 +135,13 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "healthcheck":
+			return healthcheck(ctx, args[1:], stderr)
+		}
+		return fmt.Errorf("unknown command %q (see --help)", args[0])
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
