@@ -19,6 +19,10 @@ func notCompilable(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrNotCompilable}, args...)...)
 }
 
+// maxArgs stays under SQLite's limit on parameters in one statement
+// (SQLITE_MAX_VARIABLE_NUMBER, 32766), leaving room for the caller's.
+const maxArgs = 30000
+
 // Plan is a query compiled for SQLite. SQL fragments refer to the schema's
 // table unqualified; each fragment has its own arguments, in placeholder
 // order.
@@ -189,6 +193,9 @@ func Compile(q *Query, s *Schema) (*Plan, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
+	if len(where.args) > maxArgs {
+		return nil, notCompilable("the condition needs %d SQL parameters", len(where.args))
+	}
 	p.Where, p.WhereArgs = where.s, where.args
 	if q.Star {
 		return p, nil
@@ -268,14 +275,25 @@ var (
 
 func join(fs []frag, sep string) frag {
 	var out frag
+	var b strings.Builder
 	for i, f := range fs {
 		if i > 0 {
-			out.s += sep
+			b.WriteString(sep)
 		}
-		out.s += f.s
+		b.WriteString(f.s)
 		out.args = append(out.args, f.args...)
 	}
+	out.s = b.String()
 	return out
+}
+
+// operands lists the terms of a chain of op (a AND b AND c parses as
+// ((a AND b) AND c)), left to right.
+func operands(e Expr, op LogicalOp, out []Expr) []Expr {
+	if l, ok := e.(*Logical); ok && l.Op == op {
+		return operands(l.R, op, operands(l.L, op, out))
+	}
+	return append(out, e)
 }
 
 // and conjoins fragments, folding the constants 1 and 0 and flattening
@@ -308,9 +326,27 @@ func connect(op string, unit, zero frag, fs []frag) frag {
 	case 1:
 		return keep[0]
 	}
-	f := join(keep, op)
-	f.s = "(" + f.s + ")"
+	f := group(keep, op)
 	f.op, f.parts = op, keep
+	return f
+}
+
+// chunk bounds how many terms group puts side by side. SQLite parses
+// "a AND b AND c …" into a left-deep tree and rejects trees deeper than
+// 1000, so long lists are nested in parenthesized chunks instead, which
+// keeps the depth logarithmic.
+const chunk = 32
+
+func group(fs []frag, op string) frag {
+	if len(fs) > chunk {
+		var outer []frag
+		for i := 0; i < len(fs); i += chunk {
+			outer = append(outer, group(fs[i:min(i+chunk, len(fs))], op))
+		}
+		return group(outer, op)
+	}
+	f := join(fs, op)
+	f.s = "(" + f.s + ")"
 	return f
 }
 
@@ -344,12 +380,17 @@ func (c *compiler) fail(err error) {
 func (c *compiler) cond(e Expr, positive bool) frag {
 	switch e := e.(type) {
 	case *Logical:
-		l, r := c.cond(e.L, positive), c.cond(e.R, positive)
-		// true AND is both true; false AND is either false (De Morgan).
-		if (e.Op == And) == positive {
-			return and(l, r)
+		// Compile a chain of one operator in one go: joining pairwise would
+		// copy the growing SQL at every link.
+		var terms []frag
+		for _, x := range operands(e, e.Op, nil) {
+			terms = append(terms, c.cond(x, positive))
 		}
-		return or(l, r)
+		// true AND is all true; false AND is any false (De Morgan).
+		if (e.Op == And) == positive {
+			return and(terms...)
+		}
+		return or(terms...)
 	case *Not:
 		return c.cond(e.X, !positive)
 	case *Compare:

@@ -3,6 +3,7 @@ package query
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -104,6 +105,37 @@ func TestCompile_KeyQuoting(t *testing.T) {
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("key %q inline=%v: got %v, want %v (WHERE %s)", k, inline, got, want, p.Where)
 			}
+		}
+	}
+}
+
+// TestCompile_LargeQueries runs queries near the length limit: long
+// chains must not exceed SQLite's expression depth of 1000, and must agree
+// with the evaluator.
+func TestCompile_LargeQueries(t *testing.T) {
+	db, rows := fuzzFixture(t)
+	var docs []map[string]any
+	for _, r := range rows {
+		if r.moduleID == "" {
+			docs = append(docs, r.doc(t, false))
+		}
+	}
+	for _, in := range []string{
+		strings.Repeat("tags.a = 1 AND ", 540) + "true",
+		strings.Repeat("tags.a = 2 OR ", 580) + "tags.a = 1",
+		strings.Repeat("tags.a = tags.b OR ", 420) + "true",
+		"tags.a IN [" + strings.Repeat("1,", 4000) + "1]",
+		strings.Repeat("NOT (", 50) + "tags.a = 1" + strings.Repeat(")", 50),
+		strings.Repeat("STARTSWITH(tags.b, tags.b) AND ", 260) + "true",
+		strings.Repeat("(", 99) + strings.Repeat("tags.a=1 OR ", 600) + "b" + strings.Repeat(")", 99),
+		strings.Repeat("(tags.a = 1 AND (tags.b = 'x' OR ", 45) + "true" + strings.Repeat("))", 45),
+	} {
+		q, err := ParseCondition(in)
+		if err != nil {
+			t.Fatalf("%.60s…: %v", in, err)
+		}
+		if !checkWhere(t, db, q, TwinSchema(Devices), docs) {
+			t.Errorf("%.60s…: not compilable", in)
 		}
 	}
 }
