@@ -203,12 +203,23 @@ type Logical struct {
 	L, R Expr
 }
 
+// String prints a chain of one operator flat, "(a AND b AND c)", so that
+// printing a long chain does not nest it past the parser's depth limit.
 func (e *Logical) String() string {
 	op := " AND "
 	if e.Op == Or {
 		op = " OR "
 	}
-	return "(" + e.L.String() + op + e.R.String() + ")"
+	var b strings.Builder
+	b.WriteString("(")
+	for i, x := range operands(e, e.Op, nil) {
+		if i > 0 {
+			b.WriteString(op)
+		}
+		b.WriteString(x.String())
+	}
+	b.WriteString(")")
+	return b.String()
 }
 
 // Not is NOT X.
