@@ -21,6 +21,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
@@ -53,13 +54,23 @@ type Config struct {
 	OwnerKey string
 	// DeviceCAFiles are CA certificates that sign certificateAuthority devices.
 	DeviceCAFiles []string
-	Logger        *slog.Logger
+	// JobWorkers bounds the device operations one job runs at once.
+	JobWorkers int
+	// MaxActiveJobs bounds jobs queued, scheduled or running at once (the
+	// hub's S3 tier allows 10); 0 means no limit.
+	MaxActiveJobs int
+	// JobRetention is how long finished jobs are kept (the hub: 30 days).
+	JobRetention time.Duration
+	Logger       *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.
 func DefaultConfig() Config {
 	return Config{
 		Hostname:      "localhost",
+		JobWorkers:    64,
+		MaxActiveJobs: 10,
+		JobRetention:  30 * 24 * time.Hour,
 		MQTTSAddr:     "127.0.0.1:8883",
 		HTTPSAddr:     "127.0.0.1:443",
 		MQTTAddr:      "127.0.0.1:1883",
@@ -86,6 +97,8 @@ type Hub struct {
 	Registry *registry.Service
 	// Twins is the device and module twin service.
 	Twins *twins.Service
+	// Jobs is the jobs engine.
+	Jobs *jobs.Engine
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 }
@@ -145,9 +158,15 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
 	h.Twins = twins.NewService(&sqlite.TwinStore{DB: h.db}, desiredNotifier{h.broker})
+	h.Jobs = &jobs.Engine{
+		Store: &sqlite.JobStore{DB: h.db}, Selector: sqlite.Selector{DB: h.db},
+		Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
+		Log: log.With("component", "jobs"), Workers: cfg.JobWorkers, MaxActive: cfg.MaxActiveJobs, Retention: cfg.JobRetention,
+	}
 
 	api := &httpapi.Server{
-		Auth: auth, Registry: h.Registry, Twins: h.Twins, Logger: log.With("component", "http"),
+		Auth: auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Query: &sqlite.QueryStore{DB: h.db},
+		Logger:    log.With("component", "http"),
 		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
 	}
 	h.wire(api)
@@ -194,6 +213,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	if err := h.broker.Start(); err != nil {
 		return nil, fmt.Errorf("start the MQTT broker: %w", err)
 	}
+	h.Jobs.Start(context.Background())
 	handler := api.Handler()
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
@@ -296,6 +316,9 @@ func (h *Hub) Close() error {
 	defer cancel()
 	for _, s := range h.servers {
 		_ = s.Shutdown(ctx)
+	}
+	if h.Jobs != nil {
+		h.Jobs.Close()
 	}
 	if h.broker != nil {
 		_ = h.broker.Close()

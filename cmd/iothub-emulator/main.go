@@ -47,6 +47,8 @@ type options struct {
 	tlsCert, tlsKey                          string
 	tlsSANs, deviceCAs                       stringList
 	ownerKey, logLevel, logFormat            string
+	jobWorkers, maxActiveJobs                int
+	jobRetention                             time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -66,6 +68,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Var(&o.tlsSANs, "tls-san", "extra DNS name or IP for the generated certificate (repeatable)")
 	fs.Var(&o.deviceCAs, "device-ca", "CA certificate file for certificateAuthority X.509 devices (repeatable)")
 	fs.StringVar(&o.ownerKey, "owner-key", "", "base64 key of the iothubowner policy (default: the well-known key)")
+	fs.IntVar(&o.jobWorkers, "job-workers", 64, "device operations one job runs at once")
+	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", 10, "jobs that may be queued, scheduled or running at once (0: no limit)")
+	fs.DurationVar(&o.jobRetention, "job-retention", 30*24*time.Hour, "how long finished jobs are kept")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -118,6 +123,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		DataDir:       o.dataDir, InMemory: o.inMemory,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
+		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
 		Logger: log,
 	}
 }
