@@ -145,6 +145,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
 	h.Twins = twins.NewService(&sqlite.TwinStore{DB: h.db}, desiredNotifier{h.broker})
+	h.Registry.Twins = twinWriter{h.Twins}
 
 	api := &httpapi.Server{
 		Auth: auth, Registry: h.Registry, Twins: h.Twins, Logger: log.With("component", "http"),
