@@ -53,6 +53,9 @@ type Config struct {
 	OwnerKey string
 	// DeviceCAFiles are CA certificates that sign certificateAuthority devices.
 	DeviceCAFiles []string
+	// SeedFile names a JSON or YAML file of devices (and modules) to create
+	// at start when they do not exist yet; see examples/seed.json.
+	SeedFile string
 	Logger        *slog.Logger
 }
 
@@ -88,6 +91,8 @@ type Hub struct {
 	Twins *twins.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
+	// Seeded lists the identities named by Config.SeedFile, in file order.
+	Seeded []SeedIdentity
 }
 
 // Open binds every listener, opens the database and starts serving. It
@@ -101,9 +106,11 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	h = &Hub{cfg: cfg, log: log, listener: map[string]net.Listener{}}
+	// The error returns set h to nil; close what was opened through self.
+	self := h
 	defer func() {
 		if err != nil {
-			h.Close()
+			self.Close()
 		}
 	}()
 
@@ -146,6 +153,11 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	h.Registry.Sessions = sessionCloser{h.broker}
 	h.Twins = twins.NewService(&sqlite.TwinStore{DB: h.db}, desiredNotifier{h.broker})
 	h.Registry.Twins = twinWriter{h.Twins}
+	if cfg.SeedFile != "" {
+		if err := h.seed(ctx, cfg.SeedFile); err != nil {
+			return nil, err
+		}
+	}
 
 	api := &httpapi.Server{
 		Auth: auth, Registry: h.Registry, Twins: h.Twins, Logger: log.With("component", "http"),
