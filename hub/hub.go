@@ -56,7 +56,7 @@ type Config struct {
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
-	Logger        *slog.Logger
+	Logger   *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.

@@ -118,7 +118,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
 		SeedFile: o.seed,
-		Logger: log,
+		Logger:   log,
 	}
 }
 
