@@ -63,7 +63,7 @@ func dial(t *testing.T, h *hubtest.Hub, d *hubtest.Device, o connOpts) (*mqttCon
 	opts.SetAutoReconnect(false)
 	opts.SetConnectRetry(false)
 	opts.SetConnectTimeout(10 * time.Second)
-	opts.SetOrderMatters(false)
+	opts.SetOrderMatters(true) // deliver in arrival order; handlers only append
 	opts.SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
 		c.mu.Lock()
 		c.received = append(c.received, m)

@@ -17,6 +17,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/twins"
@@ -27,6 +28,7 @@ type Server struct {
 	Auth     *sasauth.Authenticator
 	Registry *registry.Service
 	Twins    *twins.Service
+	Jobs     *jobs.Engine
 	Logger   *slog.Logger
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
@@ -80,6 +82,13 @@ func (s *Server) Handler() http.Handler {
 		reg(p, sasauth.ServiceConnect, s.getTwin, http.MethodGet)
 		reg(p, sasauth.ServiceConnect, s.patchTwin, http.MethodPatch)
 		reg(p, sasauth.ServiceConnect, s.replaceTwin, http.MethodPut)
+	}
+	if s.Jobs != nil {
+		// /jobs/v2/query before /jobs/v2/{id}, which would match it too.
+		reg("/jobs/v2/query", sasauth.ServiceConnect, s.queryJobs, http.MethodGet)
+		reg("/jobs/v2/{id}", sasauth.ServiceConnect, s.putJob, http.MethodPut)
+		reg("/jobs/v2/{id}", sasauth.ServiceConnect, s.getJob, http.MethodGet)
+		reg("/jobs/v2/{id}/cancel", sasauth.ServiceConnect, s.cancelJob, http.MethodPost)
 	}
 	for _, x := range s.extra {
 		reg(x.path, x.need, x.h, x.methods...)

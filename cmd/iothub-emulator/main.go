@@ -20,6 +20,9 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/hub"
 )
 
+// lookupEnv is os.LookupEnv, replaceable in tests.
+var lookupEnv = os.LookupEnv
+
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -68,7 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: iothub-emulator [flags]\n\nA local Azure IoT Hub. Every flag can also be set as IOTHUB_EMULATOR_<FLAG>,\ne.g. IOTHUB_EMULATOR_HTTPS_PORT=8443. Flags win over the environment.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: iothub-emulator [flags]\n       iothub-emulator jobs list | show JOB_ID | watch JOB_ID\n       iothub-emulator healthcheck\n\nA local Azure IoT Hub. Every flag can also be set as IOTHUB_EMULATOR_<FLAG>,\ne.g. IOTHUB_EMULATOR_HTTPS_PORT=8443. Flags win over the environment.\n\n")
 		fs.PrintDefaults()
 	}
 	// The environment sets defaults; flags given on the command line win.
@@ -138,6 +141,15 @@ func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		switch args[0] {
+		case "healthcheck":
+			return healthcheck(ctx, args[1:], stderr)
+		case "jobs":
+			return jobsCommand(ctx, args[1:], stdout, stderr)
+		}
+		return fmt.Errorf("unknown command %q (see --help)", args[0])
+	}
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err

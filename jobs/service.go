@@ -1,0 +1,240 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+)
+
+// Engine accepts, runs, cancels and reports jobs.
+type Engine struct {
+	Store    Store
+	Selector Selector
+	Methods  Methods
+	Twins    Twins
+	Log      *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Workers bounds the device operations a job runs at once.
+	Workers int
+	// MaxActive bounds jobs that are queued, scheduled or running at once
+	// (the hub allows 10 on S3); 0 means no limit.
+	MaxActive int
+	// Retention is how long finished jobs are kept (the hub keeps 30 days).
+	Retention time.Duration
+	// PollInterval is how often the engine looks for due jobs besides being
+	// woken by a new one; it bounds how late a scheduled job starts.
+	PollInterval time.Duration
+
+	mu       sync.Mutex
+	running  map[string]*run
+	inflight map[string]int // device operations in flight per job
+	wake     chan struct{}
+	once     sync.Once
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+type run struct {
+	stop chan struct{} // closed on cancel
+}
+
+func (e *Engine) init() {
+	e.once.Do(func() {
+		e.running = map[string]*run{}
+		e.wake = make(chan struct{}, 1)
+		e.done = make(chan struct{})
+		if e.Workers <= 0 {
+			e.Workers = 64
+		}
+		if e.PollInterval <= 0 {
+			e.PollInterval = time.Second
+		}
+		if e.Retention <= 0 {
+			e.Retention = 30 * 24 * time.Hour
+		}
+		if e.Log == nil {
+			e.Log = slog.Default()
+		}
+	})
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func badRequest(format string, args ...any) error {
+	return iothub.Errorf(iothub.ArgumentInvalid, format, args...)
+}
+
+// Create validates and stores a new job and wakes the scheduler. Returns
+// 400 for an invalid request, 409104 JobAlreadyExists, 403003
+// JobQuotaExceeded when too many jobs are active.
+func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
+	e.init()
+	if j.ID == "" {
+		return nil, iothub.Errorf(iothub.ArgumentNull, "jobId cannot be null or empty.")
+	}
+	if len(j.ID) > 128 {
+		return nil, badRequest("jobId is longer than 128 characters.")
+	}
+	switch strings.ToLower(j.Type) {
+	case strings.ToLower(TypeDeviceMethod):
+		j.Type = TypeDeviceMethod
+		if j.Method == nil || j.Method.MethodName == "" {
+			return nil, iothub.Errorf(iothub.ArgumentNull, "cloudToDeviceMethod.methodName is required for a scheduleDeviceMethod job.")
+		}
+		if strings.ContainsAny(j.Method.MethodName, "/?#+") {
+			return nil, badRequest("The method name '%s' contains a character that is not allowed.", j.Method.MethodName)
+		}
+		if j.Method.ResponseTimeout == 0 {
+			j.Method.ResponseTimeout = 30 * time.Second
+		}
+		if j.Method.ResponseTimeout < 5*time.Second || j.Method.ResponseTimeout > 300*time.Second {
+			return nil, badRequest("responseTimeoutInSeconds must be between 5 and 300.")
+		}
+		if j.Method.ConnectTimeout < 0 || j.Method.ConnectTimeout > 300*time.Second {
+			return nil, badRequest("connectTimeoutInSeconds must be between 0 and 300.")
+		}
+		if len(j.Method.Payload) == 0 {
+			j.Method.Payload = json.RawMessage("null")
+		}
+		j.UpdateTwin = nil
+	case strings.ToLower(TypeUpdateTwin):
+		j.Type = TypeUpdateTwin
+		if j.UpdateTwin == nil || (j.UpdateTwin.Tags == nil && j.UpdateTwin.Desired == nil) {
+			return nil, iothub.Errorf(iothub.ArgumentNull, "updateTwin with tags or properties.desired is required for a scheduleUpdateTwin job.")
+		}
+		// The hub requires "*": a job patches many twins, no single etag fits.
+		if e := strings.Trim(j.UpdateTwin.ETag, `"`); e != "" && e != "*" {
+			return nil, badRequest("updateTwin.etag must be '*'.")
+		}
+		j.UpdateTwin.ETag = "*"
+		j.Method = nil
+	default:
+		return nil, iothub.Errorf(iothub.GenericBadRequest, "BadRequest: the job type '%s' is not supported; use scheduleDeviceMethod or scheduleUpdateTwin.", j.Type)
+	}
+	if strings.TrimSpace(j.QueryCondition) == "" {
+		return nil, iothub.Errorf(iothub.ArgumentNull, "queryCondition cannot be null or empty.")
+	}
+	if err := e.validateCondition(j.QueryCondition); err != nil {
+		return nil, err
+	}
+	now := e.now()
+	if j.StartTime.IsZero() || j.StartTime.Year() <= 1 {
+		j.StartTime = now
+	}
+	if j.MaxExecutionTime <= 0 {
+		j.MaxExecutionTime = time.Hour
+	}
+	j.CreatedTime = now
+	j.Status = StatusQueued
+	if j.StartTime.After(now) {
+		j.Status = StatusScheduled
+	}
+	if e.MaxActive > 0 {
+		active, err := e.Store.Active(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(active) >= e.MaxActive {
+			return nil, iothub.Errorf(iothub.JobQuotaExceeded, "Job quota has been exceeded: at most %d jobs may be active at once.", e.MaxActive)
+		}
+	}
+	if err := e.Store.Create(ctx, j); err != nil {
+		return nil, err
+	}
+	e.Log.Info("job created", "job", j.ID, "type", j.Type, "query", j.QueryCondition, "start", j.StartTime.Format(time.RFC3339))
+	e.poke()
+	return j, nil
+}
+
+// validateCondition parses the condition now, so a bad one fails the PUT
+// rather than the job.
+func (e *Engine) validateCondition(cond string) error {
+	if v, ok := e.Selector.(interface{ Validate(string) error }); ok {
+		return v.Validate(cond)
+	}
+	return nil
+}
+
+// Get returns a job with its statistics.
+func (e *Engine) Get(ctx context.Context, id string) (*Job, error) {
+	j, err := e.Store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.withRunning(j)
+	return j, nil
+}
+
+// List returns jobs matching f, a page at a time.
+func (e *Engine) List(ctx context.Context, f Filter, after string, limit int) ([]*Job, error) {
+	js, err := e.Store.List(ctx, f, after, limit)
+	for _, j := range js {
+		e.withRunning(j)
+	}
+	return js, err
+}
+
+// withRunning moves device operations in flight from pending to running:
+// the store only knows finished and unfinished records.
+func (e *Engine) withRunning(j *Job) {
+	e.init()
+	e.mu.Lock()
+	n := e.inflight[j.ID]
+	e.mu.Unlock()
+	n = min(n, j.Stats.PendingCount)
+	j.Stats.RunningCount += n
+	j.Stats.PendingCount -= n
+}
+
+// Cancel stops a job: it becomes cancelled, its pending devices canceled;
+// device operations in flight finish. Cancelling a finished job returns it
+// unchanged.
+func (e *Engine) Cancel(ctx context.Context, id string) (*Job, error) {
+	e.init()
+	now := e.now()
+	j, err := e.Store.Update(ctx, id, func(j *Job) error {
+		if !j.Active() {
+			return nil
+		}
+		j.Status = StatusCancelled
+		j.EndTime = now
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if j.Status == StatusCancelled {
+		if _, err := e.Store.SettlePending(ctx, id, DeviceCanceled, "", "", now); err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		if r, ok := e.running[id]; ok {
+			select {
+			case <-r.stop:
+			default:
+				close(r.stop)
+			}
+		}
+		e.mu.Unlock()
+		e.Log.Info("job cancelled", "job", id)
+	}
+	return e.Store.Get(ctx, id)
+}
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
