@@ -70,6 +70,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	reg("/devices", sasauth.RegistryRead, s.listDevices, http.MethodGet)
 	reg("/devices/", sasauth.RegistryRead, s.listDevices, http.MethodGet) // Node sends the trailing slash
+	reg("/devices", sasauth.RegistryWrite, s.bulkDevices, http.MethodPost)
 	reg("/devices/{id}", sasauth.RegistryRead, s.getDevice, http.MethodGet)
 	reg("/devices/{id}", sasauth.RegistryWrite, s.putDevice, http.MethodPut)
 	reg("/devices/{id}", sasauth.RegistryWrite, s.deleteDevice, http.MethodDelete)

@@ -61,7 +61,10 @@ type Config struct {
 	MaxActiveJobs int
 	// JobRetention is how long finished jobs are kept (the hub: 30 days).
 	JobRetention time.Duration
-	Logger       *slog.Logger
+	// SeedFile names a JSON or YAML file of devices (and modules) to create
+	// at start when they do not exist yet; see examples/seed.json.
+	SeedFile string
+	Logger   *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.
@@ -101,6 +104,8 @@ type Hub struct {
 	Jobs *jobs.Engine
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
+	// Seeded lists the identities named by Config.SeedFile, in file order.
+	Seeded []SeedIdentity
 }
 
 // Open binds every listener, opens the database and starts serving. It
@@ -114,9 +119,11 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	h = &Hub{cfg: cfg, log: log, listener: map[string]net.Listener{}}
+	// The error returns set h to nil; close what was opened through self.
+	self := h
 	defer func() {
 		if err != nil {
-			h.Close()
+			self.Close()
 		}
 	}()
 
@@ -162,6 +169,12 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		Store: &sqlite.JobStore{DB: h.db}, Selector: sqlite.Selector{DB: h.db},
 		Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
 		Log: log.With("component", "jobs"), Workers: cfg.JobWorkers, MaxActive: cfg.MaxActiveJobs, Retention: cfg.JobRetention,
+	}
+	h.Registry.Twins = twinWriter{h.Twins}
+	if cfg.SeedFile != "" {
+		if err := h.seed(ctx, cfg.SeedFile); err != nil {
+			return nil, err
+		}
 	}
 
 	api := &httpapi.Server{
