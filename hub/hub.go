@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -95,6 +96,9 @@ type Hub struct {
 	caFile   string
 	tmpDir   string
 	policies []sasauth.Policy
+
+	closeOnce sync.Once
+	closeErr  error
 
 	// Registry is the identity registry service.
 	Registry *registry.Service
@@ -323,8 +327,14 @@ func loadDeviceCAs(files []string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Close stops every listener and closes the database.
+// Close stops every listener and closes the database. Closing twice is
+// harmless: the second call returns the first's result.
 func (h *Hub) Close() error {
+	h.closeOnce.Do(func() { h.closeErr = h.close() })
+	return h.closeErr
+}
+
+func (h *Hub) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, s := range h.servers {
