@@ -2,10 +2,13 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 	"github.com/iothub-emulator/iothub-emulator/wire"
 )
@@ -44,4 +47,20 @@ func (n desiredNotifier) DesiredChanged(key twins.Key, patch map[string]any, ver
 		return
 	}
 	_ = n.b.Send(key.DeviceID, key.ModuleID, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), wire.DesiredPatch(patch, version))
+}
+
+// jobTwins applies a job's twin patch through the twins service, so
+// connected devices get the desired-property notification.
+type jobTwins struct{ s *twins.Service }
+
+func (j jobTwins) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.TwinPatch) error {
+	_, err := j.s.PatchService(ctx, twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}, "*", twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
+	return err
+}
+
+// jobMethods calls direct methods for method jobs.
+type jobMethods struct{ h *Hub }
+
+func (j jobMethods) InvokeForJob(ctx context.Context, k jobs.DeviceKey, m jobs.Method) (int, json.RawMessage, error) {
+	return 0, nil, iothub.Errorf(iothub.InvalidOperation, "Direct methods are not available yet.")
 }
