@@ -221,6 +221,16 @@ async function skipUnlessRoute(t, feature, method, path, body) {
   return false;
 }
 
+/**
+ * Direct methods gate. A probe to an id no device has: once methods exist it
+ * answers 404 DeviceNotFound, before that 404 GenericNotFound. Method jobs
+ * need it too: they call the same invoker.
+ */
+function skipUnlessMethods(t) {
+  return skipUnlessRoute(t, 'direct methods', 'POST', `/twins/${uniqueId('probe')}/methods`,
+    { methodName: 'probe', payload: null, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 0 });
+}
+
 /** Parses the hub's error body, including the JSON-in-Message form used for methods. */
 function hubErrorOf(err) {
   const out = { status: err.response && err.response.statusCode };
@@ -271,5 +281,6 @@ module.exports = {
   updateReported,
   rawRequest,
   skipUnlessRoute,
+  skipUnlessMethods,
   hubErrorOf,
 };

@@ -11,12 +11,7 @@ const hub = require('../lib/hub');
 const { assert, serviceErrors, uniqueId, withTimeout, rejectionOf, OP_TIMEOUT_MS } = hub;
 const T = { timeout: 60000 };
 
-// A probe that cannot hit a real device: once methods exist it answers 404
-// DeviceNotFound, before that 404 GenericNotFound.
-function skipUnlessMethods(t) {
-  return hub.skipUnlessRoute(t, 'direct methods', 'POST', `/twins/${uniqueId('probe')}/methods`,
-    { methodName: 'probe', payload: null, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 0 });
-}
+const { skipUnlessMethods } = hub;
 
 function skipUnlessModuleMethods(t) {
   return hub.skipUnlessRoute(t, 'module direct methods', 'POST', `/twins/${uniqueId('probe')}/modules/m/methods`,

@@ -74,6 +74,12 @@ def skip_unless_route(feature, method, path, body=None):
         pytest.skip(f"{feature} not landed yet: the emulator answers {method} {path} with {r.status_code} {code}")
 
 
+def skip_unless_methods():
+    """Direct methods gate; method jobs need it too (they use the same invoker)."""
+    skip_unless_route("direct methods", "POST", f"/twins/{unique_id('probe')}/methods",
+                      {"methodName": "probe", "payload": None, "responseTimeoutInSeconds": 5})
+
+
 @pytest.fixture(scope="session")
 def registry():
     return IoTHubRegistryManager.from_connection_string(CONNECTION_STRING)

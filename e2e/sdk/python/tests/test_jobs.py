@@ -12,7 +12,7 @@ import time
 from azure.iot.device import MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, JobRequest, Twin, TwinProperties
 
-from conftest import skip_unless_route, unique_id
+from conftest import skip_unless_methods, skip_unless_route, unique_id
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
@@ -34,6 +34,7 @@ def wait_for_job(job_manager, job_id, timeout=30):
 
 def test_scheduled_method_job_runs_on_the_device(registry, job_manager, make_device, connect_device):
     skip_unless_jobs()
+    skip_unless_methods()  # a method job calls the device through the direct-method invoker
     device_id, key = make_device("py-job-m")
     client = connect_device(device_id, key)
     calls = []

@@ -9,12 +9,7 @@ from azure.iot.device import MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod
 from msrest.exceptions import HttpOperationError
 
-from conftest import skip_unless_route, unique_id
-
-
-def skip_unless_methods():
-    skip_unless_route("direct methods", "POST", f"/twins/{unique_id('probe')}/methods",
-                      {"methodName": "probe", "payload": None, "responseTimeoutInSeconds": 5})
+from conftest import skip_unless_methods
 
 
 def test_invoke_device_method_round_trip(registry, make_device, connect_device):
