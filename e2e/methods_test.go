@@ -480,3 +480,43 @@ func TestMethods_Concurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestMethods_ScheduleDeviceMethodJob checks that method jobs go through the
+// same Invoker: an online device answers, an offline one fails with
+// DeviceNotOnline in its device-job record.
+func TestMethods_ScheduleDeviceMethodJob(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t)
+	on, _ := h.CreateDevice(t, "jm1"), h.CreateDevice(t, "jm2")
+	md := serveMethods(t, h, on, func(c methodCall) (int, string, bool) { return 202, `{"echo":` + c.payload + `}`, true })
+	body := `{"jobId":"mjob1","type":"scheduleDeviceMethod","queryCondition":"deviceId = 'jm1' OR deviceId = 'jm2'",
+		"cloudToDeviceMethod":{"methodName":"firmware","payload":{"v":2},"responseTimeoutInSeconds":30},"startTime":null}`
+	if r := h.Do(t, http.MethodPut, "/jobs/v2/mjob1", body); r.StatusCode != 200 {
+		t.Fatalf("PUT job: %d %s", r.StatusCode, r.Body)
+	}
+	j := waitJob(t, h, "mjob1", func(j jobDoc) bool { return j.Status == "completed" })
+	if j.Stats.DeviceCount != 2 || j.Stats.SucceededCount != 1 || j.Stats.FailedCount != 1 {
+		t.Errorf("job stats = %+v", j.Stats)
+	}
+	if c := md.nextCall(t); c.name != "firmware" || c.payload != `{"v":2}` {
+		t.Errorf("device got %+v", c)
+	}
+	_, items := runQuery(t, h, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'mjob1'")
+	if len(items) != 2 {
+		t.Fatalf("%d device jobs", len(items))
+	}
+	for _, it := range items {
+		switch it["deviceId"] {
+		case "jm1":
+			out, _ := json.Marshal(it["outcome"])
+			if it["status"] != "completed" || string(out) != `{"deviceMethodResponse":{"payload":{"echo":{"v":2}},"status":202}}` {
+				t.Errorf("jm1 record: status %v, outcome %s", it["status"], out)
+			}
+		case "jm2":
+			e, _ := it["error"].(map[string]any)
+			if it["status"] != "failed" || e["code"] != "DeviceNotOnline" {
+				t.Errorf("jm2 record: %v", it)
+			}
+		}
+	}
+}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
-	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -95,9 +94,17 @@ func (j jobTwins) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.Twin
 	return err
 }
 
-// jobMethods calls direct methods for method jobs.
+// jobMethods calls direct methods for method jobs, through the same Invoker
+// as POST /twins/{id}/methods.
 type jobMethods struct{ h *Hub }
 
 func (j jobMethods) InvokeForJob(ctx context.Context, k jobs.DeviceKey, m jobs.Method) (int, json.RawMessage, error) {
-	return 0, nil, iothub.Errorf(iothub.InvalidOperation, "Direct methods are not available yet.")
+	r, err := j.h.Methods.Invoke(ctx, methods.Request{
+		DeviceID: k.DeviceID, ModuleID: k.ModuleID, MethodName: m.MethodName, Payload: m.Payload,
+		ResponseTimeout: m.ResponseTimeout, ConnectTimeout: m.ConnectTimeout,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return r.Status, r.Payload, nil
 }
