@@ -23,6 +23,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
+	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
@@ -106,6 +107,8 @@ type Hub struct {
 	Twins *twins.Service
 	// Jobs is the jobs engine.
 	Jobs *jobs.Engine
+	// Methods invokes direct methods (REST and the jobs engine).
+	Methods *methods.Invoker
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.

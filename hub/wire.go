@@ -3,12 +3,14 @@ package hub
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"strconv"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
-	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
+	"github.com/iothub-emulator/iothub-emulator/methods"
+	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 	"github.com/iothub-emulator/iothub-emulator/wire"
 )
@@ -16,7 +18,14 @@ import (
 // wire connects the domain services to the broker's hub topics and the REST
 // API's extra routes. Each capability adds its lines here.
 func (h *Hub) wire(api *httpapi.Server) {
-	_ = api
+	h.Methods = &methods.Invoker{
+		Transport:  methodTransport{h.broker},
+		Identities: identityChecker{h},
+		Logger:     h.log.With("component", "methods"),
+	}
+	for _, p := range []string{"/twins/{id}/methods", "/twins/{id}/modules/{mid}/methods"} {
+		api.Route(p, sasauth.ServiceConnect, api.InvokeMethod(h.Methods), http.MethodPost)
+	}
 	h.broker.SetHandlers(broker.Handlers{
 		TwinGet: func(ctx context.Context, d broker.Device) ([]byte, error) {
 			t, err := h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
@@ -32,7 +41,34 @@ func (h *Hub) wire(api *httpapi.Server) {
 			}
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
+		MethodResponse: func(d broker.Device, rid string, status int, body []byte) {
+			h.Methods.Deliver(d.DeviceID, d.ModuleID, rid, status, body)
+		},
+		SessionChanged: func(d broker.Device) {
+			h.Methods.SessionChanged(d.DeviceID, d.ModuleID)
+		},
 	})
+}
+
+// methodTransport lets the Invoker reach devices through the broker: a
+// device is online for methods when its live connection holds
+// $iothub/methods/POST/# (digest §1.9).
+type methodTransport struct{ b *broker.Broker }
+
+func (t methodTransport) IsOnline(deviceID, moduleID string) bool {
+	return t.b.IsSubscribed(deviceID, moduleID, methods.SubscriptionFilter)
+}
+
+func (t methodTransport) Send(deviceID, moduleID, topic string, payload []byte) error {
+	return t.b.Send(deviceID, moduleID, topic, payload)
+}
+
+// identityChecker tells the Invoker whether a device or module exists.
+type identityChecker struct{ h *Hub }
+
+func (c identityChecker) Exists(ctx context.Context, deviceID, moduleID string) error {
+	_, err := c.h.Registry.Get(ctx, deviceID, moduleID)
+	return err
 }
 
 // desiredNotifier publishes desired-property changes to the twin's device
@@ -58,9 +94,17 @@ func (j jobTwins) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.Twin
 	return err
 }
 
-// jobMethods calls direct methods for method jobs.
+// jobMethods calls direct methods for method jobs, through the same Invoker
+// as POST /twins/{id}/methods.
 type jobMethods struct{ h *Hub }
 
 func (j jobMethods) InvokeForJob(ctx context.Context, k jobs.DeviceKey, m jobs.Method) (int, json.RawMessage, error) {
-	return 0, nil, iothub.Errorf(iothub.InvalidOperation, "Direct methods are not available yet.")
+	r, err := j.h.Methods.Invoke(ctx, methods.Request{
+		DeviceID: k.DeviceID, ModuleID: k.ModuleID, MethodName: m.MethodName, Payload: m.Payload,
+		ResponseTimeout: m.ResponseTimeout, ConnectTimeout: m.ConnectTimeout,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return r.Status, r.Payload, nil
 }
