@@ -158,7 +158,7 @@ func (c *mqttConn) waitLost(t *testing.T) {
 
 // checkFor polls fn until it returns nil or the timeout passes (nats style;
 // the timeout is generous and never a measurement).
-func checkFor(t *testing.T, timeout time.Duration, fn func() error) {
+func checkFor(t testing.TB, timeout time.Duration, fn func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error

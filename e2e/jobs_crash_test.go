@@ -27,10 +27,11 @@ type process struct {
 	cmd                *exec.Cmd
 	bin, dir           string
 	httpPort, mqttPort int
+	args               []string // extra flags
 	log                *bytes.Buffer
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,7 +41,7 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func buildEmulator(t *testing.T) string {
+func buildEmulator(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "iothub-emulator")
 	out, err := exec.Command("go", "build", "-o", bin, "../cmd/iothub-emulator").CombinedOutput()
@@ -50,11 +51,12 @@ func buildEmulator(t *testing.T) string {
 	return bin
 }
 
-func (p *process) start(t *testing.T) {
+func (p *process) start(t testing.TB) {
 	t.Helper()
 	p.log = &bytes.Buffer{}
-	p.cmd = exec.Command(p.bin, "--data-dir", p.dir, "--mqtts-port", "0", "--https-port", "0",
-		"--mqtt-port", strconv.Itoa(p.mqttPort), "--http-port", strconv.Itoa(p.httpPort), "--job-workers", "4")
+	args := append([]string{"--data-dir", p.dir, "--mqtts-port", "0", "--https-port", "0",
+		"--mqtt-port", strconv.Itoa(p.mqttPort), "--http-port", strconv.Itoa(p.httpPort), "--log-level", "warn"}, p.args...)
+	p.cmd = exec.Command(p.bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -69,7 +71,7 @@ func (p *process) start(t *testing.T) {
 	})
 }
 
-func (p *process) do(t *testing.T, method, path string, body any, out any) int {
+func (p *process) do(t testing.TB, method, path string, body any, out any) int {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -101,7 +103,7 @@ func TestJobs_ResumeAfterKill9(t *testing.T) {
 		t.Skip("builds and kills the emulator binary")
 	}
 	t.Parallel()
-	p := &process{bin: buildEmulator(t), dir: t.TempDir(), httpPort: freePort(t), mqttPort: freePort(t)}
+	p := &process{bin: buildEmulator(t), dir: t.TempDir(), httpPort: freePort(t), mqttPort: freePort(t), args: []string{"--job-workers", "4"}}
 	p.start(t)
 	defer func() { p.cmd.Process.Kill(); p.cmd.Wait() }()
 

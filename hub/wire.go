@@ -94,6 +94,17 @@ func (j jobTwins) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.Twin
 	return err
 }
 
+// PatchManyForJob patches a chunk of a job's twins in one transaction.
+func (j jobTwins) PatchManyForJob(ctx context.Context, keys []jobs.DeviceKey, p jobs.TwinPatch) ([]error, error) {
+	tk := make([]twins.Key, len(keys))
+	for i, k := range keys {
+		tk[i] = twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}
+	}
+	return j.s.PatchMany(ctx, tk, twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
+}
+
+var _ jobs.BatchTwins = jobTwins{}
+
 // jobMethods calls direct methods for method jobs, through the same Invoker
 // as POST /twins/{id}/methods.
 type jobMethods struct{ h *Hub }

@@ -127,8 +127,9 @@ type Store interface {
 	// Select records the job's device set (pending records) and marks the
 	// job selected and running, in one transaction.
 	Select(ctx context.Context, jobID string, devices []DeviceKey, now time.Time) error
-	// Pending returns up to limit device records still pending or running
-	// (a record left running by a crash runs again).
+	// Pending returns up to limit device records still pending, in key
+	// order. Records are only ever pending or finished in the store (running
+	// is reported from memory), so one left by a crash runs again.
 	Pending(ctx context.Context, jobID string, limit int) ([]*DeviceJob, error)
 	// Finish saves the outcomes of finished device records in one transaction.
 	Finish(ctx context.Context, results []*DeviceJob) error
@@ -154,4 +155,11 @@ type Methods interface {
 // service-side update does.
 type Twins interface {
 	PatchForJob(ctx context.Context, key DeviceKey, p TwinPatch) error
+}
+
+// BatchTwins is a Twins that can patch many devices at once (one store
+// transaction instead of one per device). errs[i] is keys[i]'s outcome; err
+// fails the whole batch.
+type BatchTwins interface {
+	PatchManyForJob(ctx context.Context, keys []DeviceKey, p TwinPatch) (errs []error, err error)
 }

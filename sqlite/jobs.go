@@ -260,7 +260,7 @@ func (s *JobStore) Select(ctx context.Context, jobID string, devices []jobs.Devi
 
 func (s *JobStore) Pending(ctx context.Context, jobID string, limit int) ([]*jobs.DeviceJob, error) {
 	rows, err := s.DB.Reader().QueryContext(ctx, `SELECT device_id, module_id, job_type, status, created_time FROM device_jobs
-		WHERE job_id = ? AND status IN ('pending', 'running') ORDER BY device_id, module_id LIMIT ?`, jobID, limit)
+		WHERE job_id = ? AND status = 'pending' ORDER BY device_id, module_id LIMIT ?`, jobID, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -110,25 +110,88 @@ func (s *TwinStore) Update(ctx context.Context, key twins.Key, fn func(*twins.Tw
 		if err := fn(t); err != nil {
 			return err
 		}
-		var tags sql.NullString
-		if t.Tags != nil {
-			s, err := encodeObject(t.Tags)
+		out = t
+		return saveTwin(ctx, tx, t)
+	})
+	return out, err
+}
+
+var _ twins.BatchStore = (*TwinStore)(nil)
+
+// UpdateMany updates many twins in one transaction: a twins job costs one
+// commit per batch instead of one per device.
+func (s *TwinStore) UpdateMany(ctx context.Context, keys []twins.Key, fn func(*twins.Twin) error) ([]*twins.Twin, []error, error) {
+	var updated []*twins.Twin
+	errs := make([]error, len(keys))
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		updated = updated[:0]
+		sel, err := tx.PrepareContext(ctx, `SELECT `+twinColumns+` FROM identities WHERE device_id = ? AND module_id = ?`)
+		if err != nil {
+			return err
+		}
+		defer sel.Close()
+		upd, err := tx.PrepareContext(ctx, updateTwinSQL)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		for i, key := range keys {
+			t, err := ScanTwin(sel.QueryRowContext(ctx, key.DeviceID, key.ModuleID))
+			if errors.Is(err, sql.ErrNoRows) {
+				errs[i] = registry.NotFound(key.DeviceID, key.ModuleID)
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			tags = sql.NullString{String: s, Valid: true}
-		}
-		enc := make([]string, 4)
-		for i, m := range []map[string]any{t.Desired.Data, t.Reported.Data, t.Desired.Metadata, t.Reported.Metadata} {
-			if enc[i], err = encodeObject(m); err != nil {
+			if errs[i] = fn(t); errs[i] != nil {
+				continue
+			}
+			args, err := twinArgs(t)
+			if err != nil {
 				return err
 			}
+			if _, err := upd.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			updated = append(updated, t)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE identities SET tags = ?, desired = ?, reported = ?, desired_meta = ?, reported_meta = ?,
-			desired_version = ?, reported_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`,
-			tags, enc[0], enc[1], enc[2], enc[3], t.Desired.Version, t.Reported.Version, t.Version, t.ETag, key.DeviceID, key.ModuleID)
-		out = t
-		return err
+		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return updated, errs, nil
+}
+
+const updateTwinSQL = `UPDATE identities SET tags = ?, desired = ?, reported = ?, desired_meta = ?, reported_meta = ?,
+	desired_version = ?, reported_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`
+
+func saveTwin(ctx context.Context, tx *sql.Tx, t *twins.Twin) error {
+	args, err := twinArgs(t)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, updateTwinSQL, args...)
+	return err
+}
+
+// twinArgs are the arguments of updateTwinSQL for t.
+func twinArgs(t *twins.Twin) ([]any, error) {
+	var tags sql.NullString
+	if t.Tags != nil {
+		s, err := encodeObject(t.Tags)
+		if err != nil {
+			return nil, err
+		}
+		tags = sql.NullString{String: s, Valid: true}
+	}
+	enc := make([]string, 4)
+	for i, m := range []map[string]any{t.Desired.Data, t.Reported.Data, t.Desired.Metadata, t.Reported.Metadata} {
+		var err error
+		if enc[i], err = encodeObject(m); err != nil {
+			return nil, err
+		}
+	}
+	return []any{tags, enc[0], enc[1], enc[2], enc[3], t.Desired.Version, t.Reported.Version, t.Version, t.ETag, t.DeviceID, t.ModuleID}, nil
 }

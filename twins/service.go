@@ -106,30 +106,7 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
 			return preconditionFailed()
 		}
-		newTags := t.Tags
-		if tags != nil {
-			newTags = copyMap(t.Tags)
-			if newTags == nil {
-				newTags = map[string]any{}
-			}
-			merge(newTags, map[string]any{}, tags, stamp{})
-			if err := checkSize(sectionTags, newTags, lim.MaxTagsBytes); err != nil {
-				return err
-			}
-		}
-		newDesired := t.Desired
-		if desired != nil {
-			newDesired = copyProperties(t.Desired)
-			newDesired.Version++
-			merge(newDesired.Data, newDesired.Metadata, desired, stamp{ts: ts, version: newDesired.Version, desired: true})
-			if err := checkSize(sectionDesired, newDesired.Data, lim.MaxDesiredBytes); err != nil {
-				return err
-			}
-		}
-		t.Tags, t.Desired = newTags, newDesired
-		t.Version++
-		t.ETag++
-		return nil
+		return applyServicePatch(t, tags, desired, ts, lim)
 	})
 	if err != nil {
 		return nil, err
@@ -138,6 +115,87 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 		s.notify(key, desired, t.Desired.Version)
 	}
 	return t, nil
+}
+
+// applyServicePatch merges already validated and normalized tags and
+// desired into t, with the version, etag and $metadata rules of PatchService.
+func applyServicePatch(t *Twin, tags, desired map[string]any, ts string, lim Limits) error {
+	newTags := t.Tags
+	if tags != nil {
+		newTags = copyMap(t.Tags)
+		if newTags == nil {
+			newTags = map[string]any{}
+		}
+		merge(newTags, map[string]any{}, tags, stamp{})
+		if err := checkSize(sectionTags, newTags, lim.MaxTagsBytes); err != nil {
+			return err
+		}
+	}
+	newDesired := t.Desired
+	if desired != nil {
+		newDesired = copyProperties(t.Desired)
+		newDesired.Version++
+		merge(newDesired.Data, newDesired.Metadata, desired, stamp{ts: ts, version: newDesired.Version, desired: true})
+		if err := checkSize(sectionDesired, newDesired.Data, lim.MaxDesiredBytes); err != nil {
+			return err
+		}
+	}
+	t.Tags, t.Desired = newTags, newDesired
+	t.Version++
+	t.ETag++
+	return nil
+}
+
+// BatchStore is a Store that can update many twins in one transaction.
+type BatchStore interface {
+	// UpdateMany calls fn on each twin of keys and saves those for which fn
+	// returned nil, all in one transaction. errs[i] is the outcome of
+	// keys[i] (not found, or fn's error); err is a failure of the whole
+	// batch, in which case nothing was saved.
+	UpdateMany(ctx context.Context, keys []Key, fn func(*Twin) error) (updated []*Twin, errs []error, err error)
+}
+
+// PatchMany merges one service patch into many twins, as a
+// scheduleUpdateTwin job does, with PatchService's rules and an If-Match of
+// "*". With a BatchStore it costs one transaction for the whole batch. It
+// returns one error per key (nil on success), or err when the patch is
+// invalid or the batch failed as a whole. Desired notifications go out
+// after the commit, in version order per twin.
+func (s *Service) PatchMany(ctx context.Context, keys []Key, p ServicePatch) (errs []error, err error) {
+	lim := s.Limits.withDefaults()
+	if len(p.Reported) > 0 {
+		return nil, invalid("Reported properties are read-only for the service and cannot be updated.")
+	}
+	tags, desired := NormalizeMap(p.Tags), NormalizeMap(p.Desired)
+	if err := lim.validatePatch(sectionTags, tags); err != nil {
+		return nil, err
+	}
+	if err := lim.validatePatch(sectionDesired, desired); err != nil {
+		return nil, err
+	}
+	bs, ok := s.Store.(BatchStore)
+	if !ok || tags == nil && desired == nil {
+		errs = make([]error, len(keys))
+		for i, k := range keys {
+			_, errs[i] = s.PatchService(ctx, k, "*", ServicePatch{Tags: p.Tags, Desired: p.Desired})
+		}
+		return errs, nil
+	}
+	unlock := s.lockMany(keys)
+	defer unlock()
+	ts := FormatTime(s.now())
+	updated, errs, err := bs.UpdateMany(ctx, keys, func(t *Twin) error {
+		return applyServicePatch(t, tags, desired, ts, lim)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if desired != nil {
+		for _, t := range updated {
+			s.notify(t.Key, desired, t.Desired.Version)
+		}
+	}
+	return errs, nil
 }
 
 // ReplaceService replaces tags and desired wholesale (PUT /twins/{id},
@@ -254,13 +312,38 @@ func (s *Service) notify(key Key, patch map[string]any, version int64) {
 
 // lock locks and returns the stripe mutex of key.
 func (s *Service) lock(key Key) *sync.Mutex {
+	mu := &s.locks[stripe(key)]
+	mu.Lock()
+	return mu
+}
+
+func stripe(key Key) uint32 {
 	h := fnv.New32a()
 	h.Write([]byte(key.DeviceID))
 	h.Write([]byte{0})
 	h.Write([]byte(key.ModuleID))
-	mu := &s.locks[h.Sum32()%lockStripes]
-	mu.Lock()
-	return mu
+	return h.Sum32() % lockStripes
+}
+
+// lockMany locks the stripes of keys in ascending order, so two batches
+// cannot deadlock, and a holder of one stripe never waits for another.
+func (s *Service) lockMany(keys []Key) (unlock func()) {
+	var need [lockStripes]bool
+	for _, k := range keys {
+		need[stripe(k)] = true
+	}
+	var held []*sync.Mutex
+	for i := range need {
+		if need[i] {
+			s.locks[i].Lock()
+			held = append(held, &s.locks[i])
+		}
+	}
+	return func() {
+		for _, mu := range held {
+			mu.Unlock()
+		}
+	}
 }
 
 func (s *Service) now() time.Time {
