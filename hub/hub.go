@@ -21,6 +21,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
@@ -53,7 +54,11 @@ type Config struct {
 	OwnerKey string
 	// DeviceCAFiles are CA certificates that sign certificateAuthority devices.
 	DeviceCAFiles []string
-	Logger        *slog.Logger
+	// MessageRetentionCount and MessageRetentionAge bound the telemetry log
+	// (0: no bound of that kind).
+	MessageRetentionCount int
+	MessageRetentionAge   time.Duration
+	Logger                *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.
@@ -66,6 +71,9 @@ func DefaultConfig() Config {
 		HTTPAddr:      "127.0.0.1:8080",
 		FallbackPorts: true,
 		DataDir:       "./data",
+
+		MessageRetentionCount: 100000,
+		MessageRetentionAge:   24 * time.Hour,
 	}
 }
 
@@ -86,6 +94,10 @@ type Hub struct {
 	Registry *registry.Service
 	// Twins is the device and module twin service.
 	Twins *twins.Service
+	// Telemetry is the device-to-cloud message log.
+	Telemetry *messaging.Telemetry
+	// C2D is the cloud-to-device queue.
+	C2D *messaging.CloudToDevice
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 }
@@ -145,9 +157,12 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
 	h.Twins = twins.NewService(&sqlite.TwinStore{DB: h.db}, desiredNotifier{h.broker})
+	if err := h.openMessaging(ctx); err != nil {
+		return nil, err
+	}
 
 	api := &httpapi.Server{
-		Auth: auth, Registry: h.Registry, Twins: h.Twins, Logger: log.With("component", "http"),
+		Auth: auth, Registry: h.Registry, Twins: h.Twins, Telemetry: h.Telemetry, C2D: h.C2D, Logger: log.With("component", "http"),
 		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
 	}
 	h.wire(api)
@@ -294,6 +309,9 @@ func loadDeviceCAs(files []string) (*x509.CertPool, error) {
 func (h *Hub) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if h.Telemetry != nil {
+		h.Telemetry.EndSubscriptions() // end SSE streams, which Shutdown would wait for
+	}
 	for _, s := range h.servers {
 		_ = s.Shutdown(ctx)
 	}
@@ -303,6 +321,7 @@ func (h *Hub) Close() error {
 	for _, ln := range h.listener {
 		_ = ln.Close()
 	}
+	h.closeMessaging()
 	var err error
 	if h.db != nil {
 		err = h.db.Close()
