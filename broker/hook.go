@@ -249,6 +249,12 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		h.b.log.Info("publish refused: not the device's topic", "device", dev.ClientID(), "topic", pk.TopicName)
 		return pk, packets.ErrRejectPacket
 	}
+	if strings.ContainsAny(pk.TopicName, "+#") {
+		// The C SDK sends property values unencoded (digest §1.6), so a '+'
+		// can reach the bag; mochi would drop such a topic name without a
+		// PUBACK. Escaping keeps its meaning: the bag is percent-decoded.
+		pk.TopicName = strings.NewReplacer("+", "%2B", "#", "%23").Replace(pk.TopicName)
+	}
 	return pk, nil
 }
 

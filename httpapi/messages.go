@@ -189,7 +189,9 @@ func messageFromHeaders(m *messaging.Message, h http.Header) {
 			if m.Properties == nil {
 				m.Properties = map[string]string{}
 			}
-			m.Properties[k[len(k)-len(name):]] = v
+			// net/http canonicalises header names (Iothub-App-Color), so
+			// the sender's case is lost; the SDKs send lower case.
+			m.Properties[name] = v
 			continue
 		}
 		sys := func(name string) {
