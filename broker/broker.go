@@ -127,7 +127,9 @@ func New(cfg Config) *Broker {
 	caps.RetainAvailable = 0
 	caps.MinimumProtocolVersion = 4
 	caps.SharedSubAvailable = 0
-	caps.MaximumClientWritesPending = 1024
+	// mochi allocates this queue per connection (8 bytes a slot); the hub
+	// writes to devices directly (Send, DeliverC2D), so it stays near empty.
+	caps.MaximumClientWritesPending = 32
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       slog.New(quietHandler{log.With("component", "mqtt").Handler()}),

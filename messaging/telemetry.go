@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
@@ -39,7 +40,13 @@ type Telemetry struct {
 
 	mu   sync.Mutex
 	subs map[*Subscription]struct{}
+
+	batches, messages atomic.Int64
 }
+
+// Stats reports how many transactions stored how many messages, to see
+// group commit at work.
+func (t *Telemetry) Stats() (batches, messages int64) { return t.batches.Load(), t.messages.Load() }
 
 type appendReq struct {
 	m    *Message
@@ -170,6 +177,8 @@ func (t *Telemetry) commit(batch []*appendReq, msgs []*Message) {
 		t.cfg.Logger.Error("telemetry batch not stored", "messages", len(msgs), "error", err)
 	}
 	if err == nil {
+		t.batches.Add(1)
+		t.messages.Add(int64(len(msgs)))
 		t.publish(msgs)
 	}
 	for _, r := range batch {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,10 +15,37 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 )
 
-// MessageLog implements messaging.Log.
-type MessageLog struct{ DB *DB }
+// MessageLog implements messaging.Log. Its statements are prepared once on
+// the writer connection: parsing SQL per batch cost more than the inserts.
+type MessageLog struct {
+	DB *DB
+
+	once    sync.Once
+	prepErr error
+	insert  *sql.Stmt
+	// next is the last sequence number handed out. Only the telemetry
+	// writer appends, but mu keeps Append safe for any caller.
+	mu   sync.Mutex
+	next int64
+}
 
 var _ messaging.Log = (*MessageLog)(nil)
+
+func (s *MessageLog) prepare(ctx context.Context) error {
+	s.once.Do(func() {
+		w := s.DB.Writer()
+		if s.insert, s.prepErr = w.PrepareContext(ctx, `INSERT INTO d2c_messages (seq, device_id, module_id, enqueued_ms, props, body) VALUES (?, ?, ?, ?, ?, ?)`); s.prepErr != nil {
+			return
+		}
+		// Sequence numbers continue from the larger of the stored rows and
+		// the d2c_seq counter, which Trim saves before it deletes: no
+		// per-batch counter write, and no reuse after retention emptied the
+		// table.
+		s.prepErr = w.QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT value FROM counters WHERE name = 'd2c_seq'), 0),
+			COALESCE((SELECT MAX(seq) FROM d2c_messages), 0))`).Scan(&s.next)
+	})
+	return s.prepErr
+}
 
 // d2cProps is the props column of d2c_messages: short names, empty members
 // left out, so the row stays small.
@@ -59,17 +87,14 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 	if len(msgs) == 0 {
 		return nil
 	}
-	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		var last int64
-		err := tx.QueryRowContext(ctx, `SELECT value FROM counters WHERE name = 'd2c_seq'`).Scan(&last)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return err
-		}
-		st, err := tx.PrepareContext(ctx, `INSERT INTO d2c_messages (seq, device_id, module_id, enqueued_ms, props, body) VALUES (?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
+	if err := s.prepare(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.next
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		st := tx.StmtContext(ctx, s.insert)
 		for _, m := range msgs {
 			last++
 			p, err := json.Marshal(d2cProps{Auth: m.AuthMethod, Gen: m.GenerationID, Tr: m.Transport, Mid: m.MessageID, Cid: m.CorrelationID,
@@ -86,18 +111,18 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 				return err
 			}
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO counters (name, value) VALUES ('d2c_seq', ?)
-			ON CONFLICT(name) DO UPDATE SET value = excluded.value`, last)
-		if err != nil {
-			return err
-		}
-		// Numbers are only handed out once the transaction commits.
-		first := last - int64(len(msgs)) + 1
-		for i, m := range msgs {
-			m.SequenceNumber = first + int64(i)
-		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// Numbers are only handed out once the transaction commits.
+	first := s.next + 1
+	s.next = last
+	for i, m := range msgs {
+		m.SequenceNumber = first + int64(i)
+	}
+	return nil
 }
 
 // List returns messages in ascending sequence order.
@@ -161,6 +186,10 @@ func (s *MessageLog) List(ctx context.Context, f messaging.Filter) ([]*messaging
 func (s *MessageLog) Trim(ctx context.Context, keep int, cutoff time.Time) (int64, error) {
 	var n int64
 	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) SELECT 'd2c_seq', MAX(seq) FROM d2c_messages WHERE true HAVING MAX(seq) IS NOT NULL
+			ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)`); err != nil {
+			return err
+		}
 		if keep > 0 {
 			r, err := tx.ExecContext(ctx, `DELETE FROM d2c_messages WHERE seq <= (SELECT MAX(seq) FROM d2c_messages) - ?`, keep)
 			if err != nil {
