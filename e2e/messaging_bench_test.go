@@ -50,11 +50,11 @@ func TestMessagingBenchmark(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/iothub-emulator").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	emuMQTT, emuHTTP := freePort(t), freePort(t)
+	emuMQTT, emuHTTP := benchPort(t), benchPort(t)
 	emu := startProc(t, bin, "--data-dir", filepath.Join(dir, "data"), "--mqtt-port", emuMQTT, "--http-port", emuHTTP,
 		"--mqtts-port", "0", "--https-port", "0", "--log-level", "warn")
 	waitPort(t, "127.0.0.1:"+emuMQTT)
-	mosqPort := freePort(t)
+	mosqPort := benchPort(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	os.WriteFile(conf, []byte("listener "+mosqPort+" 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\n"), 0o644)
 	mq := startProc(t, mosq, "-c", conf)
@@ -110,7 +110,7 @@ func TestMessagingBenchmark(t *testing.T) {
 		}
 	}
 	if n, err := countStored("http://127.0.0.1:" + emuHTTP); err == nil {
-		t.Logf("emulator log holds %d messages (retention 100000)", n)
+		t.Logf("emulator: last sequence number %d (retention keeps the newest 100000)", n)
 	}
 }
 
@@ -121,7 +121,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func freePort(t *testing.T) string {
+func benchPort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

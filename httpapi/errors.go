@@ -20,7 +20,7 @@ func trackingID(now time.Time) string {
 
 // methodErrorCodes use the hub's second error body form, with a JSON
 // document inside Message (digest §7.1, Format B).
-var methodErrorCodes = map[iothub.Code]bool{iothub.DeviceNotOnline: true, iothub.GatewayTimeout: true}
+var methodErrorCodes = map[iothub.Code]bool{iothub.DeviceNotOnline: true, iothub.GatewayTimeout: true, iothub.InvalidResponseWhileProxying: true}
 
 // writeError is the one place where an error becomes an HTTP response: the
 // status is the code's, the body the hub's {"Message","ExceptionMessage"}

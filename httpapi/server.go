@@ -19,6 +19,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/query"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/twins"
@@ -34,6 +35,7 @@ type Server struct {
 	// message endpoints (messages.go).
 	Telemetry *messaging.Telemetry
 	C2D       *messaging.CloudToDevice
+	Query     query.Runner
 	Logger    *slog.Logger
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
@@ -73,6 +75,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	reg("/devices", sasauth.RegistryRead, s.listDevices, http.MethodGet)
 	reg("/devices/", sasauth.RegistryRead, s.listDevices, http.MethodGet) // Node sends the trailing slash
+	reg("/devices", sasauth.RegistryWrite, s.bulkDevices, http.MethodPost)
 	reg("/devices/{id}", sasauth.RegistryRead, s.getDevice, http.MethodGet)
 	reg("/devices/{id}", sasauth.RegistryWrite, s.putDevice, http.MethodPut)
 	reg("/devices/{id}", sasauth.RegistryWrite, s.deleteDevice, http.MethodDelete)
@@ -86,6 +89,9 @@ func (s *Server) Handler() http.Handler {
 		reg(p, sasauth.ServiceConnect, s.getTwin, http.MethodGet)
 		reg(p, sasauth.ServiceConnect, s.patchTwin, http.MethodPatch)
 		reg(p, sasauth.ServiceConnect, s.replaceTwin, http.MethodPut)
+	}
+	if s.Query != nil {
+		reg("/devices/query", sasauth.ServiceConnect, s.queryDevices, http.MethodPost)
 	}
 	if s.Jobs != nil {
 		// /jobs/v2/query before /jobs/v2/{id}, which would match it too.

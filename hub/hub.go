@@ -16,12 +16,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
@@ -58,13 +61,26 @@ type Config struct {
 	// (0: no bound of that kind).
 	MessageRetentionCount int
 	MessageRetentionAge   time.Duration
-	Logger                *slog.Logger
+	// JobWorkers bounds the device operations one job runs at once.
+	JobWorkers int
+	// MaxActiveJobs bounds jobs queued, scheduled or running at once (the
+	// hub's S3 tier allows 10); 0 means no limit.
+	MaxActiveJobs int
+	// JobRetention is how long finished jobs are kept (the hub: 30 days).
+	JobRetention time.Duration
+	// SeedFile names a JSON or YAML file of devices (and modules) to create
+	// at start when they do not exist yet; see examples/seed.json.
+	SeedFile string
+	Logger   *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.
 func DefaultConfig() Config {
 	return Config{
 		Hostname:      "localhost",
+		JobWorkers:    64,
+		MaxActiveJobs: 10,
+		JobRetention:  30 * 24 * time.Hour,
 		MQTTSAddr:     "127.0.0.1:8883",
 		HTTPSAddr:     "127.0.0.1:443",
 		MQTTAddr:      "127.0.0.1:1883",
@@ -90,6 +106,9 @@ type Hub struct {
 	tmpDir   string
 	policies []sasauth.Policy
 
+	closeOnce sync.Once
+	closeErr  error
+
 	// Registry is the identity registry service.
 	Registry *registry.Service
 	// Twins is the device and module twin service.
@@ -98,8 +117,14 @@ type Hub struct {
 	Telemetry *messaging.Telemetry
 	// C2D is the cloud-to-device queue.
 	C2D *messaging.CloudToDevice
+	// Jobs is the jobs engine.
+	Jobs *jobs.Engine
+	// Methods invokes direct methods (REST and the jobs engine).
+	Methods *methods.Invoker
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
+	// Seeded lists the identities named by Config.SeedFile, in file order.
+	Seeded []SeedIdentity
 }
 
 // Open binds every listener, opens the database and starts serving. It
@@ -113,9 +138,11 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	h = &Hub{cfg: cfg, log: log, listener: map[string]net.Listener{}}
+	// The error returns set h to nil; close what was opened through self.
+	self := h
 	defer func() {
 		if err != nil {
-			h.Close()
+			self.Close()
 		}
 	}()
 
@@ -161,8 +188,21 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		return nil, err
 	}
 
+	h.Jobs = &jobs.Engine{
+		Store: &sqlite.JobStore{DB: h.db}, Selector: sqlite.Selector{DB: h.db},
+		Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
+		Log: log.With("component", "jobs"), Workers: cfg.JobWorkers, MaxActive: cfg.MaxActiveJobs, Retention: cfg.JobRetention,
+	}
+	h.Registry.Twins = twinWriter{h.Twins}
+	if cfg.SeedFile != "" {
+		if err := h.seed(ctx, cfg.SeedFile); err != nil {
+			return nil, err
+		}
+	}
+
 	api := &httpapi.Server{
-		Auth: auth, Registry: h.Registry, Twins: h.Twins, Telemetry: h.Telemetry, C2D: h.C2D, Logger: log.With("component", "http"),
+		Auth: auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D, Query: &sqlite.QueryStore{DB: h.db},
+		Logger:    log.With("component", "http"),
 		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
 	}
 	h.wire(api)
@@ -209,6 +249,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	if err := h.broker.Start(); err != nil {
 		return nil, fmt.Errorf("start the MQTT broker: %w", err)
 	}
+	h.Jobs.Start(context.Background())
 	handler := api.Handler()
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
@@ -305,8 +346,14 @@ func loadDeviceCAs(files []string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Close stops every listener and closes the database.
+// Close stops every listener and closes the database. Closing twice is
+// harmless: the second call returns the first's result.
 func (h *Hub) Close() error {
+	h.closeOnce.Do(func() { h.closeErr = h.close() })
+	return h.closeErr
+}
+
+func (h *Hub) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if h.Telemetry != nil {
@@ -314,6 +361,9 @@ func (h *Hub) Close() error {
 	}
 	for _, s := range h.servers {
 		_ = s.Shutdown(ctx)
+	}
+	if h.Jobs != nil {
+		h.Jobs.Close()
 	}
 	if h.broker != nil {
 		_ = h.broker.Close()

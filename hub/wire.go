@@ -2,12 +2,17 @@ package hub
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"strconv"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/methods"
+	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 	"github.com/iothub-emulator/iothub-emulator/wire"
@@ -16,7 +21,14 @@ import (
 // wire connects the domain services to the broker's hub topics and the REST
 // API's extra routes. Each capability adds its lines here.
 func (h *Hub) wire(api *httpapi.Server) {
-	_ = api
+	h.Methods = &methods.Invoker{
+		Transport:  methodTransport{h.broker},
+		Identities: identityChecker{h},
+		Logger:     h.log.With("component", "methods"),
+	}
+	for _, p := range []string{"/twins/{id}/methods", "/twins/{id}/modules/{mid}/methods"} {
+		api.Route(p, sasauth.ServiceConnect, api.InvokeMethod(h.Methods), http.MethodPost)
+	}
 	h.broker.SetHandlers(broker.Handlers{
 		TwinGet: func(ctx context.Context, d broker.Device) ([]byte, error) {
 			t, err := h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
@@ -43,6 +55,12 @@ func (h *Hub) wire(api *httpapi.Server) {
 		},
 		C2DRelease: func(d broker.Device, lockTokens []string) {
 			h.C2D.Release(context.Background(), d.DeviceID, lockTokens)
+		},
+		MethodResponse: func(d broker.Device, rid string, status int, body []byte) {
+			h.Methods.Deliver(d.DeviceID, d.ModuleID, rid, status, body)
+		},
+		SessionChanged: func(d broker.Device) {
+			h.Methods.SessionChanged(d.DeviceID, d.ModuleID)
 		},
 	})
 }
@@ -76,6 +94,27 @@ type c2dLink struct{ b *broker.Broker }
 func (l c2dLink) Ready(deviceID string) bool            { return l.b.C2DReady(deviceID) }
 func (l c2dLink) Deliver(m *messaging.C2DMessage) error { return l.b.DeliverC2D(m) }
 
+// methodTransport lets the Invoker reach devices through the broker: a
+// device is online for methods when its live connection holds
+// $iothub/methods/POST/# (digest §1.9).
+type methodTransport struct{ b *broker.Broker }
+
+func (t methodTransport) IsOnline(deviceID, moduleID string) bool {
+	return t.b.IsSubscribed(deviceID, moduleID, methods.SubscriptionFilter)
+}
+
+func (t methodTransport) Send(deviceID, moduleID, topic string, payload []byte) error {
+	return t.b.Send(deviceID, moduleID, topic, payload)
+}
+
+// identityChecker tells the Invoker whether a device or module exists.
+type identityChecker struct{ h *Hub }
+
+func (c identityChecker) Exists(ctx context.Context, deviceID, moduleID string) error {
+	_, err := c.h.Registry.Get(ctx, deviceID, moduleID)
+	return err
+}
+
 // desiredNotifier publishes desired-property changes to the twin's device
 // when it is connected and subscribed (digest §1.8); it is called in
 // version order per twin.
@@ -88,4 +127,28 @@ func (n desiredNotifier) DesiredChanged(key twins.Key, patch map[string]any, ver
 		return
 	}
 	_ = n.b.Send(key.DeviceID, key.ModuleID, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), wire.DesiredPatch(patch, version))
+}
+
+// jobTwins applies a job's twin patch through the twins service, so
+// connected devices get the desired-property notification.
+type jobTwins struct{ s *twins.Service }
+
+func (j jobTwins) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.TwinPatch) error {
+	_, err := j.s.PatchService(ctx, twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}, "*", twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
+	return err
+}
+
+// jobMethods calls direct methods for method jobs, through the same Invoker
+// as POST /twins/{id}/methods.
+type jobMethods struct{ h *Hub }
+
+func (j jobMethods) InvokeForJob(ctx context.Context, k jobs.DeviceKey, m jobs.Method) (int, json.RawMessage, error) {
+	r, err := j.h.Methods.Invoke(ctx, methods.Request{
+		DeviceID: k.DeviceID, ModuleID: k.ModuleID, MethodName: m.MethodName, Payload: m.Payload,
+		ResponseTimeout: m.ResponseTimeout, ConnectTimeout: m.ConnectTimeout,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return r.Status, r.Payload, nil
 }

@@ -36,6 +36,7 @@ const (
 	ThrottlingMaxActiveJobCountExceeded       Code = 429004
 	ServerError                               Code = 500001
 	GenericTimeout                            Code = 500008
+	InvalidResponseWhileProxying              Code = 502101
 	ServiceUnavailable                        Code = 503001
 	GatewayTimeout                            Code = 504101
 )
@@ -74,6 +75,7 @@ var codeNames = map[Code]string{
 	ThrottlingMaxActiveJobCountExceeded:       "ThrottlingMaxActiveJobCountExceeded",
 	ServerError:                               "ServerError",
 	GenericTimeout:                            "GenericTimeout",
+	InvalidResponseWhileProxying:              "InvalidResponseWhileProxying",
 	ServiceUnavailable:                        "ServiceUnavailable",
 	GatewayTimeout:                            "GatewayTimeout",
 }

@@ -92,6 +92,15 @@ type Store interface {
 	SetConnection(ctx context.Context, deviceID, moduleID, state string, at time.Time, modelID string) error
 	// ConnectedCount counts identities whose state is Connected.
 	ConnectedCount(ctx context.Context) (int, error)
+	// Apply calls decide on each key's current identity (nil when absent),
+	// in order, inside one transaction, and writes the Change it returns:
+	// Insert stores the identity with a fresh identity etag and a fresh twin
+	// (404001 if a module's device is missing), Replace saves it with a new
+	// identity etag, Remove deletes it with its twin and, for a device, its
+	// modules and stored MQTT sessions. Errors of one entry (from decide or
+	// the checks above) come back in the slice, one per key, and leave the
+	// other entries alone; any other error rolls everything back.
+	Apply(ctx context.Context, keys []Key, decide func(i int, cur *Identity) (Change, error)) ([]error, error)
 }
 
 // SessionCloser closes a device's live connection; the broker implements it.
@@ -105,7 +114,9 @@ type SessionCloser interface {
 type Service struct {
 	Store    Store
 	Sessions SessionCloser
-	Now      func() time.Time
+	// Twins writes the twin part of bulk and seed entries (tags, desired).
+	Twins TwinWriter
+	Now   func() time.Time
 }
 
 func (s *Service) now() time.Time {

@@ -68,11 +68,39 @@ func getIdentity(ctx context.Context, q interface {
 	return id, err
 }
 
-// Create inserts the identity with a fresh twin: desired and reported
-// $version 1, twin version 2, twin etag 1, as a new twin on the hub (digest §4.4).
+// insertIdentitySQL inserts an identity with a fresh twin: desired and
+// reported $version 1, twin version 2, twin etag 1, as a new twin on the hub
+// (digest §4.4). Arguments: identityArgs, then created time and the two
+// $metadata documents.
+const insertIdentitySQL = `INSERT INTO identities (` + identityColumns + `, created_time,
+	tags, desired, reported, desired_meta, reported_meta, desired_version, reported_version, twin_version, twin_etag)
+	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?, ?, NULL, '{}', '{}', ?, ?, 1, 1, 2, 1)`
+
+func insertArgs(id *registry.Identity, now string) []any {
+	meta := `{"$lastUpdated":"` + now + `"}`
+	return append(identityArgs(id), now, meta, meta)
+}
+
+// updateIdentitySQL saves an identity's mutable fields; see updateArgs.
+const updateIdentitySQL = `UPDATE identities SET etag=?, status=?, status_reason=?, status_updated_time=?,
+	auth_type=?, primary_key=?, secondary_key=?, primary_thumbprint=?, secondary_thumbprint=?, iot_edge=?, managed_by=?,
+	device_scope=?, parent_scopes=? WHERE device_id=? AND module_id=?`
+
+func updateArgs(id *registry.Identity) []any {
+	a := identityArgs(id)
+	return []any{a[3], a[4], a[5], a[6], a[11], a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], id.DeviceID, id.ModuleID}
+}
+
+func alreadyExists(id *registry.Identity) error {
+	if id.ModuleID != "" {
+		return iothub.Errorf(iothub.ModuleAlreadyExistsOnDevice, "A module with ID '%s' already exists on device '%s'.", id.ModuleID, id.DeviceID)
+	}
+	return iothub.Errorf(iothub.DeviceAlreadyExists, "A device with ID '%s' is already registered.", id.DeviceID)
+}
+
+// Create inserts the identity with a fresh twin.
 func (s *RegistryStore) Create(ctx context.Context, id *registry.Identity) (*registry.Identity, error) {
 	now := formatTime(s.DB.Now())
-	meta := `{"$lastUpdated":"` + now + `"}`
 	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
 		if id.ModuleID != "" {
 			if _, err := getIdentity(ctx, tx, id.DeviceID, ""); err != nil {
@@ -84,15 +112,9 @@ func (s *RegistryStore) Create(ctx context.Context, id *registry.Identity) (*reg
 			return err
 		}
 		id.ETag = etag
-		args := append(identityArgs(id), now, meta, meta)
-		_, err = tx.ExecContext(ctx, `INSERT INTO identities (`+identityColumns+`, created_time,
-			tags, desired, reported, desired_meta, reported_meta, desired_version, reported_version, twin_version, twin_etag)
-			VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?, ?, NULL, '{}', '{}', ?, ?, 1, 1, 2, 1)`, args...)
+		_, err = tx.ExecContext(ctx, insertIdentitySQL, insertArgs(id, now)...)
 		if isUniqueViolation(err) {
-			if id.ModuleID != "" {
-				return iothub.Errorf(iothub.ModuleAlreadyExistsOnDevice, "A module with ID '%s' already exists on device '%s'.", id.ModuleID, id.DeviceID)
-			}
-			return iothub.Errorf(iothub.DeviceAlreadyExists, "A device with ID '%s' is already registered.", id.DeviceID)
+			return alreadyExists(id)
 		}
 		return err
 	})
@@ -119,11 +141,7 @@ func (s *RegistryStore) Update(ctx context.Context, deviceID, moduleID string, f
 		if cur.ETag, err = NextCounter(ctx, tx, "identity_etag"); err != nil {
 			return err
 		}
-		a := identityArgs(cur)
-		_, err = tx.ExecContext(ctx, `UPDATE identities SET etag=?, status=?, status_reason=?, status_updated_time=?,
-			auth_type=?, primary_key=?, secondary_key=?, primary_thumbprint=?, secondary_thumbprint=?, iot_edge=?, managed_by=?,
-			device_scope=?, parent_scopes=? WHERE device_id=? AND module_id=?`,
-			a[3], a[4], a[5], a[6], a[11], a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], deviceID, moduleID)
+		_, err = tx.ExecContext(ctx, updateIdentitySQL, updateArgs(cur)...)
 		out = cur
 		return err
 	})
@@ -139,23 +157,30 @@ func (s *RegistryStore) Delete(ctx context.Context, deviceID, moduleID string, f
 		if err := fn(cur); err != nil {
 			return err
 		}
-		if moduleID == "" {
-			_, err = tx.ExecContext(ctx, `DELETE FROM identities WHERE device_id = ?`, deviceID)
-		} else {
-			_, err = tx.ExecContext(ctx, `DELETE FROM identities WHERE device_id = ? AND module_id = ?`, deviceID, moduleID)
-		}
-		if err != nil {
-			return err
-		}
-		clientID := deviceID
-		if moduleID != "" {
-			clientID += "/" + moduleID
-			_, err = tx.ExecContext(ctx, `DELETE FROM mqtt_subscriptions WHERE client_id = ?`, clientID)
-		} else {
-			_, err = tx.ExecContext(ctx, `DELETE FROM mqtt_subscriptions WHERE client_id = ? OR client_id LIKE ? ESCAPE '\'`, clientID, escapeLike(clientID)+"/%")
-		}
-		return err
+		return deleteIdentity(ctx, tx, deviceID, moduleID)
 	})
+}
+
+// deleteIdentity removes an identity with its twin and stored MQTT session;
+// for a device, its modules and their sessions as well.
+func deleteIdentity(ctx context.Context, tx *sql.Tx, deviceID, moduleID string) error {
+	var err error
+	if moduleID == "" {
+		_, err = tx.ExecContext(ctx, `DELETE FROM identities WHERE device_id = ?`, deviceID)
+	} else {
+		_, err = tx.ExecContext(ctx, `DELETE FROM identities WHERE device_id = ? AND module_id = ?`, deviceID, moduleID)
+	}
+	if err != nil {
+		return err
+	}
+	clientID := deviceID
+	if moduleID != "" {
+		clientID += "/" + moduleID
+		_, err = tx.ExecContext(ctx, `DELETE FROM mqtt_subscriptions WHERE client_id = ?`, clientID)
+	} else {
+		_, err = tx.ExecContext(ctx, `DELETE FROM mqtt_subscriptions WHERE client_id = ? OR client_id LIKE ? ESCAPE '\'`, clientID, escapeLike(clientID)+"/%")
+	}
+	return err
 }
 
 func escapeLike(s string) string {

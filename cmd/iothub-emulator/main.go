@@ -49,6 +49,9 @@ type options struct {
 	ownerKey, logLevel, logFormat            string
 	messageRetentionCount                    int
 	messageRetention                         time.Duration
+	jobWorkers, maxActiveJobs                int
+	jobRetention                             time.Duration
+	seed                                     string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -70,6 +73,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.ownerKey, "owner-key", "", "base64 key of the iothubowner policy (default: the well-known key)")
 	fs.IntVar(&o.messageRetentionCount, "message-retention-count", 100000, "telemetry messages kept for /_emulator/messages (0: no count bound)")
 	fs.DurationVar(&o.messageRetention, "message-retention", 24*time.Hour, "how long telemetry messages are kept (0: no age bound)")
+	fs.IntVar(&o.jobWorkers, "job-workers", 64, "device operations one job runs at once")
+	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", 10, "jobs that may be queued, scheduled or running at once (0: no limit)")
+	fs.DurationVar(&o.jobRetention, "job-retention", 30*24*time.Hour, "how long finished jobs are kept")
+	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -123,7 +130,9 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
 		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
-		Logger: log,
+		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
+		SeedFile: o.seed,
+		Logger:   log,
 	}
 }
 
@@ -172,13 +181,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	printBanner(stdout, h, time.Since(start))
+	printBanner(ctx, stdout, h, time.Since(start))
 	<-ctx.Done()
 	log.Info("shutting down")
 	return h.Close()
 }
 
-func printBanner(w io.Writer, h *hub.Hub, took time.Duration) {
+// bannerSeedLines bounds how many seeded identities the banner lists.
+const bannerSeedLines = 20
+
+func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duration) {
 	fmt.Fprintf(w, "IoT Hub emulator ready in %s\n", took.Round(time.Millisecond))
 	for _, l := range []struct{ name, what string }{
 		{"mqtts", "MQTT over TLS (devices)"},
@@ -192,6 +204,26 @@ func printBanner(w io.Writer, h *hub.Hub, took time.Duration) {
 	}
 	fmt.Fprintf(w, "  CA certificate to trust: %s\n", h.CACertFile())
 	fmt.Fprintf(w, "  Service connection string:\n    %s\n", h.ServiceConnectionString(""))
+	if len(h.Seeded) > 0 {
+		created := 0
+		for _, s := range h.Seeded {
+			if s.Created {
+				created++
+			}
+		}
+		fmt.Fprintf(w, "  Seeded identities (%d, %d new):\n", len(h.Seeded), created)
+		for i, s := range h.Seeded {
+			if i == bannerSeedLines {
+				fmt.Fprintf(w, "    ... and %d more\n", len(h.Seeded)-i)
+				break
+			}
+			cs, err := h.DeviceConnectionString(ctx, s.DeviceID, s.ModuleID)
+			if err != nil {
+				cs = "(" + err.Error() + ")"
+			}
+			fmt.Fprintf(w, "    %s\n", cs)
+		}
+	}
 	for _, warn := range h.Warnings {
 		fmt.Fprintf(w, "  WARNING: %s\n", warn)
 	}

@@ -1,0 +1,412 @@
+// Package methods invokes direct methods on devices and modules (protocol
+// digest §1.9, §3.5): it publishes the request to the device through a
+// Transport, correlates the device's answer by $rid, and enforces the hub's
+// connect and response timeouts. The REST API and the jobs engine
+// (scheduleDeviceMethod) both call Invoker.Invoke. The package knows nothing
+// of HTTP or MQTT; the hub wires the broker in as the Transport.
+package methods
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+)
+
+// The hub's limits for direct methods (digest §3.5; D-DM).
+const (
+	DefaultResponseTimeout = 30 * time.Second
+	MinResponseTimeout     = 5 * time.Second
+	MaxResponseTimeout     = 300 * time.Second
+	MaxConnectTimeout      = 300 * time.Second
+	// MaxPayload bounds the request and the response payload, each way.
+	MaxPayload = 128 * 1024
+)
+
+// SubscriptionFilter is the filter a device subscribes to for methods.
+const SubscriptionFilter = "$iothub/methods/POST/#"
+
+// Transport reaches devices. The broker implements it.
+type Transport interface {
+	// IsOnline reports whether the device or module is connected and
+	// subscribed to $iothub/methods/POST/#.
+	IsOnline(deviceID, moduleID string) bool
+	// Send publishes payload on topic to that device's live connection only.
+	Send(deviceID, moduleID, topic string, payload []byte) error
+}
+
+// Identities tells whether a device or module is registered.
+type Identities interface {
+	// Exists returns nil, or 404001 DeviceNotFound / 404010 ModuleNotFound.
+	Exists(ctx context.Context, deviceID, moduleID string) error
+}
+
+// Request is one method invocation.
+type Request struct {
+	DeviceID, ModuleID string
+	MethodName         string
+	// Payload is the JSON sent to the device; nil or empty means null.
+	Payload json.RawMessage
+	// ResponseTimeout is how long the device has to answer once the request
+	// is published; zero means DefaultResponseTimeout. 5 s to 300 s.
+	ResponseTimeout time.Duration
+	// ConnectTimeout is how long to wait for the device to come online
+	// (connected and subscribed); zero means it must be online already.
+	// 0 to 300 s.
+	ConnectTimeout time.Duration
+}
+
+// Response is the device's answer.
+type Response struct {
+	// Status is the status the device chose, passed through unchanged.
+	Status int
+	// Payload is the device's JSON; "null" when it sent an empty body.
+	Payload json.RawMessage
+}
+
+// Messages the hub uses (digest §3.5, §7.1 Format B).
+const (
+	msgNotOnline      = "Timed out waiting for device to connect."
+	msgTimeout        = "Timed out waiting for the response from device."
+	msgDisconnected   = "The device disconnected before it responded."
+	msgInvalidPayload = "Payload is not a valid document of type application/json."
+)
+
+// Invoker runs direct methods. Its zero value is not usable: set Transport.
+// One Invoker serves the whole hub, so $rid values are unique per hub.
+//
+// Lock order: Invoker.mu is a leaf lock; Transport is never called with it
+// held.
+type Invoker struct {
+	// Transport reaches the devices. Required.
+	Transport Transport
+	// Identities, if not nil, turns calls to unknown devices into 404001 /
+	// 404010 instead of 404103. It is only asked when the device is not
+	// online: a connected device is registered.
+	Identities Identities
+	// After is the clock for timeouts; nil means time.After.
+	After func(time.Duration) <-chan time.Time
+	// Logger records dropped responses; nil means slog.Default().
+	Logger *slog.Logger
+
+	mu      sync.Mutex
+	nextRID uint64
+	calls   map[string]*call // in flight, by rid
+	// byDevice indexes calls per device so a disconnect fails them at once.
+	byDevice map[key]map[*call]struct{}
+	// online is closed and replaced whenever a device's session changes; a
+	// caller waiting for the device to connect waits on it.
+	online map[key]chan struct{}
+}
+
+type key struct{ deviceID, moduleID string }
+
+type call struct {
+	key  key
+	rid  string
+	done chan result // buffered 1; written once, by whoever removed the call
+}
+
+type result struct {
+	resp Response
+	err  error
+}
+
+func (inv *Invoker) after(d time.Duration) <-chan time.Time {
+	if inv.After != nil {
+		return inv.After(d)
+	}
+	return time.After(d)
+}
+
+func (inv *Invoker) log() *slog.Logger {
+	if inv.Logger != nil {
+		return inv.Logger
+	}
+	return slog.Default()
+}
+
+// Validate checks a request against the hub's rules and fills in defaults.
+// Errors: 400005 ArgumentNull (no method name), 400004 ArgumentInvalid
+// (a bad name, a timeout out of bounds, a payload that is not JSON),
+// 413001 MessageTooLarge (payload over 128 KB).
+func Validate(req *Request) error {
+	if req.MethodName == "" {
+		return iothub.Errorf(iothub.ArgumentNull, "The method name is required.")
+	}
+	// The hub reportedly does not check names, but '/' breaks the C and C#
+	// topic parsers and '?', '#', '+' are not valid in an MQTT topic name or
+	// end the method segment (digest §1.9).
+	if strings.ContainsAny(req.MethodName, "/?#+\x00") {
+		return iothub.Errorf(iothub.ArgumentInvalid, "The method name %q must not contain '/', '?', '#' or '+'.", req.MethodName)
+	}
+	if req.ResponseTimeout == 0 {
+		req.ResponseTimeout = DefaultResponseTimeout
+	}
+	if req.ResponseTimeout < MinResponseTimeout || req.ResponseTimeout > MaxResponseTimeout {
+		return iothub.Errorf(iothub.ArgumentInvalid, "The response timeout must be between %d and %d seconds.",
+			int(MinResponseTimeout/time.Second), int(MaxResponseTimeout/time.Second))
+	}
+	if req.ConnectTimeout < 0 || req.ConnectTimeout > MaxConnectTimeout {
+		return iothub.Errorf(iothub.ArgumentInvalid, "The connect timeout must be between 0 and %d seconds.",
+			int(MaxConnectTimeout/time.Second))
+	}
+	if len(bytes.TrimSpace(req.Payload)) == 0 {
+		// The device always gets JSON text: the Node device SDK answers 400
+		// to an empty body (sdk-behavior §3.6).
+		req.Payload = json.RawMessage("null")
+	} else if !json.Valid(req.Payload) {
+		return iothub.Errorf(iothub.ArgumentInvalid, "The method payload is not valid JSON.")
+	}
+	if len(req.Payload) > MaxPayload {
+		return iothub.Errorf(iothub.MessageTooLarge, "The method payload is larger than %d bytes.", MaxPayload)
+	}
+	return nil
+}
+
+// Invoke publishes the method to the device and waits for its answer.
+//
+// Errors: those of Validate; 404001 DeviceNotFound / 404010 ModuleNotFound;
+// 404103 DeviceNotOnline when the device is not connected and subscribed
+// within ConnectTimeout, or disconnects before answering; 504101
+// GatewayTimeout when it does not answer within ResponseTimeout; 502101
+// InvalidResponseWhileProxying when its answer is not JSON or too large;
+// ctx's error when ctx ends first.
+func (inv *Invoker) Invoke(ctx context.Context, req Request) (Response, error) {
+	if err := Validate(&req); err != nil {
+		return Response{}, err
+	}
+	k := key{req.DeviceID, req.ModuleID}
+	c, err := inv.start(ctx, k, req.ConnectTimeout)
+	if err != nil {
+		return Response{}, err
+	}
+	// The topic must end exactly with /?$rid={rid}: C# takes the rid from
+	// the fifth segment after "?$rid=" (digest §1.9).
+	topic := "$iothub/methods/POST/" + req.MethodName + "/?$rid=" + c.rid
+	if err := inv.Transport.Send(k.deviceID, k.moduleID, topic, req.Payload); err != nil {
+		// The connection went away between the check and the publish.
+		inv.fail(c, notOnline(msgDisconnected, req.ConnectTimeout))
+	}
+	timeout := inv.after(req.ResponseTimeout)
+	select {
+	case r := <-c.done:
+		return r.resp, r.err
+	case <-timeout:
+		inv.fail(c, iothub.Errorf(iothub.GatewayTimeout, msgTimeout))
+	case <-ctx.Done():
+		inv.fail(c, ctx.Err())
+	}
+	// fail wrote the result unless a response or a disconnect won the race;
+	// either way exactly one result is in done.
+	r := <-c.done
+	return r.resp, r.err
+}
+
+// start waits up to connectTimeout for the device to be online, then
+// registers a call for it with a fresh rid.
+func (inv *Invoker) start(ctx context.Context, k key, connectTimeout time.Duration) (*call, error) {
+	var deadline <-chan time.Time
+	checkedExists := false
+	for {
+		// Take the wake-up channel before looking, so a change between the
+		// look and the wait is not missed.
+		inv.mu.Lock()
+		wake := inv.onlineChan(k)
+		inv.mu.Unlock()
+		if inv.Transport.IsOnline(k.deviceID, k.moduleID) {
+			c := inv.register(k)
+			// A disconnect that SessionChanged saw before the call was
+			// registered could not fail it; look again now that it is.
+			if inv.Transport.IsOnline(k.deviceID, k.moduleID) {
+				return c, nil
+			}
+			inv.remove(c)
+			continue
+		}
+		if !checkedExists && inv.Identities != nil {
+			if err := inv.Identities.Exists(ctx, k.deviceID, k.moduleID); err != nil {
+				return nil, err
+			}
+			checkedExists = true
+		}
+		if connectTimeout <= 0 {
+			return nil, notOnline(msgNotOnline, connectTimeout)
+		}
+		if deadline == nil {
+			deadline = inv.after(connectTimeout)
+		}
+		select {
+		case <-wake:
+		case <-deadline:
+			return nil, notOnline(msgNotOnline, connectTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// notOnline is the hub's 404103, with the connect timeout as "hh:mm:ss" in
+// info (digest §3.5).
+func notOnline(msg string, connectTimeout time.Duration) *iothub.Error {
+	s := int(connectTimeout / time.Second)
+	return &iothub.Error{Code: iothub.DeviceNotOnline, Message: msg, Info: map[string]any{
+		"timeout": twoDigits(s/3600) + ":" + twoDigits(s/60%60) + ":" + twoDigits(s%60),
+	}}
+}
+
+func twoDigits(n int) string {
+	if n < 10 {
+		return "0" + strconv.Itoa(n)
+	}
+	return strconv.Itoa(n)
+}
+
+// onlineChan returns k's wake-up channel; inv.mu must be held.
+func (inv *Invoker) onlineChan(k key) chan struct{} {
+	if inv.online == nil {
+		inv.online = map[key]chan struct{}{}
+	}
+	ch, ok := inv.online[k]
+	if !ok {
+		ch = make(chan struct{})
+		inv.online[k] = ch
+	}
+	return ch
+}
+
+func (inv *Invoker) register(k key) *call {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.calls == nil {
+		inv.calls = map[string]*call{}
+		inv.byDevice = map[key]map[*call]struct{}{}
+	}
+	inv.nextRID++
+	// A hub-wide decimal counter: alphanumeric, so Python's quote() leaves
+	// it alone (sdk-behavior §3.6), and never reused while the hub runs.
+	c := &call{key: k, rid: strconv.FormatUint(inv.nextRID, 10), done: make(chan result, 1)}
+	inv.calls[c.rid] = c
+	m := inv.byDevice[k]
+	if m == nil {
+		m = map[*call]struct{}{}
+		inv.byDevice[k] = m
+	}
+	m[c] = struct{}{}
+	return c
+}
+
+// remove takes c out of the tables and reports whether it was still there;
+// only the remover may write c.done.
+func (inv *Invoker) remove(c *call) bool {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return inv.removeLocked(c)
+}
+
+func (inv *Invoker) removeLocked(c *call) bool {
+	if inv.calls[c.rid] != c {
+		return false
+	}
+	delete(inv.calls, c.rid)
+	if m := inv.byDevice[c.key]; m != nil {
+		delete(m, c)
+		if len(m) == 0 {
+			delete(inv.byDevice, c.key)
+		}
+	}
+	return true
+}
+
+func (inv *Invoker) fail(c *call, err error) {
+	if inv.remove(c) {
+		c.done <- result{err: err}
+	}
+}
+
+// Deliver hands a device's answer ($iothub/methods/res/{status}/?$rid={rid})
+// to the waiting caller. An answer to a call that already ended (a late or
+// duplicate response after a timeout), to an unknown rid, or from a device
+// other than the one called is dropped and logged: it never reaches another
+// caller.
+func (inv *Invoker) Deliver(deviceID, moduleID, rid string, status int, body []byte) {
+	k := key{deviceID, moduleID}
+	inv.mu.Lock()
+	c, ok := inv.calls[rid]
+	if ok && c.key != k {
+		ok = false
+	}
+	if ok {
+		inv.removeLocked(c)
+	}
+	inv.mu.Unlock()
+	if !ok {
+		inv.log().Info("method response dropped: no call waits for it", "device", deviceID, "module", moduleID, "rid", rid, "status", status)
+		return
+	}
+	c.done <- responseOf(status, body)
+}
+
+// responseOf turns the device's body into the REST payload. An empty body is
+// null (digest §1.9). A body that is not JSON, or is larger than 128 KB,
+// fails the call with 502101 InvalidResponseWhileProxying, the error the hub
+// reported for it ("Payload is not a valid document of type
+// application/json", azure-iot-sdk-c#417 and #6); the hub's REST answer must
+// itself stay valid JSON.
+func responseOf(status int, body []byte) result {
+	if len(body) > MaxPayload {
+		return result{err: iothub.Errorf(iothub.InvalidResponseWhileProxying, "The device's response payload is larger than %d bytes.", MaxPayload)}
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		return result{resp: Response{Status: status, Payload: json.RawMessage("null")}}
+	}
+	if !json.Valid(trimmed) {
+		return result{err: iothub.Errorf(iothub.InvalidResponseWhileProxying, msgInvalidPayload)}
+	}
+	// Copy: the transport may reuse its buffer.
+	return result{resp: Response{Status: status, Payload: append(json.RawMessage(nil), trimmed...)}}
+}
+
+// SessionChanged is told whenever a device connects, subscribes or
+// disconnects. It wakes callers waiting for the device to come online, and
+// fails at once the calls in flight to a device that is no longer online
+// (404103; the device cannot answer them any more).
+func (inv *Invoker) SessionChanged(deviceID, moduleID string) {
+	k := key{deviceID, moduleID}
+	inv.mu.Lock()
+	if ch, ok := inv.online[k]; ok {
+		close(ch)
+		delete(inv.online, k)
+	}
+	n := len(inv.byDevice[k])
+	inv.mu.Unlock()
+	if n == 0 || inv.Transport.IsOnline(deviceID, moduleID) {
+		return
+	}
+	inv.mu.Lock()
+	var failed []*call
+	for c := range inv.byDevice[k] {
+		failed = append(failed, c)
+	}
+	for _, c := range failed {
+		inv.removeLocked(c)
+	}
+	inv.mu.Unlock()
+	for _, c := range failed {
+		c.done <- result{err: notOnline(msgDisconnected, 0)}
+	}
+}
+
+// InFlight is the number of calls waiting for an answer.
+func (inv *Invoker) InFlight() int {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return len(inv.calls)
+}

@@ -1,0 +1,370 @@
+package registry
+
+import (
+	"context"
+	"strings"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+)
+
+// ImportMode is what a bulk entry does (digest §3.2; the C# SDK's ImportMode).
+type ImportMode string
+
+// The import modes, spelled as the C# enum serialises them. ParseImportMode
+// accepts any letter case (Node and Go send PascalCase).
+const (
+	CreateOrUpdate            ImportMode = "createOrUpdate"
+	Create                    ImportMode = "create"
+	Update                    ImportMode = "update"
+	UpdateIfMatchETag         ImportMode = "updateIfMatchETag"
+	CreateOrUpdateIfMatchETag ImportMode = "createOrUpdateIfMatchETag"
+	Delete                    ImportMode = "delete"
+	DeleteIfMatchETag         ImportMode = "deleteIfMatchETag"
+	UpdateTwin                ImportMode = "updateTwin"
+	UpdateTwinIfMatchETag     ImportMode = "updateTwinIfMatchETag"
+)
+
+var importModes = []ImportMode{CreateOrUpdate, Create, Update, UpdateIfMatchETag, CreateOrUpdateIfMatchETag,
+	Delete, DeleteIfMatchETag, UpdateTwin, UpdateTwinIfMatchETag}
+
+// ParseImportMode matches s case-insensitively; "" is createOrUpdate, the
+// C# enum's zero value. Returns 400004 ArgumentInvalid for anything else.
+func ParseImportMode(s string) (ImportMode, error) {
+	if s == "" {
+		return CreateOrUpdate, nil
+	}
+	for _, m := range importModes {
+		if strings.EqualFold(s, string(m)) {
+			return m, nil
+		}
+	}
+	return "", iothub.Errorf(iothub.ArgumentInvalid, "Invalid importMode '%s'.", s)
+}
+
+// MaxBulkEntries is the hub's limit on entries in one POST /devices.
+const MaxBulkEntries = 100
+
+// BulkOp is one entry of a bulk registry request.
+type BulkOp struct {
+	Mode ImportMode
+	// Identity carries the ids and the fields to write. For updates, an
+	// empty Status keeps the current one and a nil Auth keeps the current
+	// credentials.
+	Identity *Identity
+	// Auth replaces the credentials when not nil.
+	Auth *Authentication
+	// ETag is compared with the identity etag by the *IfMatchETag modes,
+	// TwinETag with the twin etag by updateTwinIfMatchETag.
+	ETag, TwinETag string
+	// Tags and Desired, when not nil, are merged into the twin after the
+	// identity is written (create and update modes) or alone (updateTwin).
+	Tags, Desired map[string]any
+	// Reported is refused when not empty: reported properties belong to
+	// the device.
+	Reported map[string]any
+}
+
+// BulkError is the failure of one entry.
+type BulkError struct {
+	DeviceID, ModuleID string
+	Err                error
+}
+
+// TwinWriter merges tags and desired properties into a twin. The hub
+// implements it over the twins service, so this package needs no twins
+// import. ifMatch follows If-Match rules ("" matches anything).
+type TwinWriter interface {
+	MergeTwin(ctx context.Context, deviceID, moduleID, ifMatch string, tags, desired map[string]any) error
+}
+
+// ChangeKind says what a store does with one bulk entry.
+type ChangeKind int
+
+// Change kinds.
+const (
+	Keep ChangeKind = iota
+	Insert
+	Replace
+	Remove
+)
+
+// Change is the decision for one bulk entry: the identity to insert or
+// replace (Remove and Keep ignore it).
+type Change struct {
+	Kind     ChangeKind
+	Identity *Identity
+}
+
+// Key names an identity.
+type Key struct{ DeviceID, ModuleID string }
+
+// Bulk runs a POST /devices request (digest §3.2) and returns the entries
+// that failed; the others took effect. Whole-request errors: 400004 for an
+// empty request, 413002 TooManyDevices above MaxBulkEntries, 400011
+// DeviceDefinedMultipleTimes when an identity appears twice.
+func (s *Service) Bulk(ctx context.Context, ops []BulkOp) ([]BulkError, error) {
+	if len(ops) == 0 {
+		return nil, iothub.Errorf(iothub.ArgumentInvalid, "The request must contain at least one device.")
+	}
+	if len(ops) > MaxBulkEntries {
+		return nil, iothub.Errorf(iothub.TooManyDevices, "Too many devices: a bulk request may hold at most %d, got %d.", MaxBulkEntries, len(ops))
+	}
+	seen := make(map[Key]bool, len(ops))
+	for _, op := range ops {
+		k := Key{op.Identity.DeviceID, op.Identity.ModuleID}
+		if seen[k] {
+			return nil, iothub.Errorf(iothub.DeviceDefinedMultipleTimes, "Device %s is defined multiple times in the request.", describe(k))
+		}
+		seen[k] = true
+	}
+	return s.Import(ctx, ops)
+}
+
+func describe(k Key) string {
+	if k.ModuleID != "" {
+		return "'" + k.DeviceID + "' module '" + k.ModuleID + "'"
+	}
+	return "'" + k.DeviceID + "'"
+}
+
+// Import applies ops without the request limits of Bulk, all identity
+// writes in one store transaction; the seed loader uses it directly. An
+// identity named twice is processed in order.
+func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error) {
+	errs := make([]error, len(ops))
+	keys := make([]Key, 0, len(ops))
+	idx := make([]int, 0, len(ops)) // position in ops of each key
+	for i := range ops {
+		op := &ops[i]
+		if err := s.prepare(op); err != nil {
+			errs[i] = err
+			continue
+		}
+		if op.Mode == UpdateTwin || op.Mode == UpdateTwinIfMatchETag {
+			continue // twin only, below
+		}
+		keys = append(keys, Key{op.Identity.DeviceID, op.Identity.ModuleID})
+		idx = append(idx, i)
+	}
+
+	// Modules of deleted devices lose their sessions too; list them first.
+	var modules []*Identity
+	if s.Sessions != nil {
+		for _, j := range idx {
+			if op := ops[j]; (op.Mode == Delete || op.Mode == DeleteIfMatchETag) && op.Identity.ModuleID == "" {
+				ms, _ := s.Store.ListModules(ctx, op.Identity.DeviceID)
+				modules = append(modules, ms...)
+			}
+		}
+	}
+	var closeDisabled, forget []Key
+	deletedDevice := map[string]bool{}
+	if len(keys) > 0 {
+		storeErrs, err := s.Store.Apply(ctx, keys, func(j int, cur *Identity) (Change, error) {
+			ch, err := s.decide(&ops[idx[j]], cur)
+			if err == nil {
+				switch {
+				case ch.Kind == Remove:
+					forget = append(forget, keys[j])
+					if keys[j].ModuleID == "" {
+						deletedDevice[keys[j].DeviceID] = true
+					}
+				case ch.Kind == Replace && cur.Status == StatusEnabled && ch.Identity.Status == StatusDisabled:
+					closeDisabled = append(closeDisabled, keys[j])
+				}
+			}
+			return ch, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for j, e := range storeErrs {
+			if e != nil {
+				errs[idx[j]] = e
+			}
+		}
+	}
+	if s.Sessions != nil {
+		for _, k := range closeDisabled {
+			s.Sessions.CloseSession(k.DeviceID, k.ModuleID, false)
+		}
+		for _, k := range forget {
+			s.Sessions.CloseSession(k.DeviceID, k.ModuleID, true)
+		}
+		for _, m := range modules {
+			if deletedDevice[m.DeviceID] {
+				s.Sessions.CloseSession(m.DeviceID, m.ModuleID, true)
+			}
+		}
+	}
+
+	// Twin contents go through the twins service, after the identities
+	// exist; a twin failure is reported for its entry (the identity write
+	// stays).
+	for i := range ops {
+		op := &ops[i]
+		twinOnly := op.Mode == UpdateTwin || op.Mode == UpdateTwinIfMatchETag
+		if errs[i] != nil || op.Mode == Delete || op.Mode == DeleteIfMatchETag || (!twinOnly && op.Tags == nil && op.Desired == nil) {
+			continue
+		}
+		if s.Twins == nil {
+			errs[i] = iothub.Errorf(iothub.InvalidOperation, "Twin updates are not available.")
+			continue
+		}
+		ifMatch := ""
+		if op.Mode == UpdateTwinIfMatchETag {
+			ifMatch = op.TwinETag
+			if ifMatch == "" {
+				errs[i] = iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, twinETag is required for updateTwinIfMatchETag.")
+				continue
+			}
+		}
+		errs[i] = s.Twins.MergeTwin(ctx, op.Identity.DeviceID, op.Identity.ModuleID, ifMatch, op.Tags, op.Desired)
+	}
+
+	var out []BulkError
+	for i, e := range errs {
+		if e != nil {
+			out = append(out, BulkError{DeviceID: ops[i].Identity.DeviceID, ModuleID: ops[i].Identity.ModuleID, Err: e})
+		}
+	}
+	return out, nil
+}
+
+// prepare validates an entry before the transaction: ids, and the fields it
+// writes (with keys generated for a SAS identity that gave none).
+func (s *Service) prepare(op *BulkOp) error {
+	id := op.Identity
+	if err := ValidateID("DeviceId", id.DeviceID); err != nil {
+		return err
+	}
+	if id.ModuleID != "" {
+		if err := ValidateID("ModuleId", id.ModuleID); err != nil {
+			return err
+		}
+	}
+	if len(op.Reported) > 0 {
+		return iothub.Errorf(iothub.ArgumentInvalid, "Reported properties are read-only for the service and cannot be updated.")
+	}
+	switch op.Mode {
+	case Delete, DeleteIfMatchETag, UpdateTwin, UpdateTwinIfMatchETag:
+		return nil
+	}
+	// Validate with normalize on a copy holding the given auth; a nil auth
+	// on update keeps the current credentials, decided in the transaction.
+	tmp := *id
+	if op.Auth != nil {
+		tmp.Auth = *op.Auth
+	}
+	if err := s.normalize(&tmp); err != nil {
+		return err
+	}
+	if id.Status == "" {
+		tmp.Status = "" // keep the current status on update
+	}
+	if op.Auth != nil || op.Mode == Create {
+		a := tmp.Auth
+		op.Auth = &a
+	}
+	*id = tmp
+	return nil
+}
+
+// decide is the per-entry rule, run inside the store transaction with the
+// current identity (nil when absent).
+func (s *Service) decide(op *BulkOp, cur *Identity) (Change, error) {
+	in := op.Identity
+	k := Key{in.DeviceID, in.ModuleID}
+	etagCheck := func() error {
+		if !MatchETag(op.ETag, ETagString(cur.ETag)) || strings.TrimSpace(op.ETag) == "" {
+			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
+		}
+		return nil
+	}
+	switch op.Mode {
+	case Delete, DeleteIfMatchETag:
+		if cur == nil {
+			return Change{}, notFound(k.DeviceID, k.ModuleID)
+		}
+		if op.Mode == DeleteIfMatchETag {
+			if err := etagCheck(); err != nil {
+				return Change{}, err
+			}
+		}
+		return Change{Kind: Remove}, nil
+	case Create:
+		if cur != nil {
+			return Change{}, alreadyExists(k)
+		}
+		return Change{Kind: Insert, Identity: s.fresh(op)}, nil
+	case Update, UpdateIfMatchETag:
+		if cur == nil {
+			return Change{}, notFound(k.DeviceID, k.ModuleID)
+		}
+		if op.Mode == UpdateIfMatchETag {
+			if err := etagCheck(); err != nil {
+				return Change{}, err
+			}
+		}
+		return Change{Kind: Replace, Identity: s.merged(op, cur)}, nil
+	case CreateOrUpdate, CreateOrUpdateIfMatchETag:
+		if cur == nil {
+			return Change{Kind: Insert, Identity: s.fresh(op)}, nil
+		}
+		if op.Mode == CreateOrUpdateIfMatchETag {
+			if err := etagCheck(); err != nil {
+				return Change{}, err
+			}
+		}
+		return Change{Kind: Replace, Identity: s.merged(op, cur)}, nil
+	}
+	return Change{}, iothub.Errorf(iothub.ArgumentInvalid, "Invalid importMode '%s'.", op.Mode)
+}
+
+func alreadyExists(k Key) error {
+	if k.ModuleID != "" {
+		return iothub.Errorf(iothub.ModuleAlreadyExistsOnDevice, "A module with ID '%s' already exists on device '%s'.", k.ModuleID, k.DeviceID)
+	}
+	return iothub.Errorf(iothub.DeviceAlreadyExists, "A device with ID '%s' is already registered.", k.DeviceID)
+}
+
+// fresh builds a new identity from an entry.
+func (s *Service) fresh(op *BulkOp) *Identity {
+	id := *op.Identity
+	if id.Status == "" {
+		id.Status = StatusEnabled
+	}
+	if op.Auth != nil {
+		id.Auth = *op.Auth
+	} else {
+		id.Auth = Authentication{Type: AuthSAS, PrimaryKey: NewKey(), SecondaryKey: NewKey()}
+	}
+	id.GenerationID = generationID(s.now())
+	id.ConnectionState = Disconnected
+	return &id
+}
+
+// merged applies an entry's fields to the current identity.
+func (s *Service) merged(op *BulkOp, cur *Identity) *Identity {
+	out := *cur
+	in := op.Identity
+	if in.Status != "" && in.Status != cur.Status {
+		out.Status = in.Status
+		out.StatusUpdatedTime = s.now()
+	}
+	out.StatusReason = in.StatusReason
+	if op.Auth != nil {
+		out.Auth = *op.Auth
+	}
+	out.IotEdge = in.IotEdge
+	if in.ManagedBy != "" {
+		out.ManagedBy = in.ManagedBy
+	}
+	if in.DeviceScope != "" {
+		out.DeviceScope = in.DeviceScope
+	}
+	if in.ParentScopes != nil {
+		out.ParentScopes = in.ParentScopes
+	}
+	return &out
+}
