@@ -46,6 +46,11 @@ type Device struct {
 	DeviceID, ModuleID string
 	// AuthMethod is "sas" or "x509", for iothub-connection-auth-method.
 	AuthMethod string
+	// GenerationID is the identity's generation id, for
+	// iothub-connection-auth-generation-id.
+	GenerationID string
+	// Transport is "mqtt" or "mqtt-ws".
+	Transport string
 }
 
 // ClientID is the MQTT client id the device uses.
@@ -71,6 +76,14 @@ type Handlers struct {
 	// SessionChanged is called after a device connects, subscribes or
 	// disconnects (direct methods wait on it).
 	SessionChanged func(d Device)
+	// C2DReady is called when a device may receive cloud-to-device
+	// messages: it connected with a stored subscription, or subscribed.
+	C2DReady func(d Device)
+	// C2DComplete reports the device's PUBACK of a C2D message.
+	C2DComplete func(d Device, lockToken string)
+	// C2DRelease hands back the C2D messages a closed connection had not
+	// acknowledged.
+	C2DRelease func(d Device, lockTokens []string)
 }
 
 // Config configures a Broker.
@@ -91,14 +104,16 @@ type Broker struct {
 	handlers Handlers
 	ws       *wsListener
 
-	mu    sync.RWMutex
-	conns map[string]*conn // live connections by client id
-	nlis  int
+	mu       sync.RWMutex
+	conns    map[string]*conn       // live connections by client id
+	byClient map[*mqtt.Client]*conn // the same, and those being replaced
+	nlis     int
 }
 
 type conn struct {
 	dev Device
 	cl  *mqtt.Client
+	c2d c2dInflight
 }
 
 // New builds a broker; add listeners, set handlers, then Start.
@@ -112,7 +127,9 @@ func New(cfg Config) *Broker {
 	caps.RetainAvailable = 0
 	caps.MinimumProtocolVersion = 4
 	caps.SharedSubAvailable = 0
-	caps.MaximumClientWritesPending = 1024
+	// mochi allocates this queue per connection (8 bytes a slot); the hub
+	// writes to devices directly (Send, DeliverC2D), so it stays near empty.
+	caps.MaximumClientWritesPending = 32
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
 		Logger:       slog.New(quietHandler{log.With("component", "mqtt").Handler()}),
@@ -120,7 +137,7 @@ func New(cfg Config) *Broker {
 		// $SYS topics are a mochi feature, not the hub's; refresh them rarely.
 		SysTopicResendInterval: 3600,
 	})
-	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}}
+	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}, byClient: map[*mqtt.Client]*conn{}}
 	b.ws = newWSListener("wss")
 	return b
 }

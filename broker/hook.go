@@ -57,8 +57,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = h.b.srv.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil)
 		return errRefused
 	}
+	c := &conn{dev: dev, cl: cl}
 	h.b.mu.Lock()
-	h.b.conns[cl.ID] = &conn{dev: dev, cl: cl} // replaced by the newest connection
+	h.b.conns[cl.ID] = c // replaced by the newest connection
+	h.b.byClient[cl] = c
 	h.b.mu.Unlock()
 	return nil
 }
@@ -79,7 +81,10 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) 
 	if id.Status != registry.StatusEnabled {
 		return Device{}, fmt.Errorf("%s is disabled", path)
 	}
-	dev := Device{DeviceID: deviceID, ModuleID: moduleID, AuthMethod: "sas"}
+	dev := Device{DeviceID: deviceID, ModuleID: moduleID, AuthMethod: "sas", GenerationID: id.GenerationID, Transport: "mqtt"}
+	if cl.Net.Listener == h.b.ws.id {
+		dev.Transport = "mqtt-ws"
+	}
 	if password := string(pk.Connect.Password); password != "" {
 		if err := h.b.cfg.Auth.Device(password, deviceID, moduleID, id.Auth.PrimaryKey, id.Auth.SecondaryKey); err != nil {
 			return Device{}, err
@@ -170,6 +175,15 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	h.b.log.Info("device connected", "device", dev.DeviceID, "module", dev.ModuleID, "auth", dev.AuthMethod,
 		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "clean", pk.Connect.Clean)
 	h.changed(dev)
+	h.c2dReady(dev)
+}
+
+// c2dReady tells the domain a device may now take C2D messages (queued
+// ones are delivered on connect when the session kept the subscription).
+func (h *hook) c2dReady(dev Device) {
+	if dev.ModuleID == "" && h.b.handlers.C2DReady != nil {
+		h.b.handlers.C2DReady(dev)
+	}
 }
 
 func (h *hook) changed(dev Device) {
@@ -190,7 +204,16 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if mine {
 		delete(h.b.conns, cl.ID)
 	}
+	own, hadOwn := h.b.byClient[cl]
+	delete(h.b.byClient, cl)
 	h.b.mu.Unlock()
+	// C2D messages this connection did not acknowledge go back to the queue,
+	// also when a newer connection took over.
+	if hadOwn {
+		if toks := own.c2d.drain(); len(toks) > 0 && h.b.handlers.C2DRelease != nil {
+			h.b.handlers.C2DRelease(own.dev, toks)
+		}
+	}
 	if !mine {
 		return
 	}
@@ -206,6 +229,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 // publishes (digest §1.4) and publishes outside the device's own topics,
 // whatever their QoS (mochi would drop a QoS 0 one silently).
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Puback {
+		h.c2dAcked(cl, pk.PacketID)
+		return pk, nil
+	}
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk, nil
 	}
@@ -221,6 +248,12 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	if !mayPublish(dev, pk.TopicName) {
 		h.b.log.Info("publish refused: not the device's topic", "device", dev.ClientID(), "topic", pk.TopicName)
 		return pk, packets.ErrRejectPacket
+	}
+	if strings.ContainsAny(pk.TopicName, "+#") {
+		// The C SDK sends property values unencoded (digest §1.6), so a '+'
+		// can reach the bag; mochi would drop such a topic name without a
+		// PUBACK. Escaping keeps its meaning: the bag is percent-decoded.
+		pk.TopicName = strings.NewReplacer("+", "%2B", "#", "%23").Replace(pk.TopicName)
 	}
 	return pk, nil
 }
@@ -282,6 +315,11 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		}
 	}
 	h.changed(dev)
+	for _, f := range pk.Filters {
+		if f.Filter == c2dFilter(dev.DeviceID) {
+			h.c2dReady(dev)
+		}
+	}
 }
 
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
@@ -374,7 +412,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 	case RouteTelemetry:
 		if hd.Telemetry != nil {
-			if err := hd.Telemetry(ctx, dev, ParsePropertyBag(r.PropertyBag), pk.Payload); err != nil {
+			props := ParsePropertyBag(r.PropertyBag)
+			if pk.FixedHeader.Retain {
+				props["mqtt-retain"] = "true" // the hub keeps no retained messages (digest §1.4)
+			}
+			if err := hd.Telemetry(ctx, dev, props, pk.Payload); err != nil {
 				var he *iothub.Error
 				if errors.As(err, &he) {
 					// A message the hub refuses (too large): it closes the connection.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
+	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/query"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -30,8 +31,12 @@ type Server struct {
 	Registry *registry.Service
 	Twins    *twins.Service
 	Jobs     *jobs.Engine
-	Query    query.Runner
-	Logger   *slog.Logger
+	// Telemetry and C2D serve the device messaging API and the emulator's
+	// message endpoints (messages.go).
+	Telemetry *messaging.Telemetry
+	C2D       *messaging.CloudToDevice
+	Query     query.Runner
+	Logger    *slog.Logger
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
 	// CACert is served at /_emulator/ca.pem.
@@ -95,6 +100,7 @@ func (s *Server) Handler() http.Handler {
 		reg("/jobs/v2/{id}", sasauth.ServiceConnect, s.getJob, http.MethodGet)
 		reg("/jobs/v2/{id}/cancel", sasauth.ServiceConnect, s.cancelJob, http.MethodPost)
 	}
+	s.messageRoutes(r)
 	for _, x := range s.extra {
 		reg(x.path, x.need, x.h, x.methods...)
 	}

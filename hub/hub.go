@@ -23,6 +23,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
+	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -56,6 +57,10 @@ type Config struct {
 	OwnerKey string
 	// DeviceCAFiles are CA certificates that sign certificateAuthority devices.
 	DeviceCAFiles []string
+	// MessageRetentionCount and MessageRetentionAge bound the telemetry log
+	// (0: no bound of that kind).
+	MessageRetentionCount int
+	MessageRetentionAge   time.Duration
 	// JobWorkers bounds the device operations one job runs at once.
 	JobWorkers int
 	// MaxActiveJobs bounds jobs queued, scheduled or running at once (the
@@ -82,6 +87,9 @@ func DefaultConfig() Config {
 		HTTPAddr:      "127.0.0.1:8080",
 		FallbackPorts: true,
 		DataDir:       "./data",
+
+		MessageRetentionCount: 100000,
+		MessageRetentionAge:   24 * time.Hour,
 	}
 }
 
@@ -105,6 +113,10 @@ type Hub struct {
 	Registry *registry.Service
 	// Twins is the device and module twin service.
 	Twins *twins.Service
+	// Telemetry is the device-to-cloud message log.
+	Telemetry *messaging.Telemetry
+	// C2D is the cloud-to-device queue.
+	C2D *messaging.CloudToDevice
 	// Jobs is the jobs engine.
 	Jobs *jobs.Engine
 	// Methods invokes direct methods (REST and the jobs engine).
@@ -172,6 +184,10 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
 	h.Twins = twins.NewService(&sqlite.TwinStore{DB: h.db}, desiredNotifier{h.broker})
+	if err := h.openMessaging(ctx); err != nil {
+		return nil, err
+	}
+
 	h.Jobs = &jobs.Engine{
 		Store: &sqlite.JobStore{DB: h.db}, Selector: sqlite.Selector{DB: h.db},
 		Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
@@ -185,7 +201,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	}
 
 	api := &httpapi.Server{
-		Auth: auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Query: &sqlite.QueryStore{DB: h.db},
+		Auth: auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D, Query: &sqlite.QueryStore{DB: h.db},
 		Logger:    log.With("component", "http"),
 		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
 	}
@@ -340,6 +356,9 @@ func (h *Hub) Close() error {
 func (h *Hub) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if h.Telemetry != nil {
+		h.Telemetry.EndSubscriptions() // end SSE streams, which Shutdown would wait for
+	}
 	for _, s := range h.servers {
 		_ = s.Shutdown(ctx)
 	}
@@ -352,6 +371,7 @@ func (h *Hub) close() error {
 	for _, ln := range h.listener {
 		_ = ln.Close()
 	}
+	h.closeMessaging()
 	var err error
 	if h.db != nil {
 		err = h.db.Close()

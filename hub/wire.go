@@ -8,9 +8,12 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
+	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 	"github.com/iothub-emulator/iothub-emulator/wire"
 )
@@ -41,6 +44,18 @@ func (h *Hub) wire(api *httpapi.Server) {
 			}
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
+		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte) error {
+			return h.Telemetry.Send(ctx, broker.TelemetryMessage(d, props, body))
+		},
+		C2DReady: func(d broker.Device) { h.C2D.Kick(d.DeviceID) },
+		C2DComplete: func(d broker.Device, lockToken string) {
+			if err := h.C2D.Complete(context.Background(), d.DeviceID, lockToken); err != nil && !iothub.Is(err, iothub.DeviceMessageLockLost) {
+				h.log.Error("complete a C2D message", "device", d.DeviceID, "error", err)
+			}
+		},
+		C2DRelease: func(d broker.Device, lockTokens []string) {
+			h.C2D.Release(context.Background(), d.DeviceID, lockTokens)
+		},
 		MethodResponse: func(d broker.Device, rid string, status int, body []byte) {
 			h.Methods.Deliver(d.DeviceID, d.ModuleID, rid, status, body)
 		},
@@ -49,6 +64,35 @@ func (h *Hub) wire(api *httpapi.Server) {
 		},
 	})
 }
+
+// openMessaging starts the telemetry log and the C2D queue. Locks held when
+// the hub stopped are released: no connection survives a restart.
+func (h *Hub) openMessaging(ctx context.Context) error {
+	h.Telemetry = messaging.NewTelemetry(&sqlite.MessageLog{DB: h.db}, messaging.TelemetryConfig{
+		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Logger: h.log,
+	})
+	q := &sqlite.C2DQueue{DB: h.db}
+	if err := q.ReleaseAll(ctx); err != nil {
+		return err
+	}
+	h.C2D = messaging.NewCloudToDevice(q, c2dLink{h.broker}, messaging.C2DConfig{Logger: h.log})
+	return nil
+}
+
+func (h *Hub) closeMessaging() {
+	if h.Telemetry != nil {
+		h.Telemetry.Close()
+	}
+	if h.C2D != nil {
+		h.C2D.Close()
+	}
+}
+
+// c2dLink delivers C2D messages over the broker.
+type c2dLink struct{ b *broker.Broker }
+
+func (l c2dLink) Ready(deviceID string) bool            { return l.b.C2DReady(deviceID) }
+func (l c2dLink) Deliver(m *messaging.C2DMessage) error { return l.b.DeliverC2D(m) }
 
 // methodTransport lets the Invoker reach devices through the broker: a
 // device is online for methods when its live connection holds

@@ -47,6 +47,8 @@ type options struct {
 	tlsCert, tlsKey                          string
 	tlsSANs, deviceCAs                       stringList
 	ownerKey, logLevel, logFormat            string
+	messageRetentionCount                    int
+	messageRetention                         time.Duration
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
@@ -69,6 +71,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.Var(&o.tlsSANs, "tls-san", "extra DNS name or IP for the generated certificate (repeatable)")
 	fs.Var(&o.deviceCAs, "device-ca", "CA certificate file for certificateAuthority X.509 devices (repeatable)")
 	fs.StringVar(&o.ownerKey, "owner-key", "", "base64 key of the iothubowner policy (default: the well-known key)")
+	fs.IntVar(&o.messageRetentionCount, "message-retention-count", 100000, "telemetry messages kept for /_emulator/messages (0: no count bound)")
+	fs.DurationVar(&o.messageRetention, "message-retention", 24*time.Hour, "how long telemetry messages are kept (0: no age bound)")
 	fs.IntVar(&o.jobWorkers, "job-workers", 64, "device operations one job runs at once")
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", 10, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", 30*24*time.Hour, "how long finished jobs are kept")
@@ -76,7 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: iothub-emulator [flags]\n       iothub-emulator jobs list | show JOB_ID | watch JOB_ID\n       iothub-emulator healthcheck\n\nA local Azure IoT Hub. Every flag can also be set as IOTHUB_EMULATOR_<FLAG>,\ne.g. IOTHUB_EMULATOR_HTTPS_PORT=8443. Flags win over the environment.\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: iothub-emulator [flags]\n       iothub-emulator jobs list | show JOB_ID | watch JOB_ID\n       iothub-emulator messages tail [--device ID] [--from SEQ] [--json]\n       iothub-emulator healthcheck\n\nA local Azure IoT Hub. Every flag can also be set as IOTHUB_EMULATOR_<FLAG>,\ne.g. IOTHUB_EMULATOR_HTTPS_PORT=8443. Flags win over the environment.\n\n")
 		fs.PrintDefaults()
 	}
 	// The environment sets defaults; flags given on the command line win.
@@ -125,6 +129,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		DataDir:       o.dataDir, InMemory: o.inMemory,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
+		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
 		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
 		SeedFile: o.seed,
 		Logger:   log,
@@ -153,6 +158,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return healthcheck(ctx, args[1:], stderr)
 		case "jobs":
 			return jobsCommand(ctx, args[1:], stdout, stderr)
+		case "messages":
+			ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return messagesCommand(ctx, args[1:], stdout, stderr)
 		}
 		return fmt.Errorf("unknown command %q (see --help)", args[0])
 	}

@@ -1,0 +1,277 @@
+package broker
+
+import (
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/iothub-emulator/iothub-emulator/messaging"
+)
+
+// c2dFilter is the one filter a device subscribes to for C2D messages.
+func c2dFilter(deviceID string) string { return "devices/" + deviceID + "/messages/devicebound/#" }
+
+// DeviceBoundTopic is the topic a C2D message is published on, in the form
+// every SDK parses (digest §1.7, sdk-behavior §3.5): the trailing slash after
+// devicebound, system properties first with "%24." names (Go drops a topic
+// without "$."; C only maps encoded names), %24.to always, then iothub-ack,
+// then application properties sorted by name; names and values
+// percent-encoded except RFC 3986 unreserved characters, so "/", "&", "="
+// and spaces never reach the SDKs' naive splitters.
+func DeviceBoundTopic(m *messaging.C2DMessage) string {
+	var b strings.Builder
+	b.Grow(128 + len(m.To))
+	b.WriteString("devices/")
+	b.WriteString(m.DeviceID)
+	b.WriteString("/messages/devicebound/")
+	first := true
+	add := func(k, v string) {
+		if !first {
+			b.WriteByte('&')
+		}
+		first = false
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(escape(v))
+	}
+	if m.MessageID != "" {
+		add("%24.mid", m.MessageID)
+	}
+	to := m.To
+	if to == "" {
+		to = "/devices/" + m.DeviceID + "/messages/devicebound"
+	}
+	add("%24.to", to)
+	if !m.ExpiryTime.IsZero() {
+		add("%24.exp", m.ExpiryTime.UTC().Format("2006-01-02T15:04:05.000Z"))
+	}
+	if m.CorrelationID != "" {
+		add("%24.cid", m.CorrelationID)
+	}
+	if m.UserID != "" {
+		add("%24.uid", m.UserID)
+	}
+	if m.ContentType != "" {
+		add("%24.ct", m.ContentType)
+	}
+	if m.ContentEncoding != "" {
+		add("%24.ce", m.ContentEncoding)
+	}
+	ack := m.Ack
+	if ack == "" {
+		ack = messaging.AckNone
+	}
+	add("iothub-ack", string(ack))
+	keys := make([]string, 0, len(m.Properties))
+	for k := range m.Properties {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		b.WriteByte('&') // iothub-ack came before
+		b.WriteString(escape(k))
+		b.WriteByte('=')
+		b.WriteString(escape(m.Properties[k]))
+	}
+	return b.String()
+}
+
+// escape percent-encodes everything but RFC 3986 unreserved characters.
+func escape(s string) string {
+	const hex = "0123456789ABCDEF"
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if !unreserved(s[i]) {
+			n++
+		}
+	}
+	if n == 0 {
+		return s
+	}
+	out := make([]byte, 0, len(s)+2*n)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if unreserved(c) {
+			out = append(out, c)
+		} else {
+			out = append(out, '%', hex[c>>4], hex[c&15])
+		}
+	}
+	return string(out)
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// c2dInflight maps the packet ids of a connection's unacknowledged C2D
+// publishes to their lock tokens. The broker allocates these ids itself,
+// outside mochi's inflight store: mochi would resend them on reconnect,
+// while the queue already redelivers what was not acknowledged.
+type c2dInflight struct {
+	mu   sync.Mutex
+	next uint16
+	ids  map[uint16]string
+}
+
+func (f *c2dInflight) add(token string) (uint16, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.ids == nil {
+		f.ids = map[uint16]string{}
+	}
+	for range 65535 {
+		f.next++
+		if f.next == 0 {
+			f.next = 1
+		}
+		if _, used := f.ids[f.next]; !used {
+			f.ids[f.next] = token
+			return f.next, true
+		}
+	}
+	return 0, false
+}
+
+func (f *c2dInflight) take(id uint16) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	tok, ok := f.ids[id]
+	delete(f.ids, id)
+	return tok, ok
+}
+
+func (f *c2dInflight) drain() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]string, 0, len(f.ids))
+	for _, t := range f.ids {
+		out = append(out, t)
+	}
+	f.ids = nil
+	return out
+}
+
+// C2DReady reports whether the device's live connection is subscribed to
+// its C2D topic.
+func (b *Broker) C2DReady(deviceID string) bool {
+	return b.IsSubscribed(deviceID, "", c2dFilter(deviceID))
+}
+
+// DeliverC2D publishes a locked C2D message at QoS 1 to the device's live
+// connection only (digest §1.4: the hub delivers C2D at QoS 1). The PUBACK
+// completes it through Handlers.C2DComplete.
+func (b *Broker) DeliverC2D(m *messaging.C2DMessage) error {
+	c, ok := b.live(m.DeviceID)
+	if !ok {
+		return ErrNotConnected
+	}
+	if _, ok := c.cl.State.Subscriptions.Get(c2dFilter(m.DeviceID)); !ok {
+		return ErrNotConnected
+	}
+	id, ok := c.c2d.add(m.LockToken)
+	if !ok {
+		return packets.ErrQuotaExceeded
+	}
+	err := c.cl.WritePacket(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
+		TopicName:   DeviceBoundTopic(m),
+		Payload:     m.Body,
+		PacketID:    id,
+	})
+	if err != nil {
+		c.c2d.take(id)
+		return err
+	}
+	return nil
+}
+
+// c2dAcked completes the C2D message a PUBACK acknowledges.
+func (h *hook) c2dAcked(cl *mqtt.Client, id uint16) {
+	h.b.mu.RLock()
+	c, ok := h.b.byClient[cl]
+	h.b.mu.RUnlock()
+	if !ok {
+		return
+	}
+	tok, ok := c.c2d.take(id)
+	if ok && h.b.handlers.C2DComplete != nil {
+		h.b.handlers.C2DComplete(c.dev, tok)
+	}
+}
+
+// TelemetryMessage builds the stored message from a decoded property bag:
+// "$."-keys become the hub's system properties, every other key an
+// application property (digest §1.6).
+func TelemetryMessage(d Device, props map[string]string, body []byte) *messaging.Message {
+	m := &messaging.Message{DeviceID: d.DeviceID, ModuleID: d.ModuleID, AuthMethod: d.AuthMethod, GenerationID: d.GenerationID,
+		Transport: d.Transport, Body: body}
+	for k, v := range props {
+		name, sys := strings.CutPrefix(k, "$.")
+		if !sys {
+			if m.Properties == nil {
+				m.Properties = map[string]string{}
+			}
+			m.Properties[k] = v
+			continue
+		}
+		switch name {
+		case "mid":
+			m.MessageID = v
+		case "cid":
+			m.CorrelationID = v
+		case "uid":
+			m.UserID = v
+		case "to":
+			m.To = v
+		case "ct":
+			m.ContentType = v
+		case "ce":
+			m.ContentEncoding = v
+		case "exp":
+			m.ExpiryTime = parseTime(v)
+		case "ctime":
+			m.CreationTime = parseTime(v)
+		case "cdid", "cmid":
+			// The connection's identity is the hub's to set.
+		default:
+			if m.System == nil {
+				m.System = map[string]string{}
+			}
+			m.System[systemName(name)] = v
+		}
+	}
+	return m
+}
+
+// systemName maps the remaining "$." keys to the names the hub gives them
+// on the Event Hub side.
+func systemName(k string) string {
+	switch k {
+	case "on":
+		return "iothub-outputname"
+	case "sub":
+		return "dt-subject"
+	case "ifid":
+		return "iothub-interface-id"
+	case "schema":
+		return "dt-dataschema"
+	}
+	return "$." + k
+}
+
+func parseTime(s string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		// C# and C send times without an offset; they are UTC.
+		t, err = time.Parse("2006-01-02T15:04:05.999999999", s)
+		if err != nil {
+			return time.Time{}
+		}
+	}
+	return t.UTC()
+}

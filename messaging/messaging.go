@@ -1,0 +1,222 @@
+// Package messaging holds the hub's two message paths: device-to-cloud
+// telemetry, kept in a bounded durable log that service-side readers follow,
+// and cloud-to-device messages, kept in a per-device queue with locks,
+// delivery counts, expiry and feedback. It knows nothing of MQTT, HTTP, AMQP
+// or SQL: transports turn their wire forms into Message and C2DMessage, and
+// call Telemetry and CloudToDevice. An AMQP front (the Event Hub-compatible
+// endpoint and service-side C2D send and feedback links) is meant to sit
+// beside the REST one, calling the same methods.
+package messaging
+
+import (
+	"context"
+	"time"
+)
+
+// Hub limits (protocol digest §8).
+const (
+	// MaxTelemetrySize bounds a device-to-cloud message: body plus properties.
+	MaxTelemetrySize = 256 * 1024
+	// MaxC2DSize bounds a cloud-to-device message.
+	MaxC2DSize = 64 * 1024
+	// DefaultQueueLimit is the number of C2D messages a device may have pending.
+	DefaultQueueLimit = 50
+	// DefaultTTL and MaxTTL bound a C2D message's life.
+	DefaultTTL = time.Hour
+	MaxTTL     = 48 * time.Hour
+	// DefaultMaxDeliveryCount is how many deliveries a C2D message gets.
+	DefaultMaxDeliveryCount = 10
+	// DefaultLockDuration is how long a delivered C2D message stays invisible
+	// waiting for completion; the hub's value, not configurable there.
+	DefaultLockDuration = time.Minute
+)
+
+// Message is a device-to-cloud message as the hub stores it. The named
+// fields are the AMQP message properties the hub sets on the Event Hub side;
+// System holds the other system properties by the hub's names
+// (dt-subject, dt-dataschema, iothub-outputname, iothub-interface-id, …).
+type Message struct {
+	// SequenceNumber orders the log; it never goes backwards, also across
+	// restarts and trims.
+	SequenceNumber int64
+	EnqueuedTime   time.Time
+	// DeviceID and ModuleID are the sender's identity
+	// (iothub-connection-device-id, iothub-connection-module-id).
+	DeviceID, ModuleID string
+	// AuthMethod is "sas" or "x509" (iothub-connection-auth-method).
+	AuthMethod string
+	// GenerationID is the sender's generation id
+	// (iothub-connection-auth-generation-id).
+	GenerationID string
+	// Transport is how it arrived: "mqtt", "mqtt-ws", "https", "amqp". An
+	// emulator extra, shown by the emulator's API.
+	Transport string
+
+	MessageID, CorrelationID, UserID, To string
+	ContentType, ContentEncoding         string
+	// CreationTime and ExpiryTime are zero when the device did not set them.
+	CreationTime, ExpiryTime time.Time
+
+	System     map[string]string
+	Properties map[string]string
+	Body       []byte
+}
+
+// Size is what the hub counts against the 256 KB limit: the body and the
+// properties' names and values.
+func (m *Message) Size() int {
+	n := len(m.Body) + len(m.MessageID) + len(m.CorrelationID) + len(m.UserID) + len(m.To) + len(m.ContentType) + len(m.ContentEncoding)
+	for k, v := range m.Properties {
+		n += len(k) + len(v)
+	}
+	for k, v := range m.System {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// Filter selects messages of the log.
+type Filter struct {
+	// DeviceID, when set, keeps one device's messages (and its modules').
+	DeviceID string
+	// ModuleID, when set with DeviceID, keeps one module's.
+	ModuleID string
+	// From keeps messages whose sequence number is at least From. When zero,
+	// List returns the most recent Limit messages.
+	From int64
+	// Limit caps the number returned (a default applies when zero).
+	Limit int
+}
+
+// Match reports whether m passes the device and module filter.
+func (f Filter) Match(m *Message) bool {
+	if f.DeviceID != "" && m.DeviceID != f.DeviceID {
+		return false
+	}
+	if f.ModuleID != "" && m.ModuleID != f.ModuleID {
+		return false
+	}
+	return true
+}
+
+// Log is the durable telemetry log.
+type Log interface {
+	// Append stores msgs in one transaction, in order, assigning each its
+	// SequenceNumber. Either all are stored or none.
+	Append(ctx context.Context, msgs []*Message) error
+	// List returns messages in ascending sequence order.
+	List(ctx context.Context, f Filter) ([]*Message, error)
+	// Trim keeps at most keep messages (0: no count bound) and drops those
+	// enqueued before cutoff (zero: no age bound). It returns how many went.
+	Trim(ctx context.Context, keep int, cutoff time.Time) (int64, error)
+}
+
+// Ack is what feedback a C2D sender asked for (iothub-ack).
+type Ack string
+
+const (
+	AckNone     Ack = "none"
+	AckPositive Ack = "positive"
+	AckNegative Ack = "negative"
+	AckFull     Ack = "full"
+)
+
+// wants reports whether a sender with this ack mode gets a record of status.
+func (a Ack) wants(status string) bool {
+	switch a {
+	case AckFull:
+		return true
+	case AckPositive:
+		return status == FeedbackSuccess
+	case AckNegative:
+		return status != FeedbackSuccess
+	}
+	return false
+}
+
+// C2DMessage is a cloud-to-device message in a device's queue.
+type C2DMessage struct {
+	SequenceNumber int64
+	DeviceID       string
+	// GenerationID is the device's generation id when the message was
+	// enqueued, for feedback records.
+	GenerationID string
+
+	MessageID, To, CorrelationID, UserID string
+	ContentType, ContentEncoding         string
+	EnqueuedTime, ExpiryTime             time.Time
+	Ack                                  Ack
+	// DeliveryCount counts deliveries that ended without completion: lock
+	// expiries, abandons and connections lost before the PUBACK.
+	DeliveryCount int
+	// LockToken and LockedUntil are set while the message is delivered and
+	// not yet settled (the hub's Invisible state).
+	LockToken   string
+	LockedUntil time.Time
+
+	Properties map[string]string
+	Body       []byte
+}
+
+// Feedback status codes (digest §3.12).
+const (
+	FeedbackSuccess               = "Success"
+	FeedbackExpired               = "Expired"
+	FeedbackDeliveryCountExceeded = "DeliveryCountExceeded"
+	FeedbackRejected              = "Rejected"
+	FeedbackPurged                = "Purged"
+)
+
+// Feedback is one delivery outcome record for a sender that asked for it.
+type Feedback struct {
+	// Sequence orders feedback records (an emulator extra).
+	Sequence           int64
+	OriginalMessageID  string
+	DeviceID           string
+	DeviceGenerationID string
+	EnqueuedTime       time.Time
+	StatusCode         string
+	Description        string
+}
+
+// FeedbackFilter selects feedback records.
+type FeedbackFilter struct {
+	DeviceID string
+	From     int64
+	Limit    int
+}
+
+// Queue is the durable store of C2D messages and feedback. Methods that take
+// a lock token return 412002 DeviceMessageLockLost when the token does not
+// hold a live lock on a message of that device.
+type Queue interface {
+	// Enqueue appends m to its device's queue and fills SequenceNumber and
+	// GenerationID. Returns 404001 DeviceNotFound when the device does not
+	// exist, 403004 DeviceMaximumQueueDepthExceeded when it already has limit
+	// messages pending.
+	Enqueue(ctx context.Context, m *C2DMessage, limit int) error
+	// Lock locks up to n of the device's deliverable messages (unlocked,
+	// unexpired) in sequence order until until, each with a fresh token.
+	Lock(ctx context.Context, deviceID string, now, until time.Time, n int) ([]*C2DMessage, error)
+	// Remove deletes the message locked by token (complete, reject).
+	Remove(ctx context.Context, deviceID, token string, now time.Time) (*C2DMessage, error)
+	// Unlock ends the lock held by token and, with count, counts a delivery;
+	// a message whose count reaches maxDelivery is deleted and returned with
+	// dead set.
+	Unlock(ctx context.Context, deviceID, token string, now time.Time, count bool, maxDelivery int) (m *C2DMessage, dead bool, err error)
+	// Purge deletes every pending message of the device.
+	Purge(ctx context.Context, deviceID string) ([]*C2DMessage, error)
+	// Pending lists the device's queue in order.
+	Pending(ctx context.Context, deviceID string) ([]*C2DMessage, error)
+	// Sweep deletes expired messages (returned in expired), ends lapsed locks
+	// counting a delivery (dead-lettering as Unlock does) and returns the
+	// devices that have deliverable messages again.
+	Sweep(ctx context.Context, now time.Time, maxDelivery int) (expired, dead []*C2DMessage, devices []string, err error)
+	// ReleaseAll ends every lock without counting; no connection survives a
+	// restart.
+	ReleaseAll(ctx context.Context) error
+	// AddFeedback stores records, filling their Sequence.
+	AddFeedback(ctx context.Context, fb []*Feedback) error
+	// Feedback lists records in ascending order.
+	Feedback(ctx context.Context, f FeedbackFilter) ([]*Feedback, error)
+}

@@ -1,0 +1,489 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/messaging"
+)
+
+// MessageLog implements messaging.Log. Its statements are prepared once on
+// the writer connection: parsing SQL per batch cost more than the inserts.
+type MessageLog struct {
+	DB *DB
+
+	once    sync.Once
+	prepErr error
+	insert  *sql.Stmt
+	// next is the last sequence number handed out. Only the telemetry
+	// writer appends, but mu keeps Append safe for any caller.
+	mu   sync.Mutex
+	next int64
+}
+
+var _ messaging.Log = (*MessageLog)(nil)
+
+func (s *MessageLog) prepare(ctx context.Context) error {
+	s.once.Do(func() {
+		w := s.DB.Writer()
+		if s.insert, s.prepErr = w.PrepareContext(ctx, `INSERT INTO d2c_messages (seq, device_id, module_id, enqueued_ms, props, body) VALUES (?, ?, ?, ?, ?, ?)`); s.prepErr != nil {
+			return
+		}
+		// Sequence numbers continue from the larger of the stored rows and
+		// the d2c_seq counter, which Trim saves before it deletes: no
+		// per-batch counter write, and no reuse after retention emptied the
+		// table.
+		s.prepErr = w.QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT value FROM counters WHERE name = 'd2c_seq'), 0),
+			COALESCE((SELECT MAX(seq) FROM d2c_messages), 0))`).Scan(&s.next)
+	})
+	return s.prepErr
+}
+
+// d2cProps is the props column of d2c_messages: short names, empty members
+// left out, so the row stays small.
+type d2cProps struct {
+	Auth  string            `json:"a,omitempty"`
+	Gen   string            `json:"g,omitempty"`
+	Tr    string            `json:"t,omitempty"`
+	Mid   string            `json:"mid,omitempty"`
+	Cid   string            `json:"cid,omitempty"`
+	Uid   string            `json:"uid,omitempty"`
+	To    string            `json:"to,omitempty"`
+	Ct    string            `json:"ct,omitempty"`
+	Ce    string            `json:"ce,omitempty"`
+	Ctime int64             `json:"ctime,omitempty"` // Unix ns
+	Exp   int64             `json:"exp,omitempty"`   // Unix ns
+	Sys   map[string]string `json:"s,omitempty"`
+	App   map[string]string `json:"p,omitempty"`
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func fromUnixMilli(n int64) time.Time { return time.UnixMilli(n).UTC() }
+
+// Append stores msgs in one transaction. Sequence numbers come from the
+// d2c_seq counter, bumped once per batch.
+func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := s.prepare(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.next
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		st := tx.StmtContext(ctx, s.insert)
+		for _, m := range msgs {
+			last++
+			p, err := json.Marshal(d2cProps{Auth: m.AuthMethod, Gen: m.GenerationID, Tr: m.Transport, Mid: m.MessageID, Cid: m.CorrelationID,
+				Uid: m.UserID, To: m.To, Ct: m.ContentType, Ce: m.ContentEncoding, Ctime: unixNano(m.CreationTime), Exp: unixNano(m.ExpiryTime),
+				Sys: m.System, App: m.Properties})
+			if err != nil {
+				return err
+			}
+			body := m.Body
+			if body == nil {
+				body = []byte{}
+			}
+			if _, err := st.ExecContext(ctx, last, m.DeviceID, m.ModuleID, m.EnqueuedTime.UnixMilli(), p, body); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Numbers are only handed out once the transaction commits.
+	first := s.next + 1
+	s.next = last
+	for i, m := range msgs {
+		m.SequenceNumber = first + int64(i)
+	}
+	return nil
+}
+
+// List returns messages in ascending sequence order.
+func (s *MessageLog) List(ctx context.Context, f messaging.Filter) ([]*messaging.Message, error) {
+	var where []string
+	var args []any
+	if f.DeviceID != "" {
+		where = append(where, "device_id = ?")
+		args = append(args, f.DeviceID)
+	}
+	if f.ModuleID != "" {
+		where = append(where, "module_id = ?")
+		args = append(args, f.ModuleID)
+	}
+	if f.From > 0 {
+		where = append(where, "seq >= ?")
+		args = append(args, f.From)
+	}
+	q := `SELECT seq, device_id, module_id, enqueued_ms, props, body FROM d2c_messages`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	if f.From > 0 {
+		q += " ORDER BY seq LIMIT ?"
+	} else {
+		// The most recent Limit, returned oldest first.
+		q = `SELECT * FROM (` + q + ` ORDER BY seq DESC LIMIT ?) ORDER BY seq`
+	}
+	args = append(args, f.Limit)
+	rows, err := s.DB.Reader().QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*messaging.Message{}
+	for rows.Next() {
+		var (
+			m     messaging.Message
+			ms    int64
+			props []byte
+		)
+		if err := rows.Scan(&m.SequenceNumber, &m.DeviceID, &m.ModuleID, &ms, &props, &m.Body); err != nil {
+			return nil, err
+		}
+		var p d2cProps
+		if err := json.Unmarshal(props, &p); err != nil {
+			return nil, err
+		}
+		m.EnqueuedTime = fromUnixMilli(ms)
+		m.AuthMethod, m.GenerationID, m.Transport = p.Auth, p.Gen, p.Tr
+		m.MessageID, m.CorrelationID, m.UserID, m.To, m.ContentType, m.ContentEncoding = p.Mid, p.Cid, p.Uid, p.To, p.Ct, p.Ce
+		m.CreationTime, m.ExpiryTime = fromUnixNano(p.Ctime), fromUnixNano(p.Exp)
+		m.System, m.Properties = p.Sys, p.App
+		out = append(out, &m)
+	}
+	return out, rows.Err()
+}
+
+// Trim applies retention: the newest keep rows stay, and rows enqueued
+// before cutoff go.
+func (s *MessageLog) Trim(ctx context.Context, keep int, cutoff time.Time) (int64, error) {
+	var n int64
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) SELECT 'd2c_seq', MAX(seq) FROM d2c_messages WHERE true HAVING MAX(seq) IS NOT NULL
+			ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)`); err != nil {
+			return err
+		}
+		if keep > 0 {
+			r, err := tx.ExecContext(ctx, `DELETE FROM d2c_messages WHERE seq <= (SELECT MAX(seq) FROM d2c_messages) - ?`, keep)
+			if err != nil {
+				return err
+			}
+			c, _ := r.RowsAffected()
+			n += c
+		}
+		if !cutoff.IsZero() {
+			// Enqueued times grow with seq, so the oldest rows are a prefix.
+			r, err := tx.ExecContext(ctx, `DELETE FROM d2c_messages WHERE seq <= (SELECT MAX(seq) FROM d2c_messages WHERE enqueued_ms < ?)`, cutoff.UnixMilli())
+			if err != nil {
+				return err
+			}
+			c, _ := r.RowsAffected()
+			n += c
+		}
+		return nil
+	})
+	return n, err
+}
+
+// C2DQueue implements messaging.Queue.
+type C2DQueue struct{ DB *DB }
+
+var _ messaging.Queue = (*C2DQueue)(nil)
+
+type c2dProps struct {
+	To  string            `json:"to,omitempty"`
+	Cid string            `json:"cid,omitempty"`
+	Uid string            `json:"uid,omitempty"`
+	Ct  string            `json:"ct,omitempty"`
+	Ce  string            `json:"ce,omitempty"`
+	App map[string]string `json:"p,omitempty"`
+}
+
+const c2dColumns = `seq, device_id, generation_id, message_id, enqueued_ms, expiry_ms, ack, delivery_count, lock_token, lock_until_ms, props, body`
+
+func scanC2D(row scanner) (*messaging.C2DMessage, error) {
+	var (
+		m         messaging.C2DMessage
+		enq, exp  int64
+		ack       string
+		lockTok   sql.NullString
+		lockUntil sql.NullInt64
+		props     []byte
+	)
+	if err := row.Scan(&m.SequenceNumber, &m.DeviceID, &m.GenerationID, &m.MessageID, &enq, &exp, &ack, &m.DeliveryCount,
+		&lockTok, &lockUntil, &props, &m.Body); err != nil {
+		return nil, err
+	}
+	var p c2dProps
+	if err := json.Unmarshal(props, &p); err != nil {
+		return nil, err
+	}
+	m.EnqueuedTime, m.ExpiryTime = fromUnixMilli(enq), fromUnixMilli(exp)
+	m.Ack = messaging.Ack(ack)
+	m.LockToken = lockTok.String
+	if lockUntil.Valid {
+		m.LockedUntil = fromUnixMilli(lockUntil.Int64)
+	}
+	m.To, m.CorrelationID, m.UserID, m.ContentType, m.ContentEncoding, m.Properties = p.To, p.Cid, p.Uid, p.Ct, p.Ce, p.App
+	return &m, nil
+}
+
+func queryC2D(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]*messaging.C2DMessage, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*messaging.C2DMessage{}
+	for rows.Next() {
+		m, err := scanC2D(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+func (s *C2DQueue) Enqueue(ctx context.Context, m *messaging.C2DMessage, limit int) error {
+	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT generation_id FROM identities WHERE device_id = ? AND module_id = ''`, m.DeviceID).Scan(&m.GenerationID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return iothub.Errorf(iothub.DeviceNotFound, "Device %s not registered", m.DeviceID)
+		}
+		if err != nil {
+			return err
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM c2d_messages WHERE device_id = ?`, m.DeviceID).Scan(&n); err != nil {
+			return err
+		}
+		if n >= limit {
+			return iothub.Errorf(iothub.DeviceMaximumQueueDepthExceeded, "Maximum queue depth of %d exceeded for device %s.", limit, m.DeviceID)
+		}
+		p, err := json.Marshal(c2dProps{To: m.To, Cid: m.CorrelationID, Uid: m.UserID, Ct: m.ContentType, Ce: m.ContentEncoding, App: m.Properties})
+		if err != nil {
+			return err
+		}
+		body := m.Body
+		if body == nil {
+			body = []byte{}
+		}
+		return tx.QueryRowContext(ctx, `INSERT INTO c2d_messages (device_id, generation_id, message_id, enqueued_ms, expiry_ms, ack, props, body)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`, m.DeviceID, m.GenerationID, m.MessageID, m.EnqueuedTime.UnixMilli(),
+			m.ExpiryTime.UnixMilli(), string(m.Ack), p, body).Scan(&m.SequenceNumber)
+	})
+}
+
+func (s *C2DQueue) Lock(ctx context.Context, deviceID string, now, until time.Time, n int) ([]*messaging.C2DMessage, error) {
+	var out []*messaging.C2DMessage
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		msgs, err := queryC2D(ctx, tx, `SELECT `+c2dColumns+` FROM c2d_messages
+			WHERE device_id = ? AND lock_token IS NULL AND expiry_ms > ? ORDER BY seq LIMIT ?`, deviceID, now.UnixMilli(), n)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			m.LockToken, m.LockedUntil = uuid.NewString(), until.UTC().Truncate(time.Millisecond)
+			if _, err := tx.ExecContext(ctx, `UPDATE c2d_messages SET lock_token = ?, lock_until_ms = ? WHERE seq = ?`,
+				m.LockToken, until.UnixMilli(), m.SequenceNumber); err != nil {
+				return err
+			}
+		}
+		out = msgs
+		return nil
+	})
+	return out, err
+}
+
+func lockLost(token string) error {
+	return iothub.Errorf(iothub.DeviceMessageLockLost, "Message lock %s is lost or expired.", token)
+}
+
+// locked loads the message that token locks, if the lock is live.
+func locked(ctx context.Context, tx *sql.Tx, deviceID, token string, now time.Time) (*messaging.C2DMessage, error) {
+	m, err := scanC2D(tx.QueryRowContext(ctx, `SELECT `+c2dColumns+` FROM c2d_messages
+		WHERE lock_token = ? AND device_id = ? AND lock_until_ms > ?`, token, deviceID, now.UnixMilli()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, lockLost(token)
+	}
+	return m, err
+}
+
+func (s *C2DQueue) Remove(ctx context.Context, deviceID, token string, now time.Time) (*messaging.C2DMessage, error) {
+	var out *messaging.C2DMessage
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		m, err := locked(ctx, tx, deviceID, token, now)
+		if err != nil {
+			return err
+		}
+		out = m
+		_, err = tx.ExecContext(ctx, `DELETE FROM c2d_messages WHERE seq = ?`, m.SequenceNumber)
+		return err
+	})
+	return out, err
+}
+
+func (s *C2DQueue) Unlock(ctx context.Context, deviceID, token string, now time.Time, count bool, maxDelivery int) (*messaging.C2DMessage, bool, error) {
+	var (
+		out  *messaging.C2DMessage
+		dead bool
+	)
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		m, err := locked(ctx, tx, deviceID, token, now)
+		if err != nil {
+			return err
+		}
+		out = m
+		if count {
+			m.DeliveryCount++
+		}
+		m.LockToken, m.LockedUntil = "", time.Time{}
+		if count && m.DeliveryCount >= maxDelivery {
+			dead = true
+			_, err = tx.ExecContext(ctx, `DELETE FROM c2d_messages WHERE seq = ?`, m.SequenceNumber)
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE c2d_messages SET lock_token = NULL, lock_until_ms = NULL, delivery_count = ? WHERE seq = ?`,
+			m.DeliveryCount, m.SequenceNumber)
+		return err
+	})
+	return out, dead, err
+}
+
+func (s *C2DQueue) Purge(ctx context.Context, deviceID string) ([]*messaging.C2DMessage, error) {
+	var out []*messaging.C2DMessage
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM identities WHERE device_id = ? AND module_id = ''`, deviceID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return iothub.Errorf(iothub.DeviceNotFound, "Device %s not registered", deviceID)
+		}
+		msgs, err := queryC2D(ctx, tx, `DELETE FROM c2d_messages WHERE device_id = ? RETURNING `+c2dColumns, deviceID)
+		out = msgs
+		return err
+	})
+	return out, err
+}
+
+func (s *C2DQueue) Pending(ctx context.Context, deviceID string) ([]*messaging.C2DMessage, error) {
+	return queryC2D(ctx, s.DB.Reader(), `SELECT `+c2dColumns+` FROM c2d_messages WHERE device_id = ? ORDER BY seq`, deviceID)
+}
+
+func (s *C2DQueue) Sweep(ctx context.Context, now time.Time, maxDelivery int) (expired, dead []*messaging.C2DMessage, devices []string, err error) {
+	ms := now.UnixMilli()
+	// A cheap read first: most sweeps find nothing and should not take the
+	// writer from telemetry.
+	var due int
+	if err := s.DB.Reader().QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM c2d_messages WHERE expiry_ms <= ?)
+		OR EXISTS (SELECT 1 FROM c2d_messages WHERE lock_token IS NOT NULL AND lock_until_ms <= ?)`, ms, ms).Scan(&due); err != nil || due == 0 {
+		return nil, nil, nil, err
+	}
+	err = s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		expired, err = queryC2D(ctx, tx, `DELETE FROM c2d_messages WHERE expiry_ms <= ? RETURNING `+c2dColumns, ms)
+		if err != nil {
+			return err
+		}
+		dead, err = queryC2D(ctx, tx, `DELETE FROM c2d_messages WHERE lock_token IS NOT NULL AND lock_until_ms <= ? AND delivery_count + 1 >= ?
+			RETURNING `+c2dColumns, ms, maxDelivery)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `UPDATE c2d_messages SET lock_token = NULL, lock_until_ms = NULL, delivery_count = delivery_count + 1
+			WHERE lock_token IS NOT NULL AND lock_until_ms <= ? RETURNING device_id`, ms)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		seen := map[string]bool{}
+		for rows.Next() {
+			var d string
+			if err := rows.Scan(&d); err != nil {
+				return err
+			}
+			if !seen[d] {
+				seen[d] = true
+				devices = append(devices, d)
+			}
+		}
+		return rows.Err()
+	})
+	return expired, dead, devices, err
+}
+
+func (s *C2DQueue) ReleaseAll(ctx context.Context) error {
+	_, err := s.DB.Writer().ExecContext(ctx, `UPDATE c2d_messages SET lock_token = NULL, lock_until_ms = NULL WHERE lock_token IS NOT NULL`)
+	return err
+}
+
+func (s *C2DQueue) AddFeedback(ctx context.Context, fb []*messaging.Feedback) error {
+	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		for _, f := range fb {
+			if err := tx.QueryRowContext(ctx, `INSERT INTO c2d_feedback (original_message_id, device_id, device_generation_id, enqueued_ms, status_code, description)
+				VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`, f.OriginalMessageID, f.DeviceID, f.DeviceGenerationID, f.EnqueuedTime.UnixMilli(),
+				f.StatusCode, f.Description).Scan(&f.Sequence); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (s *C2DQueue) Feedback(ctx context.Context, f messaging.FeedbackFilter) ([]*messaging.Feedback, error) {
+	q := `SELECT seq, original_message_id, device_id, device_generation_id, enqueued_ms, status_code, description FROM c2d_feedback WHERE seq >= ?`
+	args := []any{f.From}
+	if f.DeviceID != "" {
+		q += ` AND device_id = ?`
+		args = append(args, f.DeviceID)
+	}
+	q += ` ORDER BY seq LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.DB.Reader().QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []*messaging.Feedback{}
+	for rows.Next() {
+		var fb messaging.Feedback
+		var ms int64
+		if err := rows.Scan(&fb.Sequence, &fb.OriginalMessageID, &fb.DeviceID, &fb.DeviceGenerationID, &ms, &fb.StatusCode, &fb.Description); err != nil {
+			return nil, err
+		}
+		fb.EnqueuedTime = fromUnixMilli(ms)
+		out = append(out, &fb)
+	}
+	return out, rows.Err()
+}

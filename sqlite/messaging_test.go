@@ -1,0 +1,167 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/sqlite"
+)
+
+func openDB(t *testing.T) *sqlite.DB {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+func TestTelemetry_GroupCommitAndRetention(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	tel := messaging.NewTelemetry(&sqlite.MessageLog{DB: db}, messaging.TelemetryConfig{RetentionCount: 50, MaxBatch: 64})
+	defer tel.Close()
+	sub := tel.Subscribe(messaging.Filter{DeviceID: "d3"})
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m := &messaging.Message{DeviceID: fmt.Sprintf("d%d", i%4), Properties: map[string]string{"i": fmt.Sprint(i)}, Body: []byte("x")}
+			if err := tel.Send(ctx, m); err != nil {
+				t.Error(err)
+			}
+			if m.SequenceNumber == 0 {
+				t.Error("no sequence number after Send")
+			}
+		}()
+	}
+	wg.Wait()
+	all, err := tel.List(ctx, messaging.Filter{From: 1, Limit: 1000})
+	if err != nil || len(all) != 200 {
+		t.Fatalf("listed %d, %v", len(all), err)
+	}
+	for i, m := range all {
+		if m.SequenceNumber != int64(i+1) {
+			t.Fatalf("message %d has sequence number %d", i, m.SequenceNumber)
+		}
+	}
+	for range 50 {
+		if m := <-sub.C(); m.DeviceID != "d3" {
+			t.Fatalf("subscription got %s", m.DeviceID)
+		}
+	}
+	tel.Trim()
+	rest, _ := tel.List(ctx, messaging.Filter{From: 1})
+	if len(rest) != 50 || rest[0].SequenceNumber != 151 {
+		t.Fatalf("after trim: %d messages from %d", len(rest), rest[0].SequenceNumber)
+	}
+	// Retention empties the table; numbers still go on.
+	if _, err := (&sqlite.MessageLog{DB: db}).Trim(ctx, 0, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	m := &messaging.Message{DeviceID: "d0"}
+	if err := tel.Send(ctx, m); err != nil || m.SequenceNumber != 201 {
+		t.Fatalf("after emptying: seq %d, %v", m.SequenceNumber, err)
+	}
+	big := &messaging.Message{DeviceID: "d0", Body: make([]byte, messaging.MaxTelemetrySize+1)}
+	if err := tel.Send(ctx, big); !iothub.Is(err, iothub.MessageTooLarge) {
+		t.Errorf("large message: %v", err)
+	}
+}
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestCloudToDevice_LocksExpiryAndFeedback(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	reg := &registry.Service{Store: &sqlite.RegistryStore{DB: db}}
+	if _, err := reg.Create(ctx, &registry.Identity{DeviceID: "d1", Auth: registry.Authentication{Type: registry.AuthSAS}}); err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	q := &sqlite.C2DQueue{DB: db}
+	c := messaging.NewCloudToDevice(q, nil, messaging.C2DConfig{Now: clk.Now, MaxDeliveryCount: 2, SweepInterval: time.Hour})
+	defer c.Close()
+
+	send := func(id string, ttl time.Duration) {
+		t.Helper()
+		m := &messaging.C2DMessage{DeviceID: "d1", MessageID: id, Ack: messaging.AckFull}
+		if ttl > 0 {
+			m.ExpiryTime = clk.Now().Add(ttl)
+		}
+		if err := c.Send(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("a", 0)
+	send("b", time.Minute)
+	if id, _ := reg.Get(ctx, "d1", ""); id.CloudToDeviceMessageCount != 2 {
+		t.Errorf("count %d", id.CloudToDeviceMessageCount)
+	}
+
+	// A lapsed lock counts a delivery; the second one dead-letters "a".
+	for i := range 2 {
+		m, err := c.Receive(ctx, "d1")
+		if err != nil || m == nil || m.MessageID != "a" || m.DeliveryCount != i {
+			t.Fatalf("receive %d: %+v %v", i, m, err)
+		}
+		clk.Add(messaging.DefaultLockDuration + time.Second)
+		_, _, _, err = q.Sweep(ctx, clk.Now(), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			if err := c.Complete(ctx, "d1", m.LockToken); !iothub.Is(err, iothub.DeviceMessageLockLost) {
+				t.Errorf("complete after the lock lapsed: %v", err)
+			}
+		}
+	}
+	// "b" expired meanwhile (the sweep deleted it), so the queue is empty.
+	if m, err := c.Receive(ctx, "d1"); m != nil || err != nil {
+		t.Fatalf("receive from an empty queue: %+v %v", m, err)
+	}
+	if id, _ := reg.Get(ctx, "d1", ""); id.CloudToDeviceMessageCount != 0 {
+		t.Errorf("count %d", id.CloudToDeviceMessageCount)
+	}
+	// The service's own sweep writes feedback for expiries.
+	send("c", time.Second)
+	clk.Add(2 * time.Second)
+	expired, _, _, err := q.Sweep(ctx, clk.Now(), 2)
+	if err != nil || len(expired) != 1 || expired[0].MessageID != "c" {
+		t.Fatalf("expired %+v %v", expired, err)
+	}
+
+	if err := c.Send(ctx, &messaging.C2DMessage{DeviceID: "d1", Ack: "sometimes"}); !iothub.Is(err, iothub.ArgumentInvalid) {
+		t.Errorf("bad ack: %v", err)
+	}
+	if err := c.Send(ctx, &messaging.C2DMessage{DeviceID: "nope"}); !iothub.Is(err, iothub.DeviceNotFound) {
+		t.Errorf("unknown device: %v", err)
+	}
+	// Deleting the device deletes its queue.
+	send("d", 0)
+	if err := reg.Delete(ctx, "d1", "", "*"); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := c.Pending(ctx, "d1"); len(p) != 0 {
+		t.Errorf("queue of a deleted device: %d", len(p))
+	}
+}
