@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs the official Azure IoT SDK suites (Node and Python) against a freshly
-# built emulator on the SDKs' real ports.
+# built emulator on the SDKs' real ports, then the tutorial ports under
+# examples/ (tutorial.sh, with an emulator of its own).
 #
-#   e2e/sdk/run.sh              both suites
+#   e2e/sdk/run.sh              both suites, then the tutorials
 #   e2e/sdk/run.sh node         only the Node suite (azure-iot-device, azure-iothub)
 #   e2e/sdk/run.sh python       only the Python suite (azure-iot-device, azure-iot-hub)
+#   e2e/sdk/run.sh tutorial     only the tutorials (e2e/sdk/tutorial.sh)
 #
 # Needs go, node (20+) with npm, python3 (with venv), curl, and the npm and PyPI
 # registries the first time (node_modules and the venv are reused while the
@@ -21,11 +23,19 @@ SUITE_TIMEOUT=${SUITE_TIMEOUT:-300}    # seconds per suite, a hard stop against 
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
 
-suites=("$@")
-[ ${#suites[@]} -gt 0 ] || suites=(node python)
-for s in "${suites[@]}"; do
-  case "$s" in node|python) ;; *) echo "run.sh: unknown suite '$s' (node or python)" >&2; exit 2 ;; esac
+suites=()
+tutorial=""
+[ $# -gt 0 ] || set -- node python tutorial
+for s in "$@"; do
+  case "$s" in
+    node|python) suites+=("$s") ;;
+    tutorial) tutorial=1 ;;
+    *) echo "run.sh: unknown suite '$s' (node, python or tutorial)" >&2; exit 2 ;;
+  esac
 done
+if [ ${#suites[@]} -eq 0 ]; then
+  exec "$HERE/tutorial.sh"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/iothub-sdk-e2e.XXXXXX")
 LOG="$WORK/emulator.log"
@@ -80,3 +90,11 @@ if [ ${#failed[@]} -gt 0 ]; then
   exit 1
 fi
 echo "run.sh: all SDK suites passed (${suites[*]})"
+
+if [ -n "$tutorial" ]; then
+  # tutorial.sh starts an emulator of its own on the same ports, with
+  # nothing left over from the suites; it prints its own logs on failure.
+  stop_emulator
+  rm -rf "$WORK"
+  "$HERE/tutorial.sh"
+fi
