@@ -125,18 +125,20 @@ func (s *TwinStore) UpdateMany(ctx context.Context, keys []twins.Key, fn func(*t
 	errs := make([]error, len(keys))
 	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
 		updated = updated[:0]
-		sel, err := tx.PrepareContext(ctx, `SELECT `+twinColumns+` FROM identities WHERE device_id = ? AND module_id = ?`)
+		sel, err := tx.PrepareContext(ctx, `SELECT tags, desired, desired_meta, desired_version, twin_version, twin_etag
+			FROM identities WHERE device_id = ? AND module_id = ?`)
 		if err != nil {
 			return err
 		}
 		defer sel.Close()
-		upd, err := tx.PrepareContext(ctx, updateTwinSQL)
+		upd, err := tx.PrepareContext(ctx, `UPDATE identities SET tags = ?, desired = ?, desired_meta = ?,
+			desired_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`)
 		if err != nil {
 			return err
 		}
 		defer upd.Close()
 		for i, key := range keys {
-			t, err := ScanTwin(sel.QueryRowContext(ctx, key.DeviceID, key.ModuleID))
+			t, err := scanServiceSide(sel.QueryRowContext(ctx, key.DeviceID, key.ModuleID), key)
 			if errors.Is(err, sql.ErrNoRows) {
 				errs[i] = registry.NotFound(key.DeviceID, key.ModuleID)
 				continue
@@ -147,11 +149,19 @@ func (s *TwinStore) UpdateMany(ctx context.Context, keys []twins.Key, fn func(*t
 			if errs[i] = fn(t); errs[i] != nil {
 				continue
 			}
-			args, err := twinArgs(t)
+			tags, err := encodeTags(t.Tags)
 			if err != nil {
 				return err
 			}
-			if _, err := upd.ExecContext(ctx, args...); err != nil {
+			desired, err := encodeObject(t.Desired.Data)
+			if err != nil {
+				return err
+			}
+			meta, err := encodeObject(t.Desired.Metadata)
+			if err != nil {
+				return err
+			}
+			if _, err := upd.ExecContext(ctx, tags, desired, meta, t.Desired.Version, t.Version, t.ETag, key.DeviceID, key.ModuleID); err != nil {
 				return err
 			}
 			updated = append(updated, t)
@@ -162,6 +172,37 @@ func (s *TwinStore) UpdateMany(ctx context.Context, keys []twins.Key, fn func(*t
 		return nil, nil, err
 	}
 	return updated, errs, nil
+}
+
+// scanServiceSide reads the columns UpdateMany selects.
+func scanServiceSide(row scanner, key twins.Key) (*twins.Twin, error) {
+	t := &twins.Twin{Key: key}
+	var tags sql.NullString
+	var desired, meta string
+	if err := row.Scan(&tags, &desired, &meta, &t.Desired.Version, &t.Version, &t.ETag); err != nil {
+		return nil, err
+	}
+	var err error
+	if tags.Valid {
+		if t.Tags, err = decodeObject(tags.String); err != nil {
+			return nil, err
+		}
+	}
+	if t.Desired.Data, err = decodeObject(desired); err != nil {
+		return nil, err
+	}
+	if t.Desired.Metadata, err = decodeObject(meta); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func encodeTags(tags map[string]any) (sql.NullString, error) {
+	if tags == nil {
+		return sql.NullString{}, nil
+	}
+	s, err := encodeObject(tags)
+	return sql.NullString{String: s, Valid: err == nil}, err
 }
 
 const updateTwinSQL = `UPDATE identities SET tags = ?, desired = ?, reported = ?, desired_meta = ?, reported_meta = ?,
@@ -178,17 +219,12 @@ func saveTwin(ctx context.Context, tx *sql.Tx, t *twins.Twin) error {
 
 // twinArgs are the arguments of updateTwinSQL for t.
 func twinArgs(t *twins.Twin) ([]any, error) {
-	var tags sql.NullString
-	if t.Tags != nil {
-		s, err := encodeObject(t.Tags)
-		if err != nil {
-			return nil, err
-		}
-		tags = sql.NullString{String: s, Valid: true}
+	tags, err := encodeTags(t.Tags)
+	if err != nil {
+		return nil, err
 	}
 	enc := make([]string, 4)
 	for i, m := range []map[string]any{t.Desired.Data, t.Reported.Data, t.Desired.Metadata, t.Reported.Metadata} {
-		var err error
 		if enc[i], err = encodeObject(m); err != nil {
 			return nil, err
 		}

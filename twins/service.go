@@ -159,8 +159,11 @@ func applyServicePatch(t *Twin, tags, desired map[string]any, ts string, lim Lim
 // BatchStore is a Store that can update many twins in one transaction.
 type BatchStore interface {
 	// UpdateMany calls fn on each twin of keys and saves those for which fn
-	// returned nil, all in one transaction. errs[i] is the outcome of
-	// keys[i] (not found, or fn's error); err is a failure of the whole
+	// returned nil, all in one transaction. fn sees only the service-side
+	// parts of the twin (Key, Tags, Desired, Version, ETag); Identity and
+	// Reported are neither loaded nor saved, which keeps a twin job from
+	// decoding and rewriting what it does not touch. errs[i] is the outcome
+	// of keys[i] (not found, or fn's error); err is a failure of the whole
 	// batch, in which case nothing was saved.
 	UpdateMany(ctx context.Context, keys []Key, fn func(*Twin) error) (updated []*Twin, errs []error, err error)
 }
