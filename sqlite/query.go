@@ -203,7 +203,7 @@ func (s *QueryStore) runAggregate(ctx context.Context, q *query.Query, plan *que
 		return nil, err
 	}
 	defer rows.Close()
-	var all []any
+	var scanned [][]any
 	for rows.Next() {
 		vals := make([]any, plan.Columns())
 		ptrs := make([]any, len(vals))
@@ -213,14 +213,18 @@ func (s *QueryStore) runAggregate(ctx context.Context, q *query.Query, plan *que
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
-		row, err := plan.Row(vals)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, row)
+		scanned = append(scanned, vals)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	results, err := plan.Results(scanned)
+	if err != nil {
+		return nil, err
+	}
+	all := make([]any, len(results))
+	for i, r := range results {
+		all[i] = r
 	}
 	return pageSlice(q, all, cur, limit), nil
 }
