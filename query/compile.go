@@ -54,6 +54,12 @@ type Plan struct {
 	Aggregate bool
 	// Top is the query's TOP, or -1; the caller applies it as a LIMIT.
 	Top int
+	// Indexable lists the JSON value expressions of Where that a
+	// comparison or IN could look up in an expression index (e.g.
+	// json_extract(tags, '$."building"')), once each, when the schema
+	// inlines paths; the text is exactly what an index must be created on
+	// for SQLite to use it.
+	Indexable []string
 
 	outputs []output
 	groups  []groupCol // an aggregate's GROUP BY values, selected after outputs
@@ -301,6 +307,7 @@ func Compile(q *Query, s *Schema) (*Plan, error) {
 		return nil, notCompilable("the condition needs %d SQL parameters", len(where.args))
 	}
 	p.Where, p.WhereArgs = where.s, where.args
+	p.Indexable = c.indexable
 	if q.Star {
 		return p, nil
 	}
@@ -532,8 +539,25 @@ func not(f frag) frag {
 }
 
 type compiler struct {
-	s   *Schema
-	err error
+	s         *Schema
+	err       error
+	indexable []string
+}
+
+// index records x's value expression as one an index could serve, when x
+// is a JSON path and paths are inlined (a bound path matches no index).
+func (c *compiler) index(x sqlOperand) {
+	j, ok := x.(jsonOperand)
+	if !ok || !c.s.InlinePaths {
+		return
+	}
+	e := j.value().s
+	for _, have := range c.indexable {
+		if have == e {
+			return
+		}
+	}
+	c.indexable = append(c.indexable, e)
 }
 
 func (c *compiler) fail(err error) {
@@ -626,6 +650,10 @@ var primitives = []class{classNumber, classString, classBool, classNull}
 // compare is true exactly when a op b is true: both operands of one
 // primitive class on which op is defined, and the values compare.
 func (c *compiler) compare(op CompareOp, a, b sqlOperand) frag {
+	if op != NotEqual {
+		c.index(a)
+		c.index(b)
+	}
 	var alts []frag
 	for _, k := range primitives {
 		ordered := op != Equal && op != NotEqual
@@ -664,6 +692,9 @@ var sqlOp = [...]string{"=", "<>", "<", "<=", ">", ">="}
 
 // in is true exactly when x IN list is true (want) or false (!want).
 func (c *compiler) in(x sqlOperand, list []Literal, want bool) frag {
+	if want {
+		c.index(x)
+	}
 	var alts []frag
 	for _, k := range primitives {
 		ix := x.is(k)

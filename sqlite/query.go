@@ -60,8 +60,10 @@ func (s *QueryStore) Run(ctx context.Context, q *query.Query, next string, limit
 	case err != nil:
 		return nil, err
 	case q.Aggregate():
+		s.DB.ensureIndexes(ctx, plan.Table, plan.Indexable)
 		page, err = s.runAggregate(ctx, q, plan, cur, limit)
 	default:
+		s.DB.ensureIndexes(ctx, plan.Table, plan.Indexable)
 		page, err = s.runRows(ctx, q, plan, schema, cur, limit)
 	}
 	if err != nil {
@@ -397,6 +399,7 @@ func (s Selector) Select(ctx context.Context, cond string) ([]jobs.DeviceKey, er
 	var out []jobs.DeviceKey
 	if plan, err := query.Compile(q, schemaFor(q.From)); err == nil {
 		// Only the ids: a job over 100,000 devices should not decode twins.
+		s.DB.ensureIndexes(ctx, plan.Table, plan.Indexable)
 		rows, err := s.DB.Reader().QueryContext(ctx, "SELECT device_id, module_id FROM "+plan.Table+" WHERE "+plan.Where+
 			" ORDER BY device_id, module_id", plan.WhereArgs...)
 		if err != nil {
