@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -114,6 +115,9 @@ type conn struct {
 	dev Device
 	cl  *mqtt.Client
 	c2d c2dInflight
+	// expiry closes the connection when its SAS token expires, as the hub
+	// does (digest §1.3); the SDKs reconnect with a fresh token before that.
+	expiry *time.Timer
 }
 
 // New builds a broker; add listeners, set handlers, then Start.

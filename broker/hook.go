@@ -20,6 +20,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
 
 // hook is the broker's one mochi hook. It must be the only hook that
@@ -58,12 +59,21 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return errRefused
 	}
 	c := &conn{dev: dev, cl: cl}
+	if t, err := sasauth.Parse(string(pk.Connect.Password)); err == nil {
+		c.expiry = time.AfterFunc(time.Until(time.Unix(t.Expiry, 0)), func() {
+			h.b.log.Info("device disconnected: its SAS token expired", "device", dev.ClientID())
+			cl.Stop(errTokenExpired)
+		})
+	}
 	h.b.mu.Lock()
 	h.b.conns[cl.ID] = c // replaced by the newest connection
 	h.b.byClient[cl] = c
 	h.b.mu.Unlock()
 	return nil
 }
+
+// errTokenExpired ends a connection whose SAS token ran out.
+var errTokenExpired = errors.New("the SAS token expired")
 
 // authenticate checks the username, then the SAS token in the password or
 // the TLS client certificate.
@@ -207,6 +217,9 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	own, hadOwn := h.b.byClient[cl]
 	delete(h.b.byClient, cl)
 	h.b.mu.Unlock()
+	if hadOwn && own.expiry != nil {
+		own.expiry.Stop()
+	}
 	// C2D messages this connection did not acknowledge go back to the queue,
 	// also when a newer connection took over.
 	if hadOwn {

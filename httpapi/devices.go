@@ -48,9 +48,7 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, wire.FromDevice(id))
 }
 
-// putDevice creates a device, or updates it when If-Match is present (the
-// hub's create-only semantics without If-Match). Creates answer 200, as the
-// hub does (Python breaks on 201).
+// putDevice creates or updates a device (see putIdentity).
 func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
 	var in wire.IdentityIn
 	if err := readJSON(r, &in); err != nil {
@@ -62,20 +60,22 @@ func (s *Server) putDevice(w http.ResponseWriter, r *http.Request) error {
 	}
 	in.DeviceID = deviceID
 	in.ModuleID = ""
-	var (
-		id  *registry.Identity
-		err error
-	)
-	if ifMatch := r.Header.Get("If-Match"); ifMatch != "" {
-		id, err = s.Registry.Update(ctx(r), ifMatch, in.ToIdentity())
-	} else {
-		id, err = s.Registry.Create(ctx(r), in.ToIdentity())
-	}
+	id, err := s.putIdentity(r, &in)
 	if err != nil {
 		return err
 	}
 	setETag(w, registry.ETagString(id.ETag))
 	return writeJSON(w, http.StatusOK, wire.FromDevice(id))
+}
+
+// putIdentity creates the identity, or updates it when If-Match is present:
+// the hub's create-only semantics without If-Match. Creates answer 200, as
+// the hub does (Python breaks on 201).
+func (s *Server) putIdentity(r *http.Request, in *wire.IdentityIn) (*registry.Identity, error) {
+	if ifMatch := r.Header.Get("If-Match"); ifMatch != "" {
+		return s.Registry.Update(ctx(r), ifMatch, in.ToIdentity())
+	}
+	return s.Registry.Create(ctx(r), in.ToIdentity())
 }
 
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request) error {
@@ -117,15 +117,7 @@ func (s *Server) putModule(w http.ResponseWriter, r *http.Request) error {
 		return iothub.Errorf(iothub.ArgumentInvalid, "The deviceId and moduleId in the body must match the path.")
 	}
 	in.DeviceID, in.ModuleID = deviceID, moduleID
-	var (
-		id  *registry.Identity
-		err error
-	)
-	if ifMatch := r.Header.Get("If-Match"); ifMatch != "" {
-		id, err = s.Registry.Update(ctx(r), ifMatch, in.ToIdentity())
-	} else {
-		id, err = s.Registry.Create(ctx(r), in.ToIdentity())
-	}
+	id, err := s.putIdentity(r, &in)
 	if err != nil {
 		return err
 	}

@@ -78,14 +78,8 @@ func (s *Service) Get(ctx context.Context, key Key) (*Twin, error) {
 // ifMatch; 404001/404010 when the twin does not exist.
 func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p ServicePatch) (*Twin, error) {
 	lim := s.Limits.withDefaults()
-	if len(p.Reported) > 0 {
-		return nil, invalid("Reported properties are read-only for the service and cannot be updated.")
-	}
-	tags, desired := NormalizeMap(p.Tags), NormalizeMap(p.Desired)
-	if err := lim.validatePatch(sectionTags, tags); err != nil {
-		return nil, err
-	}
-	if err := lim.validatePatch(sectionDesired, desired); err != nil {
+	tags, desired, err := lim.checkServicePatch(p)
+	if err != nil {
 		return nil, err
 	}
 	if tags == nil && desired == nil {
@@ -115,6 +109,22 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 		s.notify(key, desired, t.Desired.Version)
 	}
 	return t, nil
+}
+
+// checkServicePatch validates a service patch and returns its normalized
+// tags and desired sections (nil when absent).
+func (l Limits) checkServicePatch(p ServicePatch) (tags, desired map[string]any, err error) {
+	if len(p.Reported) > 0 {
+		return nil, nil, invalid("Reported properties are read-only for the service and cannot be updated.")
+	}
+	tags, desired = NormalizeMap(p.Tags), NormalizeMap(p.Desired)
+	if err := l.validatePatch(sectionTags, tags); err != nil {
+		return nil, nil, err
+	}
+	if err := l.validatePatch(sectionDesired, desired); err != nil {
+		return nil, nil, err
+	}
+	return tags, desired, nil
 }
 
 // applyServicePatch merges already validated and normalized tags and
@@ -163,14 +173,8 @@ type BatchStore interface {
 // after the commit, in version order per twin.
 func (s *Service) PatchMany(ctx context.Context, keys []Key, p ServicePatch) (errs []error, err error) {
 	lim := s.Limits.withDefaults()
-	if len(p.Reported) > 0 {
-		return nil, invalid("Reported properties are read-only for the service and cannot be updated.")
-	}
-	tags, desired := NormalizeMap(p.Tags), NormalizeMap(p.Desired)
-	if err := lim.validatePatch(sectionTags, tags); err != nil {
-		return nil, err
-	}
-	if err := lim.validatePatch(sectionDesired, desired); err != nil {
+	tags, desired, err := lim.checkServicePatch(p)
+	if err != nil {
 		return nil, err
 	}
 	bs, ok := s.Store.(BatchStore)

@@ -16,6 +16,7 @@ const https = require('node:https');
 const { Registry, Client: ServiceClient, JobClient, SharedAccessSignature } = require('azure-iothub');
 const { Client: DeviceClient, ModuleClient } = require('azure-iot-device');
 const { Mqtt, MqttWs } = require('azure-iot-device-mqtt');
+const { Http } = require('azure-iot-device-http');
 // The service SDK throws the error classes of its bundled common-core; the
 // device SDK throws those of azure-iot-common. Tests check both with instanceof.
 const serviceErrors = require('azure-iothub/dist/common-core/errors');
@@ -128,11 +129,18 @@ function deviceConnectionString(deviceId, key, moduleId) {
 /**
  * Opens a device (or module) client that trusts the emulator's CA through
  * setOptions({ca}), as the SDK documents for a private CA.
+ *
+ * azure-iot-device-http 1.14.4's Http.setOptions calls back only when the
+ * options also hold receiver options (http.receivePolicy, interval, ...);
+ * with {ca} alone the promise never settles. So Http clients also get the
+ * default receive policy (poll once a second, drain the queue).
  */
 async function openClient(cs, { transport = Mqtt, module = false } = {}) {
   const Ctor = module ? ModuleClient : DeviceClient;
   const client = Ctor.fromConnectionString(cs, transport);
-  await withTimeout(client.setOptions({ ca: caPem }), OP_TIMEOUT_MS, 'setOptions');
+  const options = { ca: caPem };
+  if (transport === Http) options.http = { receivePolicy: { interval: 1, drain: true } };
+  await withTimeout(client.setOptions(options), OP_TIMEOUT_MS, 'setOptions');
   await withTimeout(client.open(), OP_TIMEOUT_MS, 'open');
   return client;
 }
@@ -177,7 +185,7 @@ function updateReported(twin, patch) {
  * One raw HTTPS request to the hub's REST API with an iothubowner token, to
  * learn whether a route exists at all. Returns { status, errorCode, body }.
  */
-function rawRequest(method, path, body) {
+function rawRequest(method, path, body, { apiVersion = true } = {}) {
   const sas = SharedAccessSignature.create(hostName, policyName, policyKey,
     Math.floor(Date.now() / 1000) + 3600).toString();
   const payload = body === undefined ? undefined : JSON.stringify(body);
@@ -187,7 +195,7 @@ function rawRequest(method, path, body) {
       host: hostName,
       port: 443,
       method,
-      path: `${path}${sep}api-version=2021-04-12`,
+      path: apiVersion ? `${path}${sep}api-version=2021-04-12` : path,
       ca: caPem,
       headers: Object.assign({ Authorization: sas },
         payload === undefined ? {} : { 'Content-Type': 'application/json; charset=utf-8' }),
@@ -201,6 +209,43 @@ function rawRequest(method, path, body) {
     if (payload !== undefined) req.write(payload);
     req.end();
   }), OP_TIMEOUT_MS, `${method} ${path}`);
+}
+
+/**
+ * A call to the emulator's own API under /_emulator (same SAS, no
+ * api-version): the JSON answer, or a failed assertion naming the status.
+ */
+async function emulatorApi(method, path, body) {
+  const r = await rawRequest(method, path, body, { apiVersion: false });
+  assert.ok(r.status >= 200 && r.status < 300, `${method} ${path}: ${r.status} ${r.errorCode || ''} ${r.body}`);
+  return r.body ? JSON.parse(r.body) : undefined;
+}
+
+/**
+ * Polls fn (async) every intervalMs until it returns a truthy value, which
+ * it returns; fails after ms with the last value it saw.
+ */
+async function pollUntil(fn, ms, what, intervalMs = 100) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await fn();
+    if (last) return last;
+    if (Date.now() >= deadline) assert.fail(`timed out after ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs)); // poll interval
+  }
+}
+
+/**
+ * Waits until the device's C2D receiver is on: over MQTT the SUBSCRIBE to
+ * devices/{id}/messages/devicebound/# acknowledged, over HTTP the poller
+ * started. on('message') starts it but offers no way to await it; this is
+ * the same internal call, idempotent once enabled.
+ */
+function c2dEnabled(client) {
+  return withTimeout(new Promise((resolve, reject) => {
+    client._enableC2D((err) => (err ? reject(err) : resolve()));
+  }), OP_TIMEOUT_MS, 'enable C2D');
 }
 
 /**
@@ -260,6 +305,7 @@ module.exports = {
   OP_TIMEOUT_MS,
   Mqtt,
   MqttWs,
+  Http,
   DeviceClient,
   ModuleClient,
   serviceErrors,
@@ -280,6 +326,9 @@ module.exports = {
   desiredUpdatesEnabled,
   updateReported,
   rawRequest,
+  emulatorApi,
+  pollUntil,
+  c2dEnabled,
   skipUnlessRoute,
   skipUnlessMethods,
   hubErrorOf,

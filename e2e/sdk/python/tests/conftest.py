@@ -74,6 +74,26 @@ def skip_unless_route(feature, method, path, body=None):
         pytest.skip(f"{feature} not landed yet: the emulator answers {method} {path} with {r.status_code} {code}")
 
 
+def emulator_api(method, path, body=None, params=None):
+    """A call to the emulator's own API under /_emulator (same SAS, no api-version): the JSON answer."""
+    r = requests.request(method, f"https://{HOST_NAME}{path}", params=params, headers={"Authorization": _service_token()},
+                         json=body, verify=CA_FILE, timeout=15)
+    assert 200 <= r.status_code < 300, f"{method} {path}: {r.status_code} {r.headers.get('iothub-errorcode')} {r.text}"
+    return r.json() if r.content else None
+
+
+def poll_until(fn, what, timeout=10.0, interval=0.1):
+    """Calls fn until it returns something truthy, which it returns; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s: {what}")
+        time.sleep(interval)  # poll interval
+
+
 def skip_unless_methods():
     """Direct methods gate; method jobs need it too (they use the same invoker)."""
     skip_unless_route("direct methods", "POST", f"/twins/{unique_id('probe')}/methods",
