@@ -1,6 +1,7 @@
 package query
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,12 +43,32 @@ type Plan struct {
 	// GroupBy is the GROUP BY list of an aggregate, or "".
 	GroupBy     string
 	GroupByArgs []any
+	// Source, for an aggregate, is the select list of a subquery over Table
+	// filtered by Where, whose columns (c0, c1, …) Select and GroupBy
+	// refer to: each stored value an aggregate needs is read from the
+	// document once per row there, and the grouping works on those small
+	// values. "" for other plans, whose fragments refer to Table directly.
+	Source     string
+	SourceArgs []any
 	// Aggregate is true when the plan yields one row per group.
 	Aggregate bool
 	// Top is the query's TOP, or -1; the caller applies it as a LIMIT.
 	Top int
+	// Indexable lists the JSON value expressions of Where that a
+	// comparison or IN could look up in an expression index (e.g.
+	// json_extract(tags, '$."building"')), once each, when the schema
+	// inlines paths; the text is exactly what an index must be created on
+	// for SQLite to use it.
+	Indexable []string
 
 	outputs []output
+	groups  []groupCol // an aggregate's GROUP BY values, selected after outputs
+}
+
+// groupCol is how a GROUP BY value is selected: JSON text or a plain column.
+type groupCol struct {
+	json bool
+	col  Column
 }
 
 // output says how one selected column becomes a member of a result object.
@@ -68,7 +89,9 @@ const (
 )
 
 // Statement assembles the plan into one statement, without ORDER BY or
-// LIMIT: SELECT <Select or *> FROM <Table> WHERE <Where> [GROUP BY …].
+// LIMIT: SELECT <Select or *> FROM <Table> WHERE <Where>, or for an
+// aggregate SELECT <Select> FROM (SELECT <Source> FROM <Table> WHERE <Where>
+// LIMIT -1) [GROUP BY …].
 func (p *Plan) Statement() (string, []any) {
 	sel := p.Select
 	if sel == "" {
@@ -76,8 +99,16 @@ func (p *Plan) Statement() (string, []any) {
 	}
 	var args []any
 	args = append(args, p.SelectArgs...)
+	from := p.Table + " WHERE " + p.Where
+	if p.Source != "" {
+		// LIMIT -1 (no limit) keeps SQLite from flattening the subquery
+		// into the aggregate, which would substitute each column's JSON
+		// extraction back into every place that uses it.
+		from = "(SELECT " + p.Source + " FROM " + from + " LIMIT -1)"
+		args = append(args, p.SourceArgs...)
+	}
 	args = append(args, p.WhereArgs...)
-	s := "SELECT " + sel + " FROM " + p.Table + " WHERE " + p.Where
+	s := "SELECT " + sel + " FROM " + from
 	if p.GroupBy != "" {
 		s += " GROUP BY " + p.GroupBy
 		args = append(args, p.GroupByArgs...)
@@ -86,13 +117,14 @@ func (p *Plan) Statement() (string, []any) {
 }
 
 // Columns is the number of columns Select yields.
-func (p *Plan) Columns() int { return len(p.outputs) }
+func (p *Plan) Columns() int { return len(p.outputs) + len(p.groups) }
 
 // Row turns one scanned row of the Select columns (as database/sql scans
-// into *any) into a result object, omitting missing values.
+// into *any) into a result object, omitting missing values. The rows of an
+// aggregate go through Results instead, which merges equal groups.
 func (p *Plan) Row(vals []any) (map[string]any, error) {
-	if len(vals) != len(p.outputs) {
-		return nil, fmt.Errorf("query: row has %d columns, plan selects %d", len(vals), len(p.outputs))
+	if len(vals) != p.Columns() {
+		return nil, fmt.Errorf("query: row has %d columns, plan selects %d", len(vals), p.Columns())
 	}
 	row := map[string]any{}
 	for i, o := range p.outputs {
@@ -134,6 +166,84 @@ func (p *Plan) Row(vals []any) (map[string]any, error) {
 		}
 	}
 	return row, nil
+}
+
+// Results turns all scanned rows of the plan into result objects. For an
+// aggregate, SQL groups JSON values by their text, so groups whose values
+// are equal as the evaluator sees them (1 and 1.0) are merged here, adding
+// their counts; the merged group keeps the first row's other values.
+func (p *Plan) Results(rows [][]any) ([]map[string]any, error) {
+	out := make([]map[string]any, 0, len(rows))
+	var index map[string]int
+	if len(p.groups) > 0 {
+		index = make(map[string]int, len(rows))
+	}
+	for _, vals := range rows {
+		row, err := p.Row(vals)
+		if err != nil {
+			return nil, err
+		}
+		if index == nil {
+			out = append(out, row)
+			continue
+		}
+		key, err := p.groupKey(vals[len(p.outputs):])
+		if err != nil {
+			return nil, err
+		}
+		i, ok := index[key]
+		if !ok {
+			index[key] = len(out)
+			out = append(out, row)
+			continue
+		}
+		for j, o := range p.outputs {
+			if o.kind == outCount {
+				n, _ := vals[j].(int64)
+				out[i][o.name] = out[i][o.name].(int) + int(n)
+			}
+		}
+	}
+	return out, nil
+}
+
+// groupKey renders a row's GROUP BY values as the evaluator's groupKey does.
+func (p *Plan) groupKey(vals []any) (string, error) {
+	var b strings.Builder
+	for i, g := range p.groups {
+		var v value
+		switch {
+		case g.json:
+			if vals[i] == nil {
+				break
+			}
+			var text []byte
+			switch t := vals[i].(type) {
+			case string:
+				text = []byte(t)
+			case []byte:
+				text = t
+			default:
+				return "", fmt.Errorf("query: JSON group value holds %T", vals[i])
+			}
+			d := json.NewDecoder(bytes.NewReader(text))
+			d.UseNumber()
+			var x any
+			if err := d.Decode(&x); err != nil {
+				return "", fmt.Errorf("query: JSON group value: %w", err)
+			}
+			v = valueOf(x, true)
+		case vals[i] == nil:
+		default:
+			x, ok, err := columnValue(g.col, vals[i])
+			if err != nil {
+				return "", err
+			}
+			v = valueOf(x, ok)
+		}
+		writeGroupValue(&b, v)
+	}
+	return b.String(), nil
 }
 
 // columnValue converts a scanned plain-column value to its JSON value, and
@@ -197,8 +307,12 @@ func Compile(q *Query, s *Schema) (*Plan, error) {
 		return nil, notCompilable("the condition needs %d SQL parameters", len(where.args))
 	}
 	p.Where, p.WhereArgs = where.s, where.args
+	p.Indexable = c.indexable
 	if q.Star {
 		return p, nil
+	}
+	if p.Aggregate {
+		return c.aggregate(q, p)
 	}
 
 	var sel []frag
@@ -228,33 +342,95 @@ func Compile(q *Query, s *Schema) (*Plan, error) {
 	selF := join(sel, ", ")
 	p.Select, p.SelectArgs = selF.s, selF.args
 
+	return p, c.err
+}
+
+// aggregate compiles the select list and GROUP BY of an aggregate over a
+// subquery (Plan.Source) that selects each stored value they use once: a
+// JSON path as its JSON text (col -> path, NULL when missing), a plain column
+// as it is. Grouping on a JSON value uses its type class and its SQL value,
+// since json_extract gives 1 for both true and 1 and NULL for both null and
+// missing; both come from the small extracted text, so the document is read
+// once per row however many times the query uses the path.
+func (c *compiler) aggregate(q *Query, p *Plan) (*Plan, error) {
+	s := c.s
+	var source []frag
+	alias := map[string]string{}
+	col := func(f frag) string {
+		key := f.s + "\x00" + fmt.Sprint(f.args...)
+		if a, ok := alias[key]; ok {
+			return a
+		}
+		a := "c" + strconv.Itoa(len(source))
+		alias[key] = a
+		source = append(source, frag{s: f.s + " AS " + a, args: f.args})
+		return a
+	}
+	arrow := func(col, path string) string { return col + " -> " + path }
+	var sel []frag
+	for i, pr := range q.Select {
+		o := output{name: pr.Name(i)}
+		var f frag
+		if pr.Count {
+			o.kind, f = outCount, frag{s: "COUNT(*)"}
+		} else {
+			t := s.resolve(pr.Path)
+			switch t.kind {
+			case targetColumn:
+				o.kind, o.col, f = outColumn, t.col, frag{s: col(frag{s: t.col.Name})}
+			case targetJSON:
+				o.kind, f = outJSON, frag{s: col(c.pathFrag(t, arrow))}
+			case targetMissing:
+				o.kind, f = outMissing, frag{s: "NULL"}
+			case targetObject:
+				return nil, notCompilable("projecting '%s' needs several columns", pr.Path)
+			default:
+				return nil, notCompilable("%s", t.reason)
+			}
+		}
+		sel = append(sel, f)
+		p.outputs = append(p.outputs, o)
+	}
+	selF := join(sel, ", ")
+	p.Select, p.SelectArgs = selF.s, selF.args
+
 	var groups []frag
 	for _, g := range q.GroupBy {
 		t := s.resolve(g)
+		var f frag
 		switch t.kind {
 		case targetColumn:
-			groups = append(groups, frag{s: t.col.Name})
+			f = frag{s: col(frag{s: t.col.Name})}
 		case targetJSON:
-			// Group on the type class as well as the value: json_extract
-			// gives 1 for both true and 1, and NULL for both null and
-			// missing.
-			o := c.operand(g)
-			groups = append(groups, o.classExpr(), o.value())
+			// Group on the JSON text: it tells 1, true, "1", null and a
+			// missing value (NULL) apart. Texts of equal values (1 and
+			// 1.0) are merged by Results.
+			f = frag{s: col(c.pathFrag(t, arrow))}
 		case targetMissing:
 			// Every row is in one group, but GROUP BY must stay so that no
 			// rows means no groups (a constant that is not an integer, which
 			// SQLite would read as a column number).
-			groups = append(groups, frag{s: "NULL"})
+			f = frag{s: "NULL"}
 		case targetObject:
 			return nil, notCompilable("grouping by '%s' needs several columns", g)
 		default:
 			return nil, notCompilable("%s", t.reason)
 		}
+		groups = append(groups, f)
+		p.groups = append(p.groups, groupCol{json: t.kind == targetJSON, col: t.col})
 	}
 	if len(groups) > 0 {
 		gf := join(groups, ", ")
 		p.GroupBy, p.GroupByArgs = gf.s, gf.args
+		// The group values follow the outputs, for Results to merge on.
+		p.Select += ", " + gf.s
+		p.SelectArgs = append(p.SelectArgs, gf.args...)
 	}
+	if len(source) == 0 {
+		source = append(source, frag{s: "1"})
+	}
+	src := join(source, ", ")
+	p.Source, p.SourceArgs = src.s, src.args
 	return p, c.err
 }
 
@@ -363,8 +539,25 @@ func not(f frag) frag {
 }
 
 type compiler struct {
-	s   *Schema
-	err error
+	s         *Schema
+	err       error
+	indexable []string
+}
+
+// index records x's value expression as one an index could serve, when x
+// is a JSON path and paths are inlined (a bound path matches no index).
+func (c *compiler) index(x sqlOperand) {
+	j, ok := x.(jsonOperand)
+	if !ok || !c.s.InlinePaths {
+		return
+	}
+	e := j.value().s
+	for _, have := range c.indexable {
+		if have == e {
+			return
+		}
+	}
+	c.indexable = append(c.indexable, e)
 }
 
 func (c *compiler) fail(err error) {
@@ -457,6 +650,10 @@ var primitives = []class{classNumber, classString, classBool, classNull}
 // compare is true exactly when a op b is true: both operands of one
 // primitive class on which op is defined, and the values compare.
 func (c *compiler) compare(op CompareOp, a, b sqlOperand) frag {
+	if op != NotEqual {
+		c.index(a)
+		c.index(b)
+	}
 	var alts []frag
 	for _, k := range primitives {
 		ordered := op != Equal && op != NotEqual
@@ -495,6 +692,9 @@ var sqlOp = [...]string{"=", "<>", "<", "<=", ">", ">="}
 
 // in is true exactly when x IN list is true (want) or false (!want).
 func (c *compiler) in(x sqlOperand, list []Literal, want bool) frag {
+	if want {
+		c.index(x)
+	}
 	var alts []frag
 	for _, k := range primitives {
 		ix := x.is(k)

@@ -315,16 +315,20 @@ func (q *Query) Evaluate(docs []map[string]any) ([]map[string]any, error) {
 func groupKey(doc map[string]any, paths []Path) string {
 	var b strings.Builder
 	for _, p := range paths {
-		v := valueOf(lookup(doc, p))
-		b.WriteByte(byte('0' + v.class))
-		if v.class != classUndefined {
-			js, err := json.Marshal(v.v) // maps marshal with sorted keys
-			if err != nil {
-				js = []byte("?")
-			}
-			b.Write(js)
-		}
-		b.WriteByte(0)
+		writeGroupValue(&b, valueOf(lookup(doc, p)))
 	}
 	return b.String()
+}
+
+// writeGroupValue appends one value of a group key.
+func writeGroupValue(b *strings.Builder, v value) {
+	b.WriteByte(byte('0' + v.class))
+	if v.class != classUndefined {
+		js, err := json.Marshal(v.v) // maps marshal with sorted keys
+		if err != nil {
+			js = []byte("?")
+		}
+		b.Write(js)
+	}
+	b.WriteByte(0)
 }

@@ -96,10 +96,13 @@ func TwinSchema(c Collection) *Schema {
 		Objects:  []string{"properties", "properties.desired", "properties.reported"},
 		Unmapped: []string{"etag", "deviceEtag", "x509Thumbprint", "deviceScope", "parentScopes"},
 	}
+	// The unary + keeps SQLite from scanning identities_status (whose
+	// entries carry module_id) and looking every row up from it: a full
+	// scan of the table is several times faster.
 	if c == Modules {
-		s.Filter = "module_id <> ''"
+		s.Filter = "+module_id <> ''"
 	} else {
-		s.Filter = "module_id = ''"
+		s.Filter = "+module_id = ''"
 		s.Columns["capabilities.iotEdge"] = Column{"iot_edge", Bool, Present}
 		s.Objects = append(s.Objects, "capabilities")
 	}

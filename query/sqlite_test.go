@@ -198,7 +198,7 @@ func runPlan(t testing.TB, db *sql.DB, p *Plan, s *Schema) []map[string]any {
 	if !p.Aggregate {
 		stmt += " ORDER BY " + strings.Join(s.Key, ", ")
 	}
-	if p.Top >= 0 {
+	if p.Top >= 0 && !p.Aggregate {
 		stmt += " LIMIT ?"
 		args = append(args, p.Top)
 	}
@@ -207,7 +207,7 @@ func runPlan(t testing.TB, db *sql.DB, p *Plan, s *Schema) []map[string]any {
 		t.Fatalf("%v\n%s %v", err, stmt, args)
 	}
 	defer rows.Close()
-	var out []map[string]any
+	var all [][]any
 	for rows.Next() {
 		vals := make([]any, p.Columns())
 		ptrs := make([]any, len(vals))
@@ -217,14 +217,17 @@ func runPlan(t testing.TB, db *sql.DB, p *Plan, s *Schema) []map[string]any {
 		if err := rows.Scan(ptrs...); err != nil {
 			t.Fatal(err)
 		}
-		row, err := p.Row(vals)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, row)
+		all = append(all, vals)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
+	}
+	out, err := p.Results(all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Top >= 0 && len(out) > p.Top {
+		out = out[:p.Top]
 	}
 	return out
 }

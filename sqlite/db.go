@@ -32,12 +32,17 @@ type DB struct {
 	path  string
 	// Now is the clock for timestamps written by the stores.
 	Now func() time.Time
+	// MaxAutoIndexes bounds the expression indexes that queries create on
+	// twin properties (see autoIndexes); 0 or less creates none.
+	MaxAutoIndexes int
+
+	auto autoIndexes
 }
 
 // Open opens (creating if needed) the database at path and runs pending
 // migrations. An empty path opens a private in-memory database.
 func Open(ctx context.Context, path string) (*DB, error) {
-	db := &DB{path: path, Now: func() time.Time { return time.Now().UTC() }}
+	db := &DB{path: path, Now: func() time.Time { return time.Now().UTC() }, MaxAutoIndexes: DefaultMaxAutoIndexes}
 	// Pragmas go in the DSN so every pooled connection gets them (a PRAGMA
 	// run through db.Exec reaches only one connection of the pool).
 	pragmas := "_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"

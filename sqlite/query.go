@@ -60,8 +60,10 @@ func (s *QueryStore) Run(ctx context.Context, q *query.Query, next string, limit
 	case err != nil:
 		return nil, err
 	case q.Aggregate():
+		s.DB.ensureIndexes(ctx, plan.Table, plan.Indexable)
 		page, err = s.runAggregate(ctx, q, plan, cur, limit)
 	default:
+		s.DB.ensureIndexes(ctx, plan.Table, plan.Indexable)
 		page, err = s.runRows(ctx, q, plan, schema, cur, limit)
 	}
 	if err != nil {
@@ -203,7 +205,7 @@ func (s *QueryStore) runAggregate(ctx context.Context, q *query.Query, plan *que
 		return nil, err
 	}
 	defer rows.Close()
-	var all []any
+	var scanned [][]any
 	for rows.Next() {
 		vals := make([]any, plan.Columns())
 		ptrs := make([]any, len(vals))
@@ -213,14 +215,18 @@ func (s *QueryStore) runAggregate(ctx context.Context, q *query.Query, plan *que
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
-		row, err := plan.Row(vals)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, row)
+		scanned = append(scanned, vals)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	results, err := plan.Results(scanned)
+	if err != nil {
+		return nil, err
+	}
+	all := make([]any, len(results))
+	for i, r := range results {
+		all[i] = r
 	}
 	return pageSlice(q, all, cur, limit), nil
 }
@@ -393,6 +399,7 @@ func (s Selector) Select(ctx context.Context, cond string) ([]jobs.DeviceKey, er
 	var out []jobs.DeviceKey
 	if plan, err := query.Compile(q, schemaFor(q.From)); err == nil {
 		// Only the ids: a job over 100,000 devices should not decode twins.
+		s.DB.ensureIndexes(ctx, plan.Table, plan.Indexable)
 		rows, err := s.DB.Reader().QueryContext(ctx, "SELECT device_id, module_id FROM "+plan.Table+" WHERE "+plan.Where+
 			" ORDER BY device_id, module_id", plan.WhereArgs...)
 		if err != nil {
