@@ -106,6 +106,8 @@ type Hub struct {
 	tmpDir   string
 	policies []sasauth.Policy
 
+	twinStore *sqlite.TwinStore
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -183,7 +185,8 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		DeviceCAs: deviceCAs, Logger: log,
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
-	h.Twins = twins.NewService(&sqlite.TwinStore{DB: h.db}, desiredNotifier{h.broker})
+	h.twinStore = sqlite.NewTwinStore(h.db)
+	h.Twins = twins.NewService(h.twinStore, desiredNotifier{h.broker})
 	if err := h.openMessaging(ctx); err != nil {
 		return nil, err
 	}
@@ -372,6 +375,9 @@ func (h *Hub) close() error {
 		_ = ln.Close()
 	}
 	h.closeMessaging()
+	if h.twinStore != nil {
+		h.twinStore.Close()
+	}
 	var err error
 	if h.db != nil {
 		err = h.db.Close()

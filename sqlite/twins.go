@@ -6,13 +6,129 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"sync"
+	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
-// TwinStore implements twins.Store over the identities table.
-type TwinStore struct{ DB *DB }
+// TwinStore implements twins.Store over the identities table. Updates are
+// group-committed: a writer goroutine runs every update that queued while
+// the previous transaction committed in one transaction, so a thousand
+// devices patching reported properties share commits instead of queueing
+// one commit each for the single writer. Build it with NewTwinStore and
+// Close it.
+type TwinStore struct {
+	DB      *DB
+	updates chan *twinUpdate
+	quit    chan struct{} // closed by Close
+	done    chan struct{} // closed when the writer has stopped
+	once    sync.Once
+}
+
+// errStoreClosed answers updates that arrive while the hub shuts down.
+var errStoreClosed = errors.New("the twin store is closed")
+
+// maxTwinBatch bounds how many updates share one transaction.
+const maxTwinBatch = 256
+
+type twinUpdate struct {
+	ctx  context.Context
+	key  twins.Key
+	fn   func(*twins.Twin) error
+	out  *twins.Twin
+	err  error
+	done chan struct{}
+}
+
+// NewTwinStore starts the store's writer.
+func NewTwinStore(db *DB) *TwinStore {
+	s := &TwinStore{DB: db, updates: make(chan *twinUpdate, maxTwinBatch), quit: make(chan struct{}), done: make(chan struct{})}
+	go s.writer()
+	return s
+}
+
+// Close stops the writer after the batch in progress; later updates fail.
+func (s *TwinStore) Close() {
+	s.once.Do(func() { close(s.quit) })
+	<-s.done
+}
+
+func (s *TwinStore) writer() {
+	defer close(s.done)
+	batch := make([]*twinUpdate, 0, maxTwinBatch)
+	for {
+		select {
+		case <-s.quit:
+			return
+		case first := <-s.updates:
+			batch = append(batch[:0], first)
+		}
+	drain:
+		for len(batch) < maxTwinBatch {
+			select {
+			case u := <-s.updates:
+				batch = append(batch, u)
+			default:
+				break drain
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs a batch in one transaction. An update whose twin is missing
+// or whose fn refuses gets its own error; a database error fails the batch.
+func (s *TwinStore) commit(batch []*twinUpdate) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		sel, err := tx.PrepareContext(ctx, `SELECT `+twinColumns+` FROM identities WHERE device_id = ? AND module_id = ?`)
+		if err != nil {
+			return err
+		}
+		defer sel.Close()
+		upd, err := tx.PrepareContext(ctx, updateTwinSQL)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		for _, u := range batch {
+			u.out, u.err = nil, nil
+			if err := u.ctx.Err(); err != nil {
+				u.err = err // the caller gave up; do not apply what it no longer waits for
+				continue
+			}
+			t, err := ScanTwin(sel.QueryRowContext(ctx, u.key.DeviceID, u.key.ModuleID))
+			if errors.Is(err, sql.ErrNoRows) {
+				u.err = registry.NotFound(u.key.DeviceID, u.key.ModuleID)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if u.err = u.fn(t); u.err != nil {
+				continue
+			}
+			args, err := twinArgs(t)
+			if err != nil {
+				return err
+			}
+			if _, err := upd.ExecContext(ctx, args...); err != nil {
+				return err
+			}
+			u.out = t
+		}
+		return nil
+	})
+	for _, u := range batch {
+		if err != nil {
+			u.out, u.err = nil, err
+		}
+		close(u.done)
+	}
+}
 
 var _ twins.Store = (*TwinStore)(nil)
 
@@ -101,19 +217,26 @@ func (s *TwinStore) Get(ctx context.Context, key twins.Key) (*twins.Twin, error)
 }
 
 func (s *TwinStore) Update(ctx context.Context, key twins.Key, fn func(*twins.Twin) error) (*twins.Twin, error) {
-	var out *twins.Twin
-	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		t, err := getTwin(ctx, tx, key)
-		if err != nil {
-			return err
+	u := &twinUpdate{ctx: ctx, key: key, fn: fn, done: make(chan struct{})}
+	select {
+	case s.updates <- u:
+	case <-s.done:
+		return nil, errStoreClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case <-u.done:
+		return u.out, u.err
+	case <-s.done:
+		// The writer stopped; it may still have finished this update.
+		select {
+		case <-u.done:
+			return u.out, u.err
+		default:
+			return nil, errStoreClosed
 		}
-		if err := fn(t); err != nil {
-			return err
-		}
-		out = t
-		return saveTwin(ctx, tx, t)
-	})
-	return out, err
+	}
 }
 
 var _ twins.BatchStore = (*TwinStore)(nil)
@@ -207,15 +330,6 @@ func encodeTags(tags map[string]any) (sql.NullString, error) {
 
 const updateTwinSQL = `UPDATE identities SET tags = ?, desired = ?, reported = ?, desired_meta = ?, reported_meta = ?,
 	desired_version = ?, reported_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`
-
-func saveTwin(ctx context.Context, tx *sql.Tx, t *twins.Twin) error {
-	args, err := twinArgs(t)
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, updateTwinSQL, args...)
-	return err
-}
 
 // twinArgs are the arguments of updateTwinSQL for t.
 func twinArgs(t *twins.Twin) ([]any, error) {
