@@ -54,3 +54,14 @@ def test_wrong_key_is_refused(make_device):
         assert not client.connected
     finally:
         client.shutdown()
+
+
+def test_mqtt_over_websockets(registry, make_device, connect_device):
+    """websockets=True: MQTT over wss://localhost:443/$iothub/websocket."""
+    device_id, key = make_device("py-ws")
+    client = connect_device(device_id, key, websockets=True)
+    assert client.connected
+    assert registry.get_device(device_id).connection_state == "Connected"
+    client.patch_twin_reported_properties({"transport": "websockets"})
+    assert registry.get_twin(device_id).properties.reported["transport"] == "websockets"
+    assert client.get_twin()["reported"]["transport"] == "websockets"
