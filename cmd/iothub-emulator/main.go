@@ -175,6 +175,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	startPprof(log)
 
 	start := time.Now()
 	h, err := hub.Open(ctx, o.config(log))
