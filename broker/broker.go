@@ -72,8 +72,11 @@ type Handlers struct {
 	TwinPatchReported func(ctx context.Context, d Device, body []byte) (int64, error)
 	// MethodResponse delivers a device's direct-method answer.
 	MethodResponse func(d Device, rid string, status int, body []byte)
-	// Telemetry stores a device-to-cloud message.
-	Telemetry func(ctx context.Context, d Device, props map[string]string, body []byte) error
+	// Telemetry stores a device-to-cloud message. With wait false (QoS 0:
+	// the device gets no PUBACK) it may return once the message is queued,
+	// as long as messages of one connection are stored in order and a later
+	// call with wait true returns only after the earlier ones are stored.
+	Telemetry func(ctx context.Context, d Device, props map[string]string, body []byte, wait bool) error
 	// SessionChanged is called after a device connects, subscribes or
 	// disconnects (direct methods wait on it).
 	SessionChanged func(d Device)

@@ -13,6 +13,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,12 +52,22 @@ func TestMessagingBenchmark(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	emuMQTT, emuHTTP := benchPort(t), benchPort(t)
+	// BENCH_PROFILE=dir saves CPU profiles of the emulator's throughput
+	// rounds and a heap profile with the idle devices connected, through its
+	// diagnostic pprof listener.
+	profDir, pprofAddr := os.Getenv("BENCH_PROFILE"), ""
+	if profDir != "" {
+		pprofAddr = "127.0.0.1:" + benchPort(t)
+		os.Setenv("IOTHUB_EMULATOR_DEBUG_PPROF", pprofAddr)
+		defer os.Unsetenv("IOTHUB_EMULATOR_DEBUG_PPROF")
+	}
 	emu := startProc(t, bin, "--data-dir", filepath.Join(dir, "data"), "--mqtt-port", emuMQTT, "--http-port", emuHTTP,
 		"--mqtts-port", "0", "--https-port", "0", "--log-level", "warn")
 	waitPort(t, "127.0.0.1:"+emuMQTT)
 	mosqPort := benchPort(t)
 	conf := filepath.Join(dir, "mosquitto.conf")
 	os.WriteFile(conf, []byte("listener "+mosqPort+" 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 0\n"), 0o644)
+	os.Unsetenv("IOTHUB_EMULATOR_DEBUG_PPROF")
 	mq := startProc(t, mosq, "-c", conf)
 	waitPort(t, "127.0.0.1:"+mosqPort)
 
@@ -86,12 +97,30 @@ func TestMessagingBenchmark(t *testing.T) {
 	for _, qos := range []byte{0, 1} {
 		for round := range 2 { // alternate, so background load hits both alike
 			for _, tg := range targets {
+				var prof chan struct{}
+				var before telemetryStats
+				if pprofAddr != "" && tg.name == "emulator" {
+					before = readTelemetryStats(pprofAddr)
+					prof = saveProfile(t, pprofAddr, "profile?seconds="+strconv.Itoa(envInt("BENCH_PROFILE_SECONDS", 3)),
+						filepath.Join(profDir, fmt.Sprintf("cpu-qos%d-round%d.pprof", qos, round+1)))
+				}
 				rate, err := throughput(tg.addr, tg.sas, publishers, perPublisher, window, qos, payload, tg.topics)
 				if err != nil {
 					t.Fatalf("%s QoS %d: %v", tg.name, qos, err)
 				}
 				t.Logf("RESULT throughput %-9s QoS %d round %d: %8.0f msg/s (%d publishers x %d msgs, 256 B, window %d)",
 					tg.name, qos, round+1, rate, publishers, perPublisher, window)
+				if prof != nil {
+					<-prof
+					d := readTelemetryStats(pprofAddr)
+					d.Batches -= before.Batches
+					d.Messages -= before.Messages
+					d.CommitTime -= before.CommitTime
+					if d.Batches > 0 {
+						t.Logf("emulator writer: %d commits, %.1f messages each, %v per commit, %v committing in all",
+							d.Batches, float64(d.Messages)/float64(d.Batches), d.CommitTime/time.Duration(d.Batches), d.CommitTime)
+					}
+				}
 			}
 		}
 	}
@@ -103,6 +132,11 @@ func TestMessagingBenchmark(t *testing.T) {
 		}
 		time.Sleep(3 * time.Second)
 		after := rssKB(t, tg.pid)
+		if pprofAddr != "" && tg.name == "emulator" {
+			<-saveProfile(t, pprofAddr, "heap?gc=1", filepath.Join(profDir, "heap-idle.pprof"))
+			<-saveProfile(t, pprofAddr, "goroutine", filepath.Join(profDir, "goroutine-idle.pprof"))
+			<-saveProfile(t, pprofAddr, "heap?debug=1", filepath.Join(profDir, "heap-idle.txt")) // with runtime.MemStats
+		}
 		t.Logf("RESULT idle %-9s %d connections: RSS %d -> %d KB, %.1f KB per connection", tg.name, len(conns), before, after,
 			float64(after-before)/float64(len(conns)))
 		for _, c := range conns {
@@ -112,6 +146,43 @@ func TestMessagingBenchmark(t *testing.T) {
 	if n, err := countStored("http://127.0.0.1:" + emuHTTP); err == nil {
 		t.Logf("emulator: last sequence number %d (retention keeps the newest 100000)", n)
 	}
+}
+
+type telemetryStats struct {
+	Batches, Messages int64
+	CommitTime        time.Duration
+}
+
+// readTelemetryStats reads the telemetry writer's counters from the
+// emulator's /debug/vars.
+func readTelemetryStats(addr string) telemetryStats {
+	var v struct{ Telemetry telemetryStats }
+	resp, err := http.Get("http://" + addr + "/debug/vars")
+	if err == nil {
+		json.NewDecoder(resp.Body).Decode(&v)
+		resp.Body.Close()
+	}
+	return v.Telemetry
+}
+
+// saveProfile fetches /debug/pprof/<what> into file in the background; the
+// channel closes when it is saved.
+func saveProfile(t *testing.T, addr, what, file string) chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get("http://" + addr + "/debug/pprof/" + what)
+		if err != nil {
+			t.Logf("profile %s: %v", what, err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if err := os.WriteFile(file, b, 0o644); err != nil {
+			t.Logf("profile %s: %v", what, err)
+		}
+	}()
+	return done
 }
 
 func envInt(name string, def int) int {

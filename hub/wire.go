@@ -44,7 +44,10 @@ func (h *Hub) wire(api *httpapi.Server) {
 			}
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
-		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte) error {
+		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, wait bool) error {
+			if !wait {
+				return h.Telemetry.Enqueue(ctx, broker.TelemetryMessage(d, props, body))
+			}
 			return h.Telemetry.Send(ctx, broker.TelemetryMessage(d, props, body))
 		},
 		C2DReady: func(d broker.Device) { h.C2D.Kick(d.DeviceID) },

@@ -15,18 +15,47 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 )
 
-// MessageLog implements messaging.Log. Its statements are prepared once on
-// the writer connection: parsing SQL per batch cost more than the inserts.
+// MessageLog implements messaging.Log. A batch is stored with multi-row
+// INSERTs of up to insertRows rows, each statement prepared once on the
+// writer connection per row count: parsing SQL per batch cost more than the
+// inserts, and one statement execution per row cost more than the rows.
 type MessageLog struct {
 	DB *DB
 
 	once    sync.Once
 	prepErr error
-	insert  *sql.Stmt
 	// next is the last sequence number handed out. Only the telemetry
-	// writer appends, but mu keeps Append safe for any caller.
-	mu   sync.Mutex
-	next int64
+	// writer appends, but mu keeps Append safe for any caller; it also
+	// guards inserts and args.
+	mu      sync.Mutex
+	next    int64
+	inserts [insertRows + 1]*sql.Stmt // by row count
+	args    []any
+}
+
+// insertRows is the most rows one INSERT stores (6 parameters a row, far
+// below SQLite's 32766).
+const insertRows = 64
+
+// insertStmt returns the prepared INSERT of n rows.
+func (s *MessageLog) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st := s.inserts[n]; st != nil {
+		return st, nil
+	}
+	var q strings.Builder
+	q.WriteString(`INSERT INTO d2c_messages (seq, device_id, module_id, enqueued_ms, props, body) VALUES `)
+	for i := range n {
+		if i > 0 {
+			q.WriteByte(',')
+		}
+		q.WriteString(`(?, ?, ?, ?, ?, ?)`)
+	}
+	st, err := s.DB.Writer().PrepareContext(ctx, q.String())
+	if err != nil {
+		return nil, err
+	}
+	s.inserts[n] = st
+	return st, nil
 }
 
 var _ messaging.Log = (*MessageLog)(nil)
@@ -34,9 +63,6 @@ var _ messaging.Log = (*MessageLog)(nil)
 func (s *MessageLog) prepare(ctx context.Context) error {
 	s.once.Do(func() {
 		w := s.DB.Writer()
-		if s.insert, s.prepErr = w.PrepareContext(ctx, `INSERT INTO d2c_messages (seq, device_id, module_id, enqueued_ms, props, body) VALUES (?, ?, ?, ?, ?, ?)`); s.prepErr != nil {
-			return
-		}
 		// Sequence numbers continue from the larger of the stored rows and
 		// the d2c_seq counter, which Trim saves before it deletes: no
 		// per-batch counter write, and no reuse after retention emptied the
@@ -93,26 +119,48 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	last := s.next
-	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		st := tx.StmtContext(ctx, s.insert)
-		for _, m := range msgs {
-			last++
-			p, err := json.Marshal(d2cProps{Auth: m.AuthMethod, Gen: m.GenerationID, Tr: m.Transport, Mid: m.MessageID, Cid: m.CorrelationID,
-				Uid: m.UserID, To: m.To, Ct: m.ContentType, Ce: m.ContentEncoding, Ctime: unixNano(m.CreationTime), Exp: unixNano(m.ExpiryTime),
-				Sys: m.System, App: m.Properties})
-			if err != nil {
-				return err
+	args := s.args[:0]
+	for _, m := range msgs {
+		last++
+		p, err := json.Marshal(d2cProps{Auth: m.AuthMethod, Gen: m.GenerationID, Tr: m.Transport, Mid: m.MessageID, Cid: m.CorrelationID,
+			Uid: m.UserID, To: m.To, Ct: m.ContentType, Ce: m.ContentEncoding, Ctime: unixNano(m.CreationTime), Exp: unixNano(m.ExpiryTime),
+			Sys: m.System, App: m.Properties})
+		if err != nil {
+			return err
+		}
+		body := m.Body
+		if body == nil {
+			body = []byte{}
+		}
+		args = append(args, last, m.DeviceID, m.ModuleID, m.EnqueuedTime.UnixMilli(), p, body)
+	}
+	// Statements are prepared before the transaction: preparing inside it
+	// would need the writer's one connection twice.
+	full, err := s.insertStmt(ctx, min(len(msgs), insertRows))
+	if err != nil {
+		return err
+	}
+	var rest *sql.Stmt
+	if r := len(msgs) % insertRows; r != 0 && len(msgs) > insertRows {
+		if rest, err = s.insertStmt(ctx, r); err != nil {
+			return err
+		}
+	}
+	err = s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		for i := 0; i < len(msgs); i += insertRows {
+			n := min(len(msgs)-i, insertRows)
+			st := full
+			if n < insertRows && len(msgs) > insertRows {
+				st = rest
 			}
-			body := m.Body
-			if body == nil {
-				body = []byte{}
-			}
-			if _, err := st.ExecContext(ctx, last, m.DeviceID, m.ModuleID, m.EnqueuedTime.UnixMilli(), p, body); err != nil {
+			if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args[i*6:(i+n)*6]...); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	clear(args)
+	s.args = args[:0]
 	if err != nil {
 		return err
 	}

@@ -165,3 +165,70 @@ func TestCloudToDevice_LocksExpiryAndFeedback(t *testing.T) {
 		t.Errorf("queue of a deleted device: %d", len(p))
 	}
 }
+
+// Batches above one multi-row INSERT are split into full statements and a
+// remainder; every row keeps its own values and sequence number.
+func TestMessageLog_AppendChunks(t *testing.T) {
+	ctx := context.Background()
+	log := &sqlite.MessageLog{DB: openDB(t)}
+	seq := int64(0)
+	for _, n := range []int{1, 63, 64, 65, 128, 150} {
+		msgs := make([]*messaging.Message, n)
+		for i := range msgs {
+			msgs[i] = &messaging.Message{DeviceID: fmt.Sprintf("d%d", n), MessageID: fmt.Sprint(i), Body: []byte(fmt.Sprint(n, "/", i)),
+				EnqueuedTime: time.Now()}
+		}
+		if err := log.Append(ctx, msgs); err != nil {
+			t.Fatalf("append %d: %v", n, err)
+		}
+		got, err := log.List(ctx, messaging.Filter{DeviceID: fmt.Sprintf("d%d", n), From: 1, Limit: 1000})
+		if err != nil || len(got) != n {
+			t.Fatalf("append %d: listed %d, %v", n, len(got), err)
+		}
+		for i, m := range got {
+			seq++
+			if m.SequenceNumber != seq || msgs[i].SequenceNumber != seq || m.MessageID != fmt.Sprint(i) || string(m.Body) != fmt.Sprint(n, "/", i) {
+				t.Fatalf("append %d: row %d is seq %d (%d) mid %q body %q", n, i, m.SequenceNumber, msgs[i].SequenceNumber, m.MessageID, m.Body)
+			}
+		}
+	}
+}
+
+// Enqueue does not wait, but keeps the caller's order, and a later Send
+// returns only once the enqueued messages before it are stored.
+func TestTelemetry_EnqueueThenSend(t *testing.T) {
+	ctx := context.Background()
+	tel := messaging.NewTelemetry(&sqlite.MessageLog{DB: openDB(t)}, messaging.TelemetryConfig{MaxBatch: 16})
+	defer tel.Close()
+	var wg sync.WaitGroup
+	for d := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100 {
+				if err := tel.Enqueue(ctx, &messaging.Message{DeviceID: fmt.Sprint("d", d), MessageID: fmt.Sprint(i)}); err != nil {
+					t.Error(err)
+				}
+			}
+			if err := tel.Send(ctx, &messaging.Message{DeviceID: fmt.Sprint("d", d), MessageID: "last"}); err != nil {
+				t.Error(err)
+			}
+			got, err := tel.List(ctx, messaging.Filter{DeviceID: fmt.Sprint("d", d), From: 1, Limit: 1000})
+			if err != nil || len(got) != 101 {
+				t.Errorf("d%d: listed %d after Send, %v", d, len(got), err)
+				return
+			}
+			for i, m := range got[:100] {
+				if m.MessageID != fmt.Sprint(i) {
+					t.Errorf("d%d: message %d is %q", d, i, m.MessageID)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	big := &messaging.Message{DeviceID: "d0", Body: make([]byte, messaging.MaxTelemetrySize+1)}
+	if err := tel.Enqueue(ctx, big); !iothub.Is(err, iothub.MessageTooLarge) {
+		t.Fatalf("enqueue of a too large message: %v", err)
+	}
+}

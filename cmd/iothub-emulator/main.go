@@ -182,6 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	debugHub.Store(h)
 	printBanner(ctx, stdout, h, time.Since(start))
 	<-ctx.Done()
 	log.Info("shutting down")

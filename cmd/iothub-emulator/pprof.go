@@ -1,6 +1,10 @@
 package main
 
 import (
+	"expvar"
+	"sync/atomic"
+
+	"github.com/iothub-emulator/iothub-emulator/hub"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,8 +21,12 @@ import (
 //	go tool pprof 'http://127.0.0.1:6060/debug/pprof/profile?seconds=10'
 const pprofEnv = "IOTHUB_EMULATOR_DEBUG_PPROF"
 
+// debugHub is the running hub, for /debug/vars.
+var debugHub atomic.Pointer[hub.Hub]
+
 // startPprof serves net/http/pprof on the address in IOTHUB_EMULATOR_DEBUG_PPROF,
-// when set, on its own listener (never the hub's API ports).
+// when set, on its own listener (never the hub's API ports), with
+// /debug/vars showing the telemetry writer's counters.
 func startPprof(log *slog.Logger) {
 	addr, ok := os.LookupEnv(pprofEnv)
 	if !ok || addr == "" {
@@ -40,6 +48,13 @@ func startPprof(log *slog.Logger) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/debug/vars", expvar.Handler())
+	expvar.Publish("telemetry", expvar.Func(func() any {
+		if h := debugHub.Load(); h != nil && h.Telemetry != nil {
+			return h.Telemetry.Stats()
+		}
+		return nil
+	}))
 	log.Warn("diagnostic profiling endpoint enabled (emulator only)", "addr", l.Addr().String())
 	go func() { _ = http.Serve(l, mux) }()
 }
