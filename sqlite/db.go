@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -37,7 +38,21 @@ type DB struct {
 	MaxAutoIndexes int
 
 	auto autoIndexes
+
+	// ckpt checkpoints the WAL in the background (files only).
+	ckpt     *sql.DB
+	ckptStop chan struct{}
+	ckptDone chan struct{}
+	ckptOnce sync.Once
 }
+
+// checkpointEvery is how often the background checkpointer copies the WAL
+// into the database file. The writer's own automatic checkpoint stays as a
+// backstop, at a size the background one normally keeps the WAL far below.
+const (
+	checkpointEvery    = 500 * time.Millisecond
+	autoCheckpointSize = 10000 // pages
+)
 
 // Open opens (creating if needed) the database at path and runs pending
 // migrations. An empty path opens a private in-memory database.
@@ -68,7 +83,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		// pages it changes in case it must undo itself, and in a temporary
 		// file that was a write syscall per page, a sixth of the QoS 1
 		// telemetry profile. They live for one statement.
-		w, err := sql.Open("sqlite", base+"&_txlock=immediate&_pragma=temp_store(MEMORY)")
+		//
+		// Checkpoints run on a connection of their own (see checkpointer):
+		// done by the writer after the commit that crossed 1,000 pages, as
+		// SQLite does by default, they put the copy and two fsyncs in front
+		// of every write waiting behind it.
+		w, err := sql.Open("sqlite", base+"&_txlock=immediate&_pragma=temp_store(MEMORY)&_pragma=wal_autocheckpoint("+fmt.Sprint(autoCheckpointSize)+")")
 		if err != nil {
 			return nil, err
 		}
@@ -79,13 +99,41 @@ func Open(ctx context.Context, path string) (*DB, error) {
 			return nil, err
 		}
 		r.SetMaxOpenConns(4)
-		db.write, db.read = w, r
+		c, err := sql.Open("sqlite", base)
+		if err != nil {
+			w.Close()
+			r.Close()
+			return nil, err
+		}
+		c.SetMaxOpenConns(1)
+		db.write, db.read, db.ckpt = w, r, c
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("migrate %s: %w", path, err)
 	}
+	if db.ckpt != nil {
+		db.ckptStop, db.ckptDone = make(chan struct{}), make(chan struct{})
+		go db.checkpointer()
+	}
 	return db, nil
+}
+
+// checkpointer runs passive checkpoints, which never block the writer or
+// readers, until Close.
+func (db *DB) checkpointer() {
+	defer close(db.ckptDone)
+	t := time.NewTicker(checkpointEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-db.ckptStop:
+			return
+		case <-t.C:
+			// Failures (busy with another checkpointer) are retried next tick.
+			_, _ = db.ckpt.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		}
+	}
 }
 
 func ensureDir(path string) error {
@@ -94,7 +142,17 @@ func ensureDir(path string) error {
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	err := db.write.Close()
+	var err error
+	if db.ckpt != nil {
+		db.ckptOnce.Do(func() {
+			if db.ckptStop != nil {
+				close(db.ckptStop)
+				<-db.ckptDone
+			}
+		})
+		err = db.ckpt.Close()
+	}
+	err = errors.Join(err, db.write.Close())
 	if db.read != db.write {
 		err = errors.Join(err, db.read.Close())
 	}
