@@ -51,11 +51,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
 		return errRefused
 	}
-	var (
-		dev Device
-		err error
-	)
-	offStack(func() { dev, err = h.authenticate(cl, pk) })
+	dev, err := h.authenticate(cl, pk)
 	if err != nil {
 		h.b.log.Info("mqtt connection refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", err)
 		// ErrBadUsernameOrPassword is what mochi maps to 3.1.1 code 5.
@@ -74,21 +70,6 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	h.b.byClient[cl] = c
 	h.b.mu.Unlock()
 	return nil
-}
-
-// offStack runs f on a goroutine of its own and waits for it. Store calls
-// run SQLite (modernc: C translated to Go) on the calling goroutine, and it
-// needs deep stacks. Made on a connection's read goroutine, they left that
-// goroutine's stack grown for as long as the device stayed connected: Go
-// shrinks a stack only during a GC, one halving at a time, and an idle hub
-// hardly collects. That was about 20 KB of the 30 KB each idle device cost.
-func offStack(f func()) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		f()
-	}()
-	<-done
 }
 
 // errTokenExpired ends a connection whose SAS token ran out.
@@ -199,7 +180,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		return
 	}
 	if pk.Connect.Clean && h.b.cfg.Sessions != nil {
-		offStack(func() { _ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID) })
+		_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
 	}
 	h.b.log.Info("device connected", "device", dev.DeviceID, "module", dev.ModuleID, "auth", dev.AuthMethod,
 		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "clean", pk.Connect.Clean)
