@@ -47,11 +47,14 @@ type DB struct {
 }
 
 // checkpointEvery is how often the background checkpointer copies the WAL
-// into the database file. The writer's own automatic checkpoint stays as a
-// backstop, at a size the background one normally keeps the WAL far below.
+// into the database file. The writer's own automatic checkpoint stays, at a
+// larger size: under continuous writes a passive checkpoint never catches up
+// with the last frame, so the WAL only restarts from its beginning after
+// the writer checkpointed its small remainder itself, once per
+// autoCheckpointSize pages.
 const (
 	checkpointEvery    = 500 * time.Millisecond
-	autoCheckpointSize = 10000 // pages
+	autoCheckpointSize = 4000 // pages, 16 MB
 )
 
 // Open opens (creating if needed) the database at path and runs pending

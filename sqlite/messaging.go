@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -91,6 +92,63 @@ type d2cProps struct {
 	App   map[string]string `json:"p,omitempty"`
 }
 
+// encodeD2CProps is json.Marshal of p, byte for byte. Messages without
+// property maps whose strings need no escaping, most telemetry, skip
+// reflection; the rest go through json.Marshal.
+func encodeD2CProps(p d2cProps) ([]byte, error) {
+	if len(p.Sys) > 0 || len(p.App) > 0 {
+		return json.Marshal(p)
+	}
+	b := make([]byte, 0, 128)
+	b = append(b, '{')
+	for _, f := range [...]struct{ k, v string }{{"a", p.Auth}, {"g", p.Gen}, {"t", p.Tr}, {"mid", p.Mid}, {"cid", p.Cid},
+		{"uid", p.Uid}, {"to", p.To}, {"ct", p.Ct}, {"ce", p.Ce}} {
+		if f.v == "" {
+			continue
+		}
+		if !plainJSON(f.v) {
+			return json.Marshal(p)
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f.k...)
+		b = append(b, `":"`...)
+		b = append(b, f.v...)
+		b = append(b, '"')
+	}
+	for _, f := range [...]struct {
+		k string
+		v int64
+	}{{"ctime", p.Ctime}, {"exp", p.Exp}} {
+		if f.v == 0 {
+			continue
+		}
+		if len(b) > 1 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, f.k...)
+		b = append(b, `":`...)
+		b = strconv.AppendInt(b, f.v, 10)
+	}
+	return append(b, '}'), nil
+}
+
+// plainJSON reports whether json.Marshal writes s between quotes unchanged:
+// printable ASCII other than the quote, the backslash and the HTML
+// characters it escapes.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
 func unixNano(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
@@ -122,7 +180,7 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 	args := s.args[:0]
 	for _, m := range msgs {
 		last++
-		p, err := json.Marshal(d2cProps{Auth: m.AuthMethod, Gen: m.GenerationID, Tr: m.Transport, Mid: m.MessageID, Cid: m.CorrelationID,
+		p, err := encodeD2CProps(d2cProps{Auth: m.AuthMethod, Gen: m.GenerationID, Tr: m.Transport, Mid: m.MessageID, Cid: m.CorrelationID,
 			Uid: m.UserID, To: m.To, Ct: m.ContentType, Ce: m.ContentEncoding, Ctime: unixNano(m.CreationTime), Exp: unixNano(m.ExpiryTime),
 			Sys: m.System, App: m.Properties})
 		if err != nil {
