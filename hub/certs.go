@@ -59,11 +59,10 @@ func loadOrCreateCerts(dir string, names []string, now time.Time) (*certSet, err
 		}
 	}
 	if dir != "" {
-		c, k, p, err := readPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+		c, k, _, err := readPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
 		if err == nil && covers(c, names) && c.CheckSignatureFrom(caCert) == nil && c.NotAfter.After(now.Add(24*time.Hour)) {
 			return &certSet{server: tls.Certificate{Certificate: [][]byte{c.Raw}, PrivateKey: k, Leaf: c}, caPEM: caPEM}, nil
 		}
-		_ = p
 	}
 	leaf, key, leafPEM, err := newServerCert(caCert, caKey, names, now)
 	if err != nil {
@@ -97,16 +96,7 @@ func serial() (*big.Int, error) {
 // newCA makes an ECDSA P-256 CA: fast to generate (start-up stays well under
 // 200 ms) and accepted by every SDK's TLS stack, TLS 1.2 included.
 func newCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
 		Subject:               pkix.Name{CommonName: "IoT Hub Emulator Local CA", Organization: []string{"iothub-emulator"}},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.AddDate(10, 0, 0),
@@ -115,30 +105,17 @@ func newCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) 
 		MaxPathLenZero:        true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	c, key, err := issue(tmpl, nil, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+	return c, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), nil
 }
 
 func newServerCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	sn, err := serial()
-	if err != nil {
-		return nil, nil, nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      pkix.Name{CommonName: names[0], Organization: []string{"iothub-emulator"}},
-		NotBefore:    now.Add(-time.Hour),
+		Subject:   pkix.Name{CommonName: names[0], Organization: []string{"iothub-emulator"}},
+		NotBefore: now.Add(-time.Hour),
 		// Under 398 days, the limit some TLS clients enforce on leaf lifetimes.
 		NotAfter:    now.AddDate(0, 0, 397),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
@@ -151,16 +128,33 @@ func newServerCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string
 			tmpl.DNSNames = append(tmpl.DNSNames, n)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	c, key, err := issue(tmpl, ca, caKey)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})...)
+	return c, key, chain, nil
+}
+
+// issue makes a new P-256 key and a certificate for it from tmpl, signed by
+// parent (self-signed when parent is nil).
+func issue(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tmpl.SerialNumber, err = serial(); err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, err
 	}
 	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})...)
-	return c, key, chain, nil
+	return c, key, err
 }
 
 func readPair(certFile, keyFile string) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {

@@ -214,11 +214,8 @@ func (s *Service) PatchMany(ctx context.Context, keys []Key, p ServicePatch) (er
 // ifMatch rules and errors as PatchService.
 func (s *Service) ReplaceService(ctx context.Context, key Key, ifMatch string, tags, desired map[string]any) (*Twin, error) {
 	lim := s.Limits.withDefaults()
-	tags, desired = NormalizeMap(tags), NormalizeMap(desired)
-	if err := lim.validatePatch(sectionTags, tags); err != nil {
-		return nil, err
-	}
-	if err := lim.validatePatch(sectionDesired, desired); err != nil {
+	tags, desired, err := lim.checkServicePatch(ServicePatch{Tags: tags, Desired: desired})
+	if err != nil {
 		return nil, err
 	}
 
