@@ -4,7 +4,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -212,46 +211,38 @@ func TelemetryMessage(d Device, props map[string]string, body []byte) *messaging
 		Transport: d.Transport, Body: body}
 	for k, v := range props {
 		name, sys := strings.CutPrefix(k, "$.")
-		if !sys {
-			if m.Properties == nil {
-				m.Properties = map[string]string{}
-			}
-			m.Properties[k] = v
-			continue
-		}
-		switch name {
-		case "mid":
-			m.MessageID = v
-		case "cid":
-			m.CorrelationID = v
-		case "uid":
-			m.UserID = v
-		case "to":
-			m.To = v
-		case "ct":
-			m.ContentType = v
-		case "ce":
-			m.ContentEncoding = v
-		case "exp":
-			m.ExpiryTime = parseTime(v)
-		case "ctime":
-			m.CreationTime = parseTime(v)
-		case "cdid", "cmid":
+		switch {
+		case !sys:
+			m.SetProperty(k, v)
+		case name == "cdid" || name == "cmid":
 			// The connection's identity is the hub's to set.
 		default:
-			if m.System == nil {
-				m.System = map[string]string{}
-			}
-			m.System[systemName(name)] = v
+			m.SetSystem(systemName(name), v)
 		}
 	}
 	return m
 }
 
-// systemName maps the remaining "$." keys to the names the hub gives them
-// on the Event Hub side.
+// systemName maps a "$." key of the MQTT property bag to the hub's name
+// for that system property (digest §1.6).
 func systemName(k string) string {
 	switch k {
+	case "mid":
+		return messaging.SysMessageID
+	case "cid":
+		return messaging.SysCorrelationID
+	case "uid":
+		return messaging.SysUserID
+	case "to":
+		return messaging.SysTo
+	case "ct":
+		return messaging.SysContentType
+	case "ce":
+		return messaging.SysContentEncoding
+	case "exp":
+		return messaging.SysExpiryTime
+	case "ctime":
+		return messaging.SysCreationTime
 	case "on":
 		return "iothub-outputname"
 	case "sub":
@@ -262,16 +253,4 @@ func systemName(k string) string {
 		return "dt-dataschema"
 	}
 	return "$." + k
-}
-
-func parseTime(s string) time.Time {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		// C# and C send times without an offset; they are UTC.
-		t, err = time.Parse("2006-01-02T15:04:05.999999999", s)
-		if err != nil {
-			return time.Time{}
-		}
-	}
-	return t.UTC()
 }

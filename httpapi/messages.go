@@ -186,45 +186,31 @@ func messageFromHeaders(m *messaging.Message, h http.Header) {
 		v := vs[0]
 		lk := strings.ToLower(k)
 		if name, ok := strings.CutPrefix(lk, "iothub-app-"); ok {
-			if m.Properties == nil {
-				m.Properties = map[string]string{}
-			}
 			// net/http canonicalises header names (Iothub-App-Color), so
 			// the sender's case is lost; the SDKs send lower case.
-			m.Properties[name] = v
+			m.SetProperty(name, v)
 			continue
 		}
-		sys := func(name string) {
-			if m.System == nil {
-				m.System = map[string]string{}
-			}
-			m.System[name] = v
-		}
-		switch lk {
-		case "iothub-messageid":
-			m.MessageID = v
-		case "iothub-correlationid":
-			m.CorrelationID = v
-		case "iothub-userid":
-			m.UserID = v
-		case "iothub-to":
-			m.To = v
-		case "iothub-contenttype":
-			m.ContentType = v
-		case "iothub-contentencoding":
-			m.ContentEncoding = v
-		case "iothub-expiry":
-			m.ExpiryTime, _ = time.Parse(time.RFC3339Nano, v)
-		case "iothub-creationtimeutc":
-			m.CreationTime, _ = time.Parse(time.RFC3339Nano, v)
-		case "iothub-messageschema":
-			sys("dt-dataschema")
-		case "iothub-interface-id":
-			sys("iothub-interface-id")
-		case "dt-subject":
-			sys("dt-subject")
+		if name, ok := headerSystemNames[lk]; ok {
+			m.SetSystem(name, v)
 		}
 	}
+}
+
+// headerSystemNames maps the HTTPS message headers to the hub's system
+// property names (digest §3.13).
+var headerSystemNames = map[string]string{
+	"iothub-messageid":       messaging.SysMessageID,
+	"iothub-correlationid":   messaging.SysCorrelationID,
+	"iothub-userid":          messaging.SysUserID,
+	"iothub-to":              messaging.SysTo,
+	"iothub-contenttype":     messaging.SysContentType,
+	"iothub-contentencoding": messaging.SysContentEncoding,
+	"iothub-expiry":          messaging.SysExpiryTime,
+	"iothub-creationtimeutc": messaging.SysCreationTime,
+	"iothub-messageschema":   "dt-dataschema",
+	"iothub-interface-id":    "iothub-interface-id",
+	"dt-subject":             "dt-subject",
 }
 
 // deviceReceive is GET /devices/{id}/messages/deviceBound: the next message
