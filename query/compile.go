@@ -315,6 +315,19 @@ func Compile(q *Query, s *Schema) (*Plan, error) {
 		return c.aggregate(q, p)
 	}
 
+	if err := c.selectList(q, p, func(f frag) frag { return f }); err != nil {
+		return nil, err
+	}
+	return p, c.err
+}
+
+// arrow reads a JSON value as JSON text (NULL when missing).
+func arrow(col, path string) string { return col + " -> " + path }
+
+// selectList compiles the projections into p.Select and p.outputs. place
+// turns a stored value's expression into what the select list reads: the
+// expression itself, or, for aggregates, the subquery column holding it.
+func (c *compiler) selectList(q *Query, p *Plan, place func(frag) frag) error {
 	var sel []frag
 	for i, pr := range q.Select {
 		o := output{name: pr.Name(i)}
@@ -322,18 +335,18 @@ func Compile(q *Query, s *Schema) (*Plan, error) {
 		if pr.Count {
 			o.kind, f = outCount, frag{s: "COUNT(*)"}
 		} else {
-			t := s.resolve(pr.Path)
+			t := c.s.resolve(pr.Path)
 			switch t.kind {
 			case targetColumn:
-				o.kind, o.col, f = outColumn, t.col, frag{s: t.col.Name}
+				o.kind, o.col, f = outColumn, t.col, place(frag{s: t.col.Name})
 			case targetJSON:
-				o.kind, f = outJSON, c.pathFrag(t, func(col, path string) string { return col + " -> " + path })
+				o.kind, f = outJSON, place(c.pathFrag(t, arrow))
 			case targetMissing:
 				o.kind, f = outMissing, frag{s: "NULL"}
 			case targetObject:
-				return nil, notCompilable("projecting '%s' needs several columns", pr.Path)
+				return notCompilable("projecting '%s' needs several columns", pr.Path)
 			default:
-				return nil, notCompilable("%s", t.reason)
+				return notCompilable("%s", t.reason)
 			}
 		}
 		sel = append(sel, f)
@@ -341,8 +354,7 @@ func Compile(q *Query, s *Schema) (*Plan, error) {
 	}
 	selF := join(sel, ", ")
 	p.Select, p.SelectArgs = selF.s, selF.args
-
-	return p, c.err
+	return nil
 }
 
 // aggregate compiles the select list and GROUP BY of an aggregate over a
@@ -366,33 +378,9 @@ func (c *compiler) aggregate(q *Query, p *Plan) (*Plan, error) {
 		source = append(source, frag{s: f.s + " AS " + a, args: f.args})
 		return a
 	}
-	arrow := func(col, path string) string { return col + " -> " + path }
-	var sel []frag
-	for i, pr := range q.Select {
-		o := output{name: pr.Name(i)}
-		var f frag
-		if pr.Count {
-			o.kind, f = outCount, frag{s: "COUNT(*)"}
-		} else {
-			t := s.resolve(pr.Path)
-			switch t.kind {
-			case targetColumn:
-				o.kind, o.col, f = outColumn, t.col, frag{s: col(frag{s: t.col.Name})}
-			case targetJSON:
-				o.kind, f = outJSON, frag{s: col(c.pathFrag(t, arrow))}
-			case targetMissing:
-				o.kind, f = outMissing, frag{s: "NULL"}
-			case targetObject:
-				return nil, notCompilable("projecting '%s' needs several columns", pr.Path)
-			default:
-				return nil, notCompilable("%s", t.reason)
-			}
-		}
-		sel = append(sel, f)
-		p.outputs = append(p.outputs, o)
+	if err := c.selectList(q, p, func(f frag) frag { return frag{s: col(f)} }); err != nil {
+		return nil, err
 	}
-	selF := join(sel, ", ")
-	p.Select, p.SelectArgs = selF.s, selF.args
 
 	var groups []frag
 	for _, g := range q.GroupBy {
