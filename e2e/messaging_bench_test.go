@@ -47,10 +47,7 @@ func TestMessagingBenchmark(t *testing.T) {
 	window := envInt("BENCH_WINDOW", 1)
 	dir := t.TempDir()
 
-	bin := filepath.Join(dir, "iothub-emulator")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/iothub-emulator").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildEmulator(t)
 	emuMQTT, emuHTTP := benchPort(t), benchPort(t)
 	// BENCH_PROFILE=dir saves CPU profiles of the emulator's throughput
 	// rounds and a heap profile with the idle devices connected, through its
@@ -192,15 +189,7 @@ func envInt(name string, def int) int {
 	return def
 }
 
-func benchPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return p
-}
+func benchPort(t *testing.T) string { return strconv.Itoa(freePort(t)) }
 
 func startProc(t *testing.T, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
