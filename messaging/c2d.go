@@ -51,6 +51,8 @@ type CloudToDevice struct {
 
 	mu      sync.Mutex
 	pending map[string]bool // devices to push to
+	// fbAdded is closed, and replaced, when feedback records are stored.
+	fbAdded chan struct{}
 }
 
 // NewCloudToDevice starts the delivery worker; Close stops it.
@@ -80,7 +82,7 @@ func NewCloudToDevice(q Queue, link Link, cfg C2DConfig) *CloudToDevice {
 		cfg.Logger = slog.Default()
 	}
 	c := &CloudToDevice{cfg: cfg, q: q, link: link, kicks: make(chan struct{}, 1), stop: make(chan struct{}),
-		done: make(chan struct{}), pending: map[string]bool{}}
+		done: make(chan struct{}), pending: map[string]bool{}, fbAdded: make(chan struct{})}
 	go c.worker()
 	return c
 }
@@ -239,7 +241,59 @@ func (c *CloudToDevice) feedback(ctx context.Context, status string, m *C2DMessa
 		EnqueuedTime: c.cfg.Now(), StatusCode: status, Description: desc}
 	if err := c.q.AddFeedback(ctx, []*Feedback{fb}); err != nil {
 		c.cfg.Logger.Error("store C2D feedback", "device", m.DeviceID, "error", err)
+		return
 	}
+	c.signalFeedback()
+}
+
+func (c *CloudToDevice) signalFeedback() {
+	c.mu.Lock()
+	close(c.fbAdded)
+	c.fbAdded = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// FeedbackBatch is what the service-bound feedback receiver gets at once:
+// up to MaxFeedbackBatch records, locked under LockToken until settled.
+type FeedbackBatch struct {
+	LockToken string
+	Records   []*Feedback
+}
+
+// FeedbackAdded returns a channel that is closed when feedback records are
+// stored after the call; receivers wait on it instead of polling.
+func (c *CloudToDevice) FeedbackAdded() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fbAdded
+}
+
+// NextFeedback locks the oldest unsettled feedback records for a receiver
+// (nil when there are none). A batch not settled within the lock duration
+// becomes available again, as on the hub.
+func (c *CloudToDevice) NextFeedback(ctx context.Context) (*FeedbackBatch, error) {
+	now := c.cfg.Now()
+	token, fb, err := c.q.LockFeedback(ctx, now, now.Add(c.cfg.LockDuration), MaxFeedbackBatch)
+	if err != nil || len(fb) == 0 {
+		return nil, err
+	}
+	return &FeedbackBatch{LockToken: token, Records: fb}, nil
+}
+
+// CompleteFeedback removes a delivered batch from the queue (the receiver
+// accepted it, or rejected it, which the hub treats as dead-lettering).
+// Returns 412002 DeviceMessageLockLost when the lock is gone.
+func (c *CloudToDevice) CompleteFeedback(ctx context.Context, lockToken string) error {
+	return c.q.SettleFeedback(ctx, lockToken, c.cfg.Now(), true)
+}
+
+// AbandonFeedback makes a delivered batch's records available again at once.
+func (c *CloudToDevice) AbandonFeedback(ctx context.Context, lockToken string) error {
+	if err := c.q.SettleFeedback(ctx, lockToken, c.cfg.Now(), false); err != nil {
+		return err
+	}
+	c.signalFeedback()
+	return nil
 }
 
 // Kick asks the worker to push the device's deliverable messages, if it is

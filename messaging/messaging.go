@@ -27,8 +27,11 @@ const (
 	// DefaultMaxDeliveryCount is how many deliveries a C2D message gets.
 	DefaultMaxDeliveryCount = 10
 	// DefaultLockDuration is how long a delivered C2D message stays invisible
-	// waiting for completion; the hub's value, not configurable there.
+	// waiting for completion; the hub's value, not configurable there. A
+	// delivered feedback batch is locked as long.
 	DefaultLockDuration = time.Minute
+	// MaxFeedbackBatch is the most feedback records one batch holds.
+	MaxFeedbackBatch = 64
 )
 
 // Message is a device-to-cloud message as the hub stores it. The named
@@ -217,6 +220,15 @@ type Queue interface {
 	ReleaseAll(ctx context.Context) error
 	// AddFeedback stores records, filling their Sequence.
 	AddFeedback(ctx context.Context, fb []*Feedback) error
-	// Feedback lists records in ascending order.
+	// Feedback lists records in ascending order, settled or not.
 	Feedback(ctx context.Context, f FeedbackFilter) ([]*Feedback, error)
+	// LockFeedback locks up to n unsettled records that no live lock holds,
+	// oldest first, under one fresh token until until. It returns no token
+	// and no records when none is available.
+	LockFeedback(ctx context.Context, now, until time.Time, n int) (token string, fb []*Feedback, err error)
+	// SettleFeedback ends the lock held by token: with remove the records
+	// leave the queue (Feedback still lists them), without they become
+	// available again. Returns 412002 DeviceMessageLockLost when token holds
+	// no live lock.
+	SettleFeedback(ctx context.Context, token string, now time.Time, remove bool) error
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -581,6 +582,10 @@ func (s *C2DQueue) Feedback(ctx context.Context, f messaging.FeedbackFilter) ([]
 		return nil, err
 	}
 	defer rows.Close()
+	return scanFeedback(rows)
+}
+
+func scanFeedback(rows *sql.Rows) ([]*messaging.Feedback, error) {
 	out := []*messaging.Feedback{}
 	for rows.Next() {
 		var fb messaging.Feedback
@@ -592,4 +597,44 @@ func (s *C2DQueue) Feedback(ctx context.Context, f messaging.FeedbackFilter) ([]
 		out = append(out, &fb)
 	}
 	return out, rows.Err()
+}
+
+func (s *C2DQueue) LockFeedback(ctx context.Context, now, until time.Time, n int) (string, []*messaging.Feedback, error) {
+	token := uuid.NewString()
+	var out []*messaging.Feedback
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE c2d_feedback SET lock_token = ?, lock_until_ms = ?
+			WHERE seq IN (SELECT seq FROM c2d_feedback WHERE settled = 0 AND (lock_token IS NULL OR lock_until_ms <= ?) ORDER BY seq LIMIT ?)
+			RETURNING seq, original_message_id, device_id, device_generation_id, enqueued_ms, status_code, description`,
+			token, until.UnixMilli(), now.UnixMilli(), n)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out, err = scanFeedback(rows)
+		return err
+	})
+	if err != nil || len(out) == 0 {
+		return "", nil, err
+	}
+	// RETURNING gives no order guarantee.
+	sort.Slice(out, func(i, j int) bool { return out[i].Sequence < out[j].Sequence })
+	return token, out, nil
+}
+
+func (s *C2DQueue) SettleFeedback(ctx context.Context, token string, now time.Time, remove bool) error {
+	q := `UPDATE c2d_feedback SET lock_token = NULL, lock_until_ms = NULL WHERE lock_token = ? AND lock_until_ms > ?`
+	if remove {
+		q = `UPDATE c2d_feedback SET settled = 1, lock_token = NULL, lock_until_ms = NULL WHERE lock_token = ? AND lock_until_ms > ?`
+	}
+	res, err := s.DB.Writer().ExecContext(ctx, q, token, now.UnixMilli())
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return iothub.Errorf(iothub.DeviceMessageLockLost, "Feedback lock %s is lost or expired.", token)
+	}
+	return nil
 }

@@ -1,0 +1,85 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/sqlite"
+)
+
+// The service-bound feedback queue: batches of at most 64 records, locked
+// while a receiver holds them, gone once completed (yet still listed),
+// back at once when abandoned, back after a lapsed lock.
+func TestCloudToDevice_FeedbackQueue(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	clk := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	q := &sqlite.C2DQueue{DB: db}
+	c := messaging.NewCloudToDevice(q, nil, messaging.C2DConfig{Now: clk.Now, SweepInterval: time.Hour})
+	defer c.Close()
+
+	added := c.FeedbackAdded()
+	var recs []*messaging.Feedback
+	for i := range 70 {
+		recs = append(recs, &messaging.Feedback{OriginalMessageID: fmt.Sprint("m", i), DeviceID: "d1", EnqueuedTime: clk.Now(), StatusCode: messaging.FeedbackSuccess})
+	}
+	if err := q.AddFeedback(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+
+	first, err := c.NextFeedback(ctx)
+	if err != nil || first == nil || len(first.Records) != messaging.MaxFeedbackBatch || first.Records[0].OriginalMessageID != "m0" {
+		t.Fatalf("first batch: %+v %v", first, err)
+	}
+	second, err := c.NextFeedback(ctx)
+	if err != nil || second == nil || len(second.Records) != 6 || second.Records[0].OriginalMessageID != "m64" {
+		t.Fatalf("second batch: %+v %v", second, err)
+	}
+	if b, err := c.NextFeedback(ctx); b != nil || err != nil {
+		t.Fatalf("everything is locked, got %+v %v", b, err)
+	}
+
+	// Abandon: the records come back and wake the waiters.
+	if err := c.AbandonFeedback(ctx, second.LockToken); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-added:
+	default:
+		t.Error("abandoning did not signal FeedbackAdded")
+	}
+	again, err := c.NextFeedback(ctx)
+	if err != nil || again == nil || len(again.Records) != 6 || again.LockToken == second.LockToken {
+		t.Fatalf("after abandon: %+v %v", again, err)
+	}
+	if err := c.CompleteFeedback(ctx, second.LockToken); !iothub.Is(err, iothub.DeviceMessageLockLost) {
+		t.Errorf("complete with an abandoned token: %v", err)
+	}
+	if err := c.CompleteFeedback(ctx, again.LockToken); err != nil {
+		t.Fatal(err)
+	}
+
+	// A lapsed lock gives the first batch back; its old token is dead.
+	clk.Add(messaging.DefaultLockDuration + time.Second)
+	if err := c.CompleteFeedback(ctx, first.LockToken); !iothub.Is(err, iothub.DeviceMessageLockLost) {
+		t.Errorf("complete after the lock lapsed: %v", err)
+	}
+	relocked, err := c.NextFeedback(ctx)
+	if err != nil || relocked == nil || len(relocked.Records) != 64 {
+		t.Fatalf("after the lock lapsed: %+v %v", relocked, err)
+	}
+	if err := c.CompleteFeedback(ctx, relocked.LockToken); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := c.NextFeedback(ctx); b != nil || err != nil {
+		t.Fatalf("queue should be empty: %+v %v", b, err)
+	}
+	// Settled records are still listed for the emulator's API.
+	if all, err := c.Feedback(ctx, messaging.FeedbackFilter{}); err != nil || len(all) != 70 {
+		t.Fatalf("listed %d, %v", len(all), err)
+	}
+}
