@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/amqphub"
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
@@ -41,6 +42,10 @@ type Config struct {
 	// over WebSockets over TLS (443), MQTTAddr and HTTPAddr the same
 	// without TLS (1883, 8080).
 	MQTTSAddr, HTTPSAddr, MQTTAddr, HTTPAddr string
+	// AMQPSAddr serves the service-side AMQP endpoint over TLS (5671): C2D
+	// send, feedback and file notifications. AMQP over WebSockets shares
+	// HTTPSAddr.
+	AMQPSAddr string
 	// FallbackPorts moves a listener whose privileged port cannot be bound
 	// (a non-root user) to 8443 for 443, port+8000 otherwise, and says so in
 	// Warnings.
@@ -85,6 +90,7 @@ func DefaultConfig() Config {
 		HTTPSAddr:     "127.0.0.1:443",
 		MQTTAddr:      "127.0.0.1:1883",
 		HTTPAddr:      "127.0.0.1:8080",
+		AMQPSAddr:     "127.0.0.1:5671",
 		FallbackPorts: true,
 		DataDir:       "./data",
 
@@ -99,6 +105,7 @@ type Hub struct {
 	log      *slog.Logger
 	db       *sqlite.DB
 	broker   *broker.Broker
+	amqp     *amqphub.Server
 	servers  []*http.Server
 	listener map[string]net.Listener
 	caPEM    []byte
@@ -206,7 +213,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	api := &httpapi.Server{
 		Auth: auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D, Query: &sqlite.QueryStore{DB: h.db},
 		Logger:    log.With("component", "http"),
-		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
+		WebSocket: h.openAMQP(auth), CACert: h.caPEM,
 	}
 	h.wire(api)
 
@@ -220,6 +227,8 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	// Client certificates are requested, never required, so SAS devices
 	// connect as before; X.509 devices are checked in the broker's hook.
 	mqttTLS.ClientAuth = tls.RequestClientCert
+	amqpTLS := serverTLS.Clone()
+	amqpTLS.NextProtos = nil
 
 	for _, l := range []struct {
 		name, addr string
@@ -229,6 +238,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		{"mqtt", cfg.MQTTAddr, nil},
 		{"https", cfg.HTTPSAddr, serverTLS},
 		{"http", cfg.HTTPAddr, nil},
+		{"amqps", cfg.AMQPSAddr, amqpTLS},
 	} {
 		if l.addr == "" {
 			continue
@@ -253,6 +263,9 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		return nil, fmt.Errorf("start the MQTT broker: %w", err)
 	}
 	h.Jobs.Start(context.Background())
+	if ln, ok := h.listener["amqps"]; ok {
+		go func() { _ = h.amqp.Serve(ln) }()
+	}
 	handler := api.Handler()
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
@@ -371,6 +384,9 @@ func (h *Hub) close() error {
 	if h.broker != nil {
 		_ = h.broker.Close()
 	}
+	if h.amqp != nil {
+		_ = h.amqp.Close()
+	}
 	for _, ln := range h.listener {
 		_ = ln.Close()
 	}
@@ -400,7 +416,7 @@ func (s sessionCloser) CloseSession(deviceID, moduleID string, forget bool) {
 }
 
 // Addr returns the bound address of a listener ("mqtts", "mqtt", "https",
-// "http"), or "" when it is disabled.
+// "http", "amqps"), or "" when it is disabled.
 func (h *Hub) Addr(name string) string {
 	if ln, ok := h.listener[name]; ok {
 		return ln.Addr().String()
