@@ -37,7 +37,7 @@ type Conn struct {
 
 	stopOnce sync.Once
 	writing  atomic.Bool // the writer goroutine runs and will close nc
-	err      error // why it ended; set before stop is closed
+	err      error       // why it ended; set before stop is closed
 
 	mu       sync.Mutex
 	sessions map[uint16]*session // by the peer's channel
