@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,7 +36,8 @@ type Conn struct {
 	done chan struct{} // closed when everything has been torn down
 
 	stopOnce sync.Once
-	err      error // why it ended; set before stop is closed
+	writing  atomic.Bool // the writer goroutine runs and will close nc
+	err      error       // why it ended; set before stop is closed
 
 	mu       sync.Mutex
 	sessions map[uint16]*session // by the peer's channel
@@ -107,6 +109,9 @@ func (c *Conn) shutdown(reason error, sendClose bool) {
 		}
 		c.err = reason
 		close(c.stop)
+		if !c.writing.Load() {
+			c.nc.Close() // no writer yet to do it: end the handshake now
+		}
 	})
 }
 
@@ -145,8 +150,8 @@ func (c *Conn) serve(ctx context.Context) error {
 	err := c.handshake(hctx)
 	hcancel()
 	if err != nil {
+		c.shutdown(err, false)
 		c.nc.Close()
-		close(c.stop)
 		close(c.done)
 		return err
 	}
@@ -156,8 +161,8 @@ func (c *Conn) serve(ctx context.Context) error {
 		err = fmt.Errorf("amqp: expected open, got %T", p)
 	}
 	if err != nil {
+		c.shutdown(err, false)
 		c.nc.Close()
-		close(c.stop)
 		close(c.done)
 		return err
 	}
@@ -168,6 +173,7 @@ func (c *Conn) serve(ctx context.Context) error {
 	c.channelMax = min(cfg.ChannelMax, open.ChannelMax)
 
 	writerDone := make(chan struct{})
+	c.writing.Store(true)
 	go func() {
 		c.writeLoop()
 		close(writerDone)
@@ -218,6 +224,8 @@ var errPeerClosed = errors.New("amqp: closed by the peer")
 // writeLoop owns the socket's write side: it batches queued frames, applies the write deadline
 // and sends heartbeats at half the peer's idle-time-out.
 func (c *Conn) writeLoop() {
+	// Closing the socket on the way out also wakes the reader, whatever it is waiting for.
+	defer c.nc.Close()
 	cfg := &c.srv.cfg
 	var tick <-chan time.Time
 	if c.peerIdle > 0 {
@@ -279,11 +287,6 @@ func (c *Conn) writeLoop() {
 					}
 				default:
 					w.Flush()
-					if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-						tc.CloseWrite()
-					}
-					// Unblock the reader.
-					c.nc.SetReadDeadline(time.Now())
 					return
 				}
 			}
@@ -613,7 +616,7 @@ func (s *session) flow(p *flowFrame) error {
 		}
 		l.drain = p.Drain
 		l.wake()
-		if l.drain && l.waiting == 0 && l.credit > 0 {
+		if l.drain && l.waiting == 0 {
 			return l.drainCredit()
 		}
 		if p.Echo {

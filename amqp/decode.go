@@ -598,7 +598,7 @@ func toAnnotations(name string, v any) (Annotations, error) {
 	case map[any]any:
 		for k := range v {
 			switch k.(type) {
-			case Symbol, uint64:
+			case Symbol, uint64, int64: // int64: go-amqp writes numeric keys as long
 			default:
 				return nil, badField(name+" key", k)
 			}

@@ -569,16 +569,19 @@ func (l *Link) send(ctx context.Context, payload []byte, format uint32, settled,
 	}
 }
 
-// maybeDrain completes a drain request once nothing waits to send; conn.mu is held.
+// maybeDrain completes a pending drain request once nothing waits to send; conn.mu is held.
 func (l *Link) maybeDrain() {
-	if l.role == RoleSender && l.drain && l.waiting == 0 && l.credit > 0 && !l.closed {
+	if l.role == RoleSender && l.drain && l.waiting == 0 && !l.closed {
 		l.drainCredit()
 	}
 }
 
-// drainCredit uses up the remaining credit as the peer's drain asks (§2.6.7); conn.mu is held.
+// drainCredit answers the peer's drain (§2.6.7): the remaining credit is used up by advancing
+// delivery-count, and a flow with drain set tells the peer so. conn.mu is held.
 func (l *Link) drainCredit() error {
 	l.deliveryCount += l.credit
 	l.credit = 0
-	return l.session.sendFlow(l, false)
+	err := l.session.sendFlow(l, false)
+	l.drain = false
+	return err
 }
