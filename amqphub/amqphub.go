@@ -214,6 +214,9 @@ func (cs *connState) Attach(l *amqp.Link) error {
 	var serve func(*amqp.Link)
 	switch {
 	case node == nodeDevicebound && l.Role() == amqp.RoleReceiver:
+		// uamqp (Python) asks for second but completes a send only on a
+		// settled disposition; the hub answers first.
+		l.SetReceiverSettleMode(amqp.ReceiverSettleFirst)
 		serve = cs.serveDevicebound
 	case node == nodeFeedback && l.Role() == amqp.RoleSender:
 		serve = cs.serveFeedback

@@ -26,9 +26,9 @@ type connState struct {
 	conn *amqp.Conn
 	cbs  *amqp.RequestNode
 
-	mu     sync.Mutex
-	claim  *grant // the latest-expiring claim; nil before any
-	timer  *time.Timer
+	mu    sync.Mutex
+	claim *grant // the latest-expiring claim; nil before any
+	timer *time.Timer
 	links map[*amqp.Link]struct{} // links of the protected nodes
 }
 

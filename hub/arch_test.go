@@ -11,7 +11,8 @@ import (
 func TestDomainPackagesStayPure(t *testing.T) {
 	forbidden := []string{"net/http", "database/sql", "github.com/mochi-mqtt/", "github.com/gorilla/", "modernc.org/",
 		"github.com/iothub-emulator/iothub-emulator/sqlite", "github.com/iothub-emulator/iothub-emulator/broker",
-		"github.com/iothub-emulator/iothub-emulator/httpapi", "github.com/iothub-emulator/iothub-emulator/hub"}
+		"github.com/iothub-emulator/iothub-emulator/httpapi", "github.com/iothub-emulator/iothub-emulator/hub",
+		"github.com/iothub-emulator/iothub-emulator/amqp", "github.com/gorilla/websocket"}
 	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging"} {
 		out, err := exec.Command("go", "list", "-deps", "../"+pkg).Output()
 		if err != nil {
@@ -24,6 +25,20 @@ func TestDomainPackagesStayPure(t *testing.T) {
 					t.Errorf("%s depends on %s", pkg, dep)
 				}
 			}
+		}
+	}
+}
+
+// The AMQP engine is a protocol library: it knows nothing of the hub (only
+// amqphub, the transport, joins the two).
+func TestAMQPEngineKnowsNothingOfTheHub(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "../amqp").Output()
+	if err != nil {
+		t.Fatalf("go list amqp: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/iothub-emulator/iothub-emulator/") && dep != "github.com/iothub-emulator/iothub-emulator/amqp" {
+			t.Errorf("amqp depends on %s", dep)
 		}
 	}
 }

@@ -149,8 +149,16 @@ func TestSendEventToAnUnknownDeviceIsRejectedNotFound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := service(t).SendEvent(ctx, uniqueID("nobody"), []byte("lost"))
+	// go-amqp v0.18 reports a rejection as *amqp.Error, or as *amqp.DetachError
+	// carrying it when the link settles first.
 	var amqpErr *amqp.Error
-	if !errors.As(err, &amqpErr) || amqpErr.Condition != "amqp:not-found" {
+	var detachErr *amqp.DetachError
+	if errors.As(err, &detachErr) && detachErr.RemoteErr != nil {
+		amqpErr = detachErr.RemoteErr
+	} else if !errors.As(err, &amqpErr) {
+		amqpErr = nil
+	}
+	if amqpErr == nil || amqpErr.Condition != "amqp:not-found" {
 		t.Fatalf("SendEvent to an unknown device: %v (%T), want an amqp:not-found rejection", err, err)
 	}
 }
