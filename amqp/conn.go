@@ -144,6 +144,10 @@ func (c *Conn) serve(ctx context.Context) error {
 	cfg := &c.srv.cfg
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	defer c.cancel()
+	stopOnCancel := context.AfterFunc(ctx, func() {
+		c.shutdown(&Error{Condition: ErrCondConnectionForced, Description: "server shutting down"}, true)
+	})
+	defer stopOnCancel()
 	deadline := time.Now().Add(cfg.HandshakeTimeout)
 	c.nc.SetDeadline(deadline)
 	hctx, hcancel := context.WithDeadline(c.ctx, deadline)
@@ -195,10 +199,6 @@ func (c *Conn) serve(ctx context.Context) error {
 		c.shutdown(herr, true)
 	} else {
 		c.handler = h
-		stopOnCancel := context.AfterFunc(ctx, func() {
-			c.shutdown(&Error{Condition: ErrCondConnectionForced, Description: "server shutting down"}, true)
-		})
-		defer stopOnCancel()
 		c.readLoop()
 	}
 	<-writerDone

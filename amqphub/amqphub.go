@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/amqp"
+	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
@@ -70,9 +71,6 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// ErrClosed is returned by Serve after Close.
-var ErrClosed = errors.New("amqphub: closed")
-
 // Server is the hub's AMQP endpoint.
 type Server struct {
 	deps   Deps
@@ -89,23 +87,26 @@ type Server struct {
 }
 
 // New returns a transport ready to serve; Close ends it.
-func New(deps Deps, cfg Config) *Server {
+func New(deps Deps, cfg Config) (*Server, error) {
+	if err := iothub.CheckDeps("amqp", deps); err != nil {
+		return nil, err
+	}
 	cfg = cfg.withDefaults()
 	s := &Server{deps: deps, cfg: cfg, log: cfg.Logger.With("component", "amqp"), slots: make(chan struct{}, cfg.MaxConnections)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	cfg.Engine.Authenticate = s.authenticate
 	s.engine = amqp.NewServer(s, cfg.Engine)
-	return s
+	return s, nil
 }
 
 // Serve accepts connections on ln (TLS already wrapped around it) until ln
-// or the server is closed.
+// or the server is closed; then it returns iothub.ErrClosed.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		_ = ln.Close()
-		return ErrClosed
+		return iothub.ErrClosed
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
@@ -117,7 +118,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				continue
 			}
 			if s.ctx.Err() != nil {
-				return ErrClosed
+				return iothub.ErrClosed
 			}
 			return err
 		}

@@ -1,18 +1,23 @@
 package hub
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/iothub-emulator/iothub-emulator/amqphub"
-	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
 
-// openAMQP builds the service-side AMQP endpoint on the C2D service and
-// returns the handler of /$iothub/websocket: WebSocket upgrades asking for
-// AMQPWSB10 go to AMQP, every other one to the MQTT broker, before the
-// broker sees them.
-func (h *Hub) openAMQP(auth *sasauth.Authenticator) http.Handler {
-	h.amqp = amqphub.New(amqphub.Deps{Auth: auth, C2D: h.C2D}, amqphub.Config{Hostname: h.cfg.Hostname, Logger: h.log})
+// newAMQP builds the service-side AMQP endpoint (C2D send, feedback, file
+// notifications) on the C2D queue and the SAS policies.
+func (h *Hub) newAMQP(context.Context) (err error) {
+	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D}, amqphub.Config{Hostname: h.cfg.Hostname, Now: h.now, Logger: h.log})
+	return err
+}
+
+// webSocketHandler serves /$iothub/websocket: upgrades asking for the
+// AMQPWSB10 subprotocol go to AMQP, every other one to the MQTT broker,
+// before the broker sees them.
+func (h *Hub) webSocketHandler() http.Handler {
 	mqtt, amqp := h.broker.WebSocketHandler(), h.amqp.WebSocketHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if amqphub.IsAMQP(r) {

@@ -13,7 +13,7 @@ func TestDomainPackagesStayPure(t *testing.T) {
 		"github.com/iothub-emulator/iothub-emulator/sqlite", "github.com/iothub-emulator/iothub-emulator/broker",
 		"github.com/iothub-emulator/iothub-emulator/httpapi", "github.com/iothub-emulator/iothub-emulator/hub",
 		"github.com/iothub-emulator/iothub-emulator/amqp", "github.com/gorilla/websocket"}
-	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging"} {
+	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging", "groupcommit"} {
 		out, err := exec.Command("go", "list", "-deps", "../"+pkg).Output()
 		if err != nil {
 			t.Fatalf("go list %s: %v", pkg, err)

@@ -19,7 +19,10 @@ func TestCloudToDevice_FeedbackQueue(t *testing.T) {
 	db := openDB(t)
 	clk := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	q := &sqlite.C2DQueue{DB: db}
-	c := messaging.NewCloudToDevice(q, nil, messaging.C2DConfig{Now: clk.Now, SweepInterval: time.Hour})
+	c, err := messaging.NewCloudToDevice(messaging.C2DDeps{Queue: q, Link: offlineLink{}}, messaging.C2DConfig{Now: clk.Now, SweepInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
 
 	added := c.FeedbackAdded()
