@@ -621,3 +621,43 @@ func TestAMQP_OverWebSockets(t *testing.T) {
 	d := h.CreateDevice(t, "dev2")
 	mustDial(t, h, d, connOpts{ws: true})
 }
+
+// The batched form (message format 0x80013700, one encoded message per data
+// section) queues each message in order; a refused one stops the batch.
+func TestAMQP_BatchedSend(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t)
+	h.CreateDevice(t, "dev1")
+	s := authorizedSession(t, h)
+	snd, err := s.NewSender(ctxT(t), "/messages/devicebound", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := func(msgs ...*goamqp.Message) *goamqp.Message {
+		b := &goamqp.Message{Format: 0x80013700}
+		for _, m := range msgs {
+			enc, err := m.MarshalBinary()
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Data = append(b.Data, enc)
+		}
+		return b
+	}
+	if err := snd.Send(ctxT(t), batch(c2dMessage("dev1", "b1", []byte("one"), nil), c2dMessage("dev1", "b2", []byte("two"), nil)), nil); err != nil {
+		t.Fatalf("send a batch: %v", err)
+	}
+	err = snd.Send(ctxT(t), batch(c2dMessage("dev1", "b3", []byte("three"), nil), c2dMessage("nobody", "b4", []byte("x"), nil)), nil)
+	if amqpCondition(err) != "amqp:not-found" {
+		t.Errorf("batch with an unknown device: %v", err)
+	}
+	var queued []map[string]any
+	h.Do(t, http.MethodGet, "/_emulator/devices/dev1/messages/devicebound", nil).JSON(t, &queued)
+	var ids []any
+	for _, q := range queued {
+		ids = append(ids, q["messageId"])
+	}
+	if fmt.Sprint(ids) != "[b1 b2 b3]" {
+		t.Errorf("queued %v, want [b1 b2 b3]", ids)
+	}
+}
