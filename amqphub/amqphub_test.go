@@ -12,15 +12,15 @@ import (
 
 func TestNodeAddress(t *testing.T) {
 	for in, want := range map[string]string{
-		"/messages/devicebound":                            nodeDevicebound,
-		"amqps://localhost/messages/devicebound":           nodeDevicebound, // Python
-		"AMQPS://Hub.Local:5671/messages/devicebound/":     nodeDevicebound,
-		"/messages/serviceBound/feedback":                  nodeFeedback,
-		"/messages/servicebound/feedback":                  nodeFeedback,
-		"/messages/serviceBound/filenotifications":         nodeFileNotifications,
-		"$cbs":                                             nodeCBS,
-		"amqps://localhost":                                "",
-		"/messages/devicebound/../../$cbs":                 "messages/devicebound/../../$cbs",
+		"/messages/devicebound":                        nodeDevicebound,
+		"amqps://localhost/messages/devicebound":       nodeDevicebound, // Python
+		"AMQPS://Hub.Local:5671/messages/devicebound/": nodeDevicebound,
+		"/messages/serviceBound/feedback":              nodeFeedback,
+		"/messages/servicebound/feedback":              nodeFeedback,
+		"/messages/serviceBound/filenotifications":     nodeFileNotifications,
+		"$cbs":                             nodeCBS,
+		"amqps://localhost":                "",
+		"/messages/devicebound/../../$cbs": "messages/devicebound/../../$cbs",
 		"wss://localhost:443/$iothub/websocket/whatever/x": "$iothub/websocket/whatever/x",
 	} {
 		if got := nodeAddress(in); got != want {
