@@ -618,3 +618,39 @@ func TestSessionWindowIsReopenedOnceHalfUsed(t *testing.T) {
 		t.Fatalf("window not reopened: %+v", f)
 	}
 }
+
+func TestCreditFitsTheLinkBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		buffer     int64
+		maxMessage uint64
+		credit     uint32
+	}{
+		{"credit times max-message-size fits the buffer", 10000, 4000, 2},
+		{"a message larger than the buffer still gets one credit", 1000, 4000, 1},
+		{"the window caps credit", 1 << 20, 1000, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawServe(t, &acceptAll{}, Config{LinkBuffer: tc.buffer, MaxMessageSize: tc.maxMessage, LinkCredit: 5})
+			p := rawDial(t, addr)
+			p.open(0)
+			p.begin()
+			p.send(frameTypeAMQP, 0, &attachFrame{Name: "s", Handle: 0, Role: RoleSender, Target: &Target{Address: "q"}, InitialDeliveryCount: u32(0)})
+			expect[*attachFrame](p)
+			flow, _ := expect[*flowFrame](p)
+			if *flow.LinkCredit != tc.credit {
+				t.Fatalf("credit %d, want %d", *flow.LinkCredit, tc.credit)
+			}
+			// Nobody takes the messages, so no credit comes back: one more is a violation.
+			payload, _ := (&Message{Value: "x"}).MarshalBinary()
+			settled := true
+			for i := uint32(0); i <= tc.credit; i++ {
+				p.send(frameTypeAMQP, 0, &transferFrame{Handle: 0, DeliveryID: u32(i), DeliveryTag: []byte{byte(i)}, Settled: &settled, Payload: payload})
+			}
+			d, _ := expect[*detachFrame](p)
+			if d.Error == nil || d.Error.Condition != ErrCondTransferLimitExceeded {
+				t.Fatalf("detach %+v", d)
+			}
+		})
+	}
+}
