@@ -555,7 +555,7 @@ func (s *session) attach(p *attachFrame) error {
 		Handle:              local,
 		Role:                l.role,
 		SndSettleMode:       p.SndSettleMode,
-		RcvSettleMode:       p.RcvSettleMode,
+		RcvSettleMode:       l.replyRcvMode,
 		Source:              l.replySource,
 		Target:              l.replyTarget,
 		MaxMessageSize:      l.maxMessageSize,

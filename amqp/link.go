@@ -28,6 +28,7 @@ type Link struct {
 	// The attach reply; set by the handler during Attach.
 	replySource    *Source
 	replyTarget    *Target
+	replyRcvMode   *ReceiverSettleMode
 	replyProps     Fields
 	offered        []Symbol
 	maxMessageSize uint64
@@ -89,6 +90,7 @@ func newLink(s *session, p *attachFrame) *Link {
 	if p.RcvSettleMode != nil {
 		l.rcvSettleMode = *p.RcvSettleMode
 	}
+	l.replyRcvMode = p.RcvSettleMode
 	if l.role == RoleReceiver {
 		l.maxMessageSize = cfg.MaxMessageSize
 		if p.InitialDeliveryCount != nil {
@@ -160,6 +162,14 @@ func (l *Link) SetSource(s *Source) { l.replySource = s }
 
 // SetTarget sets the target of the attach reply (default: the peer's).
 func (l *Link) SetTarget(t *Target) { l.replyTarget = t }
+
+// SetReceiverSettleMode sets the rcv-settle-mode of the attach reply on a RoleReceiver link, and
+// the link settles by it (first: Settle sends settled dispositions at once). Some clients ask for
+// second but only complete a send on a settled disposition.
+func (l *Link) SetReceiverSettleMode(m ReceiverSettleMode) {
+	l.rcvSettleMode = m
+	l.replyRcvMode = &m
+}
 
 // SetProperties sets the link properties of the attach reply (default: the peer's, or an empty
 // map: some clients fail on a null map).
