@@ -172,7 +172,8 @@ func (c *Conn) serve(ctx context.Context) error {
 	}
 	c.nc.SetDeadline(time.Time{})
 	c.peer = open
-	c.peerMaxFrame = max(open.MaxFrameSize, minMaxFrameSize)
+	// Frames sent are within both limits, so the writer queue's bytes are bounded by ours.
+	c.peerMaxFrame = min(max(open.MaxFrameSize, minMaxFrameSize), cfg.MaxFrameSize)
 	c.peerIdle = time.Duration(open.IdleTimeout) * time.Millisecond
 	c.channelMax = min(cfg.ChannelMax, open.ChannelMax)
 

@@ -49,6 +49,7 @@ type Link struct {
 
 	// RoleReceiver
 	queue      []*Delivery
+	queueBytes int64 // payload bytes of queue
 	unsettled  int
 	partial    *Delivery
 	partialBuf []byte
@@ -261,6 +262,7 @@ type Delivery struct {
 	link   *Link
 	id     uint32
 	format uint32
+	size   int64
 	done   bool
 }
 
@@ -361,6 +363,11 @@ func (l *Link) onTransfer(p *transferFrame) error {
 		l.session.inUnsettled[d.id] = d
 	}
 	l.queue = append(l.queue, d)
+	l.queueBytes += int64(len(l.partialBuf))
+	d.size = int64(len(l.partialBuf))
+	if cap(l.partialBuf) > 64<<10 {
+		l.partialBuf = nil // do not keep a large reassembly buffer alive on an idle link
+	}
 	l.wake()
 	return nil
 }
@@ -376,10 +383,22 @@ func (l *Link) refill() error {
 	if u := int64(l.conn.srv.cfg.MaxUnsettled - l.unsettled); u < want {
 		want = u
 	}
+	// Bound the bytes the link may hold: what waits in the queue, a message being reassembled,
+	// and a whole MaxMessageSize for every credit.
+	perMessage := int64(l.maxMessageSize)
+	held := l.queueBytes
+	if l.partial != nil {
+		held += perMessage
+	}
+	affordable := (l.conn.srv.cfg.LinkBuffer - held) / perMessage
+	if affordable < 1 && held == 0 {
+		affordable = 1 // messages larger than the buffer still flow, one at a time
+	}
+	want = min(want, affordable)
 	if want <= int64(l.credit) {
 		return nil
 	}
-	if l.credit != 0 && int64(l.credit) > int64(l.window)/2 {
+	if l.credit != 0 && int64(l.credit) > min(int64(l.window), affordable)/2 {
 		return nil
 	}
 	l.credit = uint32(want)
@@ -400,6 +419,7 @@ func (l *Link) Receive(ctx context.Context) (*Delivery, error) {
 			d := l.queue[0]
 			l.queue[0] = nil
 			l.queue = l.queue[1:]
+			l.queueBytes -= d.size
 			l.refill()
 			c.mu.Unlock()
 			return d, nil

@@ -40,7 +40,7 @@ type Config struct {
 	MaxFrameSize uint32
 	// ChannelMax is the highest channel (session) number, announced in open. Default 255.
 	ChannelMax uint16
-	// MaxLinks bounds the links open at once on one connection. Default 256.
+	// MaxLinks bounds the links open at once on one connection. Default 128.
 	MaxLinks int
 	// IdleTimeout is announced in open: a peer silent for longer is disconnected with
 	// amqp:resource-limit-exceeded. Default 4 minutes (IoT Hub's value); negative disables.
@@ -54,11 +54,17 @@ type Config struct {
 	MaxMessageSize uint64
 	// LinkCredit is the credit window granted on links where the peer sends. Default 256.
 	LinkCredit uint32
+	// LinkBuffer bounds the bytes one link where the peer sends may hold: messages received
+	// and not yet taken by Receive, plus MaxMessageSize for each credit granted. Credit shrinks
+	// to fit (at least 1). Default 4 MiB.
+	LinkBuffer int64
 	// MaxUnsettled bounds unsettled deliveries per link, in each direction. Default 1024.
 	MaxUnsettled int
 	// SessionWindow is the incoming-window of each session, in transfer frames. Default 2048.
 	SessionWindow uint32
-	// WriteQueue is the number of frames queued for the writer of one connection. Default 256.
+	// WriteQueue is the number of frames queued for the writer of one connection; outgoing
+	// frames are at most MaxFrameSize, so it bounds a connection's pending output to
+	// WriteQueue × MaxFrameSize. Default 64.
 	WriteQueue int
 	// OfferedCapabilities and Properties go into the server's open frame.
 	OfferedCapabilities []Symbol
@@ -84,7 +90,7 @@ func (c Config) withDefaults() Config {
 		c.ChannelMax = 255
 	}
 	if c.MaxLinks <= 0 {
-		c.MaxLinks = 256
+		c.MaxLinks = 128
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 4 * time.Minute
@@ -101,6 +107,9 @@ func (c Config) withDefaults() Config {
 	if c.LinkCredit == 0 {
 		c.LinkCredit = 256
 	}
+	if c.LinkBuffer <= 0 {
+		c.LinkBuffer = 4 << 20
+	}
 	if c.MaxUnsettled <= 0 {
 		c.MaxUnsettled = 1024
 	}
@@ -108,7 +117,7 @@ func (c Config) withDefaults() Config {
 		c.SessionWindow = 2048
 	}
 	if c.WriteQueue <= 0 {
-		c.WriteQueue = 256
+		c.WriteQueue = 64
 	}
 	return c
 }

@@ -618,3 +618,115 @@ func TestSessionWindowIsReopenedOnceHalfUsed(t *testing.T) {
 		t.Fatalf("window not reopened: %+v", f)
 	}
 }
+
+func TestCreditFitsTheLinkBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		buffer     int64
+		maxMessage uint64
+		credit     uint32
+	}{
+		{"credit times max-message-size fits the buffer", 10000, 4000, 2},
+		{"a message larger than the buffer still gets one credit", 1000, 4000, 1},
+		{"the window caps credit", 1 << 20, 1000, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawServe(t, &acceptAll{}, Config{LinkBuffer: tc.buffer, MaxMessageSize: tc.maxMessage, LinkCredit: 5})
+			p := rawDial(t, addr)
+			p.open(0)
+			p.begin()
+			p.send(frameTypeAMQP, 0, &attachFrame{Name: "s", Handle: 0, Role: RoleSender, Target: &Target{Address: "q"}, InitialDeliveryCount: u32(0)})
+			expect[*attachFrame](p)
+			flow, _ := expect[*flowFrame](p)
+			if *flow.LinkCredit != tc.credit {
+				t.Fatalf("credit %d, want %d", *flow.LinkCredit, tc.credit)
+			}
+			// Nobody takes the messages, so no credit comes back: one more is a violation.
+			payload, _ := (&Message{Value: "x"}).MarshalBinary()
+			settled := true
+			for i := uint32(0); i <= tc.credit; i++ {
+				p.send(frameTypeAMQP, 0, &transferFrame{Handle: 0, DeliveryID: u32(i), DeliveryTag: []byte{byte(i)}, Settled: &settled, Payload: payload})
+			}
+			d, _ := expect[*detachFrame](p)
+			if d.Error == nil || d.Error.Condition != ErrCondTransferLimitExceeded {
+				t.Fatalf("detach %+v", d)
+			}
+		})
+	}
+}
+
+// Some clients ask rcv-settle-mode second but complete a send only on a settled disposition; the
+// handler can answer first, and the link then settles at once.
+func TestHandlerCanAnswerReceiverSettleModeFirst(t *testing.T) {
+	addr := rawServe(t, &acceptAll{attach: func(l *Link) error {
+		l.SetReceiverSettleMode(ReceiverSettleFirst)
+		go func() {
+			if d, err := l.Receive(context.Background()); err == nil {
+				d.Accept()
+			}
+		}()
+		return nil
+	}}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	second := ReceiverSettleSecond
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "s", Handle: 0, Role: RoleSender, RcvSettleMode: &second,
+		Target: &Target{Address: "/messages/devicebound"}, InitialDeliveryCount: u32(0)})
+	a, _ := expect[*attachFrame](p)
+	if a.RcvSettleMode == nil || *a.RcvSettleMode != ReceiverSettleFirst {
+		t.Fatalf("reply rcv-settle-mode %v", a.RcvSettleMode)
+	}
+	expect[*flowFrame](p)
+	payload, _ := (&Message{Value: "x"}).MarshalBinary()
+	p.send(frameTypeAMQP, 0, &transferFrame{Handle: 0, DeliveryID: u32(0), DeliveryTag: []byte{1}, Payload: payload})
+	d, _ := expect[*dispositionFrame](p)
+	if !d.Settled {
+		t.Fatal("disposition unsettled on a link answered with rcv-settle-mode first")
+	}
+	if _, ok := d.State.(*Accepted); !ok {
+		t.Fatalf("state %T", d.State)
+	}
+}
+
+// Without the handler's say, a receiver in mode second gets an unsettled outcome and the
+// delivery is settled when the peer settles.
+func TestReceiverSettleModeSecondIsTwoPhase(t *testing.T) {
+	settledByPeer := make(chan error, 1)
+	addr := rawServe(t, &acceptAll{attach: func(l *Link) error {
+		go func() {
+			d, err := l.Receive(context.Background())
+			if err == nil {
+				d.Accept()
+			}
+			settledByPeer <- err
+		}()
+		return nil
+	}}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	second := ReceiverSettleSecond
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "s", Handle: 0, Role: RoleSender, RcvSettleMode: &second,
+		Target: &Target{Address: "q"}, InitialDeliveryCount: u32(0)})
+	a, _ := expect[*attachFrame](p)
+	if a.RcvSettleMode == nil || *a.RcvSettleMode != second {
+		t.Fatalf("reply rcv-settle-mode %v", a.RcvSettleMode)
+	}
+	expect[*flowFrame](p)
+	payload, _ := (&Message{Value: "x"}).MarshalBinary()
+	p.send(frameTypeAMQP, 0, &transferFrame{Handle: 0, DeliveryID: u32(0), DeliveryTag: []byte{1}, Payload: payload})
+	d, _ := expect[*dispositionFrame](p)
+	if d.Settled {
+		t.Fatal("mode second: the receiver settled first")
+	}
+	if err := <-settledByPeer; err != nil {
+		t.Fatal(err)
+	}
+	// The peer settles; the server must not answer a settled disposition.
+	p.send(frameTypeAMQP, 0, &dispositionFrame{Role: RoleSender, First: 0, Settled: true, State: &Accepted{}})
+	p.send(frameTypeAMQP, 0, &closeFrame{})
+	if c, _ := expect[*closeFrame](p); c.Error != nil {
+		t.Fatalf("close %+v", c.Error)
+	}
+}
