@@ -1,18 +1,24 @@
-// Package gosdk runs the Go SDK github.com/amenzhinsky/iothub against a
+// Package sdk runs the Go SDK github.com/amenzhinsky/iothub against a
 // running emulator, as e2e/sdk/run.sh starts it (IOTHUB_CONNECTION_STRING,
 // IOTHUB_CA_FILE). It is a module of its own: the SDK needs go-amqp v0.18,
-// and the emulator's own module uses a newer go-amqp in its tests; one
-// module cannot hold both.
-package gosdk
+// and the emulator's own module uses go-amqp v1 in its tests; one module
+// cannot hold both.
+//
+// This file covers the SDK's AMQP side: SendEvent (C2D over AMQPS 5671) and
+// SubscribeFeedback. Its helpers carry a c2d prefix so the file can sit
+// beside other files of the suite.
+package sdk
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,10 +28,9 @@ import (
 	iotmqtt "github.com/amenzhinsky/iothub/iotdevice/transport/mqtt"
 	"github.com/amenzhinsky/iothub/iotservice"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/google/uuid"
 )
 
-func env(t *testing.T, name string) string {
+func c2dEnv(t *testing.T, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
 	if v == "" {
@@ -34,9 +39,9 @@ func env(t *testing.T, name string) string {
 	return v
 }
 
-func tlsConfig(t *testing.T) *tls.Config {
+func c2dTLS(t *testing.T) *tls.Config {
 	t.Helper()
-	pem, err := os.ReadFile(env(t, "IOTHUB_CA_FILE"))
+	pem, err := os.ReadFile(c2dEnv(t, "IOTHUB_CA_FILE"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,10 +54,10 @@ func tlsConfig(t *testing.T) *tls.Config {
 
 // service returns a service client on the iothubowner connection string,
 // trusting the emulator's CA for REST and AMQP (5671).
-func service(t *testing.T) *iotservice.Client {
+func c2dService(t *testing.T) *iotservice.Client {
 	t.Helper()
-	cfg := tlsConfig(t)
-	c, err := iotservice.NewFromConnectionString(env(t, "IOTHUB_CONNECTION_STRING"),
+	cfg := c2dTLS(t)
+	c, err := iotservice.NewFromConnectionString(c2dEnv(t, "IOTHUB_CONNECTION_STRING"),
 		iotservice.WithTLSConfig(cfg),
 		iotservice.WithHTTPClient(&http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}))
 	if err != nil {
@@ -62,22 +67,24 @@ func service(t *testing.T) *iotservice.Client {
 	return c
 }
 
-func uniqueID(prefix string) string {
-	return prefix + "-" + strings.ReplaceAll(uuid.NewString(), "-", "")[:12]
+func c2dID(prefix string) string {
+	return fmt.Sprintf("go-%s-%d-%d", prefix, time.Now().UnixNano()%1e9, c2dSeq.Add(1))
 }
 
-// device creates a device over REST and connects it over MQTT (8883),
+var c2dSeq atomic.Int64
+
+// c2dDevice creates a device over REST and connects it over MQTT (8883),
 // subscribed to its C2D messages; it is deleted at the end of the test.
-func device(ctx context.Context, t *testing.T, svc *iotservice.Client) (string, *iotdevice.EventSub) {
+func c2dDevice(ctx context.Context, t *testing.T, svc *iotservice.Client) (string, *iotdevice.EventSub) {
 	t.Helper()
-	id := uniqueID("go-c2d")
+	id := c2dID("go-c2d")
 	d, err := svc.CreateDevice(ctx, &iotservice.Device{DeviceID: id})
 	if err != nil {
 		t.Fatalf("create device: %v", err)
 	}
 	t.Cleanup(func() { _ = svc.DeleteDevice(context.Background(), d) })
-	host := strings.Split(strings.Split(env(t, "IOTHUB_CONNECTION_STRING"), "HostName=")[1], ";")[0]
-	cfg := tlsConfig(t)
+	host := strings.Split(strings.Split(c2dEnv(t, "IOTHUB_CONNECTION_STRING"), "HostName=")[1], ";")[0]
+	cfg := c2dTLS(t)
 	tr := iotmqtt.New(iotmqtt.WithClientOptionsConfig(func(o *mqtt.ClientOptions) { o.SetTLSConfig(cfg) }))
 	dev, err := iotdevice.NewFromConnectionString(tr, "HostName="+host+";DeviceId="+id+";SharedAccessKey="+d.Authentication.SymmetricKey.PrimaryKey)
 	if err != nil {
@@ -97,10 +104,10 @@ func device(ctx context.Context, t *testing.T, svc *iotservice.Client) (string, 
 func TestSendEventReachesAnMQTTDeviceWithFeedback(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	svc := service(t)
-	id, sub := device(ctx, t, svc)
+	svc := c2dService(t)
+	id, sub := c2dDevice(ctx, t, svc)
 
-	mid, cid := uniqueID("mid"), uniqueID("cid")
+	mid, cid := c2dID("mid"), c2dID("cid")
 	if err := svc.SendEvent(ctx, id, []byte(`{"command":"open"}`),
 		iotservice.WithSendMessageID(mid), iotservice.WithSendCorrelationID(cid),
 		iotservice.WithSendAck(iotservice.AckFull), iotservice.WithSendProperty("level", "high")); err != nil {
@@ -148,7 +155,7 @@ func TestSendEventReachesAnMQTTDeviceWithFeedback(t *testing.T) {
 func TestSendEventToAnUnknownDeviceIsRejectedNotFound(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := service(t).SendEvent(ctx, uniqueID("nobody"), []byte("lost"))
+	err := c2dService(t).SendEvent(ctx, c2dID("nobody"), []byte("lost"))
 	// go-amqp v0.18 reports a rejection as *amqp.Error, or as *amqp.DetachError
 	// carrying it when the link settles first.
 	var amqpErr *amqp.Error

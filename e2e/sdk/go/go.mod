@@ -1,12 +1,11 @@
 module github.com/iothub-emulator/iothub-emulator/e2e/sdk/go
 
-go 1.26.8
+go 1.22
 
 require (
 	github.com/Azure/go-amqp v0.18.1
 	github.com/amenzhinsky/iothub v0.9.1
 	github.com/eclipse/paho.mqtt.golang v1.3.5
-	github.com/google/uuid v1.6.0
 )
 
 require (
