@@ -33,7 +33,7 @@ func amqpOpts(h *hubtest.Hub, sasl goamqp.SASLType) *goamqp.ConnOptions {
 
 // dialAMQP opens an AMQPS connection with SASL ANONYMOUS (sasl nil) or the
 // given mechanism.
-func dialAMQP(t *testing.T, h *hubtest.Hub, sasl goamqp.SASLType) (*goamqp.Conn, error) {
+func dialAMQP(t testing.TB, h *hubtest.Hub, sasl goamqp.SASLType) (*goamqp.Conn, error) {
 	t.Helper()
 	if sasl == nil {
 		sasl = goamqp.SASLTypeAnonymous()
@@ -47,7 +47,7 @@ func dialAMQP(t *testing.T, h *hubtest.Hub, sasl goamqp.SASLType) (*goamqp.Conn,
 	return c, err
 }
 
-func session(t *testing.T, c *goamqp.Conn) *goamqp.Session {
+func session(t testing.TB, c *goamqp.Conn) *goamqp.Session {
 	t.Helper()
 	s, err := c.NewSession(ctxT(t), nil)
 	if err != nil {
@@ -56,7 +56,7 @@ func session(t *testing.T, c *goamqp.Conn) *goamqp.Session {
 	return s
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	t.Cleanup(cancel)
 	return ctx
@@ -64,7 +64,7 @@ func ctxT(t *testing.T) context.Context {
 
 // putToken sends a put-token on $cbs as the Node SDK does and returns the
 // reply's status-code and status-description.
-func putToken(t *testing.T, s *goamqp.Session, token string) (int32, string) {
+func putToken(t testing.TB, s *goamqp.Session, token string) (int32, string) {
 	t.Helper()
 	ctx := ctxT(t)
 	snd, err := s.NewSender(ctx, "$cbs", nil)
@@ -99,7 +99,7 @@ func putToken(t *testing.T, s *goamqp.Session, token string) (int32, string) {
 
 func ptr[T any](v T) *T { return &v }
 
-func serviceToken(t *testing.T, h *hubtest.Hub, policy string, ttl time.Duration) string {
+func serviceToken(t testing.TB, h *hubtest.Hub, policy string, ttl time.Duration) string {
 	t.Helper()
 	for _, p := range h.Policies() {
 		if p.Name == policy {
@@ -116,7 +116,7 @@ func serviceToken(t *testing.T, h *hubtest.Hub, policy string, ttl time.Duration
 
 // authorizedSession is a session on a connection that put an iothubowner
 // token on $cbs.
-func authorizedSession(t *testing.T, h *hubtest.Hub) *goamqp.Session {
+func authorizedSession(t testing.TB, h *hubtest.Hub) *goamqp.Session {
 	t.Helper()
 	c, err := dialAMQP(t, h, nil)
 	if err != nil {
