@@ -148,3 +148,16 @@ test('Client.send beyond 50 pending messages fails with DeviceMaximumQueueDepthE
     await hub.deleteQuietly(reg, id);
   }
 });
+
+test('getFileNotificationReceiver attaches (no file upload yet, so nothing arrives)', T, async () => {
+  let service;
+  try {
+    service = await openService(Amqp);
+    const receiver = await withTimeout(new Promise((resolve, reject) => {
+      service.getFileNotificationReceiver((err, r) => (err ? reject(err) : resolve(r)));
+    }), OP_TIMEOUT_MS, 'getFileNotificationReceiver');
+    assert.equal(typeof receiver.on, 'function');
+  } finally {
+    await closeService(service);
+  }
+});
