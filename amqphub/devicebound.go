@@ -15,7 +15,11 @@ import (
 
 // serveDevicebound takes C2D messages from a back end's sender link and
 // queues each through the C2D service: accepted once stored, rejected with
-// the hub's error (unknown device, queue full, too large) otherwise.
+// the hub's error (unknown device, queue full, too large) otherwise. The
+// link reads on while earlier messages are being stored, so the messages of
+// many deliveries share a commit; they are submitted, and stored, in the
+// order they arrived. The engine's credit and unsettled bounds limit how
+// many deliveries wait at once.
 func (cs *connState) serveDevicebound(l *amqp.Link) {
 	ctx := l.Conn().Context()
 	for {
@@ -23,46 +27,57 @@ func (cs *connState) serveDevicebound(l *amqp.Link) {
 		if err != nil {
 			return
 		}
-		err = cs.sendC2D(ctx, d.Message)
-		if d.Settled {
-			if err != nil {
-				cs.srv.log.Info("a pre-settled C2D message was refused", "error", err)
-			}
-			continue
-		}
-		if err != nil {
-			_ = d.Reject(amqpError(err))
-		} else {
-			_ = d.Accept()
-		}
+		waits, err := cs.submitC2D(ctx, d.Message)
+		go cs.settleC2D(d, waits, err)
 	}
 }
 
-// sendC2D queues one transfer: a single message, or a batch (message format
-// 0x80013700) whose data sections each hold a message. A batch stops at its
-// first refused message: those before it are queued, and the outcome is
-// that message's error.
-func (cs *connState) sendC2D(ctx context.Context, m *amqp.Message) error {
+// submitC2D submits one transfer's messages: a single message, or a batch
+// (message format 0x80013700) whose data sections each hold a message, each
+// queued on its own. It stops at the first message that cannot be read.
+func (cs *connState) submitC2D(ctx context.Context, m *amqp.Message) ([]func() error, error) {
 	msgs := []*amqp.Message{m}
 	if m.Format == amqp.BatchMessageFormat {
 		var err error
 		if msgs, err = m.Batch(); err != nil {
-			return iothub.Errorf(iothub.ArgumentInvalid, "The batch cannot be decoded: %v", err)
+			return nil, iothub.Errorf(iothub.ArgumentInvalid, "The batch cannot be decoded: %v", err)
 		}
 	}
+	waits := make([]func() error, 0, len(msgs))
 	for _, m := range msgs {
 		c, err := c2dMessage(m, cs.srv.cfg.Now())
 		if err != nil {
-			return err
+			return waits, err
 		}
 		sctx, cancel := context.WithTimeout(ctx, cs.srv.cfg.SendTimeout)
-		err = cs.srv.deps.C2D.Send(sctx, c)
+		wait, err := cs.srv.deps.C2D.Submit(sctx, c)
 		cancel()
 		if err != nil {
-			return err
+			return waits, err
+		}
+		waits = append(waits, wait)
+	}
+	return waits, nil
+}
+
+// settleC2D waits for a transfer's messages and settles it: accepted when
+// all were stored, else rejected with the first refusal.
+func (cs *connState) settleC2D(d *amqp.Delivery, waits []func() error, err error) {
+	for _, wait := range waits {
+		if werr := wait(); werr != nil && err == nil {
+			err = werr
 		}
 	}
-	return nil
+	switch {
+	case d.Settled:
+		if err != nil {
+			cs.srv.log.Info("a pre-settled C2D message was refused", "error", err)
+		}
+	case err != nil:
+		_ = d.Reject(amqpError(err))
+	default:
+		_ = d.Accept()
+	}
 }
 
 // c2dMessage reads a C2D message as the SDKs send it (protocol digest

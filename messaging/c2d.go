@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/iothub-emulator/iothub-emulator/groupcommit"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
@@ -48,6 +49,8 @@ type CloudToDevice struct {
 	kicks chan struct{}
 	stop  chan struct{}
 	done  chan struct{}
+
+	sends *groupcommit.Batcher[*sendReq]
 
 	mu      sync.Mutex
 	pending map[string]bool // devices to push to
@@ -93,12 +96,15 @@ func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
 	}
 	c := &CloudToDevice{cfg: cfg, q: deps.Queue, link: deps.Link, kicks: make(chan struct{}, 1), stop: make(chan struct{}),
 		done: make(chan struct{}), pending: map[string]bool{}, fbAdded: make(chan struct{})}
+	c.sends = groupcommit.New(c.commitSends, groupcommit.Config{Yields: 8})
 	go c.worker()
 	return c, nil
 }
 
-// Close stops the worker.
+// Close stores the sends already queued, then stops the worker; later
+// sends return iothub.ErrClosed.
 func (c *CloudToDevice) Close() {
+	c.sends.Close()
 	select {
 	case <-c.stop:
 	default:
@@ -114,19 +120,31 @@ func (c *CloudToDevice) Close() {
 // Returns 404001 DeviceNotFound, 403004 DeviceMaximumQueueDepthExceeded,
 // 413001 MessageTooLarge above 64 KB, 400004 ArgumentInvalid for a bad ack.
 func (c *CloudToDevice) Send(ctx context.Context, m *C2DMessage) error {
+	wait, err := c.Submit(ctx, m)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// Submit is Send in two halves, for transports that pipeline: it checks m
+// and queues it behind every message submitted before it, and wait returns
+// its outcome. Messages from many callers share one transaction (group
+// commit); one caller's messages are stored in submission order.
+func (c *CloudToDevice) Submit(ctx context.Context, m *C2DMessage) (wait func() error, err error) {
 	size := len(m.Body)
 	for k, v := range m.Properties {
 		size += len(k) + len(v)
 	}
 	if size > MaxC2DSize {
-		return iothub.Errorf(iothub.MessageTooLarge, "Message size %d bytes exceeds the limit of %d bytes.", size, MaxC2DSize)
+		return nil, iothub.Errorf(iothub.MessageTooLarge, "Message size %d bytes exceeds the limit of %d bytes.", size, MaxC2DSize)
 	}
 	switch m.Ack {
 	case "":
 		m.Ack = AckNone
 	case AckNone, AckPositive, AckNegative, AckFull:
 	default:
-		return iothub.Errorf(iothub.ArgumentInvalid, "Invalid value '%s' for iothub-ack: use none, positive, negative or full.", m.Ack)
+		return nil, iothub.Errorf(iothub.ArgumentInvalid, "Invalid value '%s' for iothub-ack: use none, positive, negative or full.", m.Ack)
 	}
 	if m.MessageID == "" {
 		m.MessageID = uuid.NewString()
@@ -142,11 +160,44 @@ func (c *CloudToDevice) Send(ctx context.Context, m *C2DMessage) error {
 		m.ExpiryTime = now.Add(c.cfg.MaxTTL)
 	}
 	m.DeliveryCount, m.LockToken, m.LockedUntil = 0, "", time.Time{}
-	if err := c.q.Enqueue(ctx, m, c.cfg.QueueLimit); err != nil {
-		return err
+	r := &sendReq{m: m, done: make(chan error, 1)}
+	if err := c.sends.Add(ctx, r); err != nil {
+		return nil, err
 	}
-	c.Kick(m.DeviceID)
-	return nil
+	// Once queued, the outcome comes even if ctx ends: the writer owns r
+	// until it answers, and a sender must not see a refusal for a stored
+	// message.
+	return func() error { return <-r.done }, nil
+}
+
+// sendReq is one message waiting for the group commit of Submit.
+type sendReq struct {
+	m    *C2DMessage
+	done chan error
+}
+
+// commitSends stores a batch of sends in one transaction and answers each.
+func (c *CloudToDevice) commitSends(batch []*sendReq) {
+	msgs := make([]*C2DMessage, len(batch))
+	for i, r := range batch {
+		msgs[i] = r.m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	errs, err := c.q.EnqueueMany(ctx, msgs, c.cfg.QueueLimit)
+	cancel()
+	if err != nil {
+		c.cfg.Logger.Error("store C2D messages", "messages", len(msgs), "error", err)
+	}
+	for i, r := range batch {
+		e := err
+		if e == nil {
+			e = errs[i]
+		}
+		if e == nil {
+			c.Kick(r.m.DeviceID)
+		}
+		r.done <- e
+	}
 }
 
 // Receive locks the device's next message for an HTTPS device (nil when

@@ -193,11 +193,13 @@ type FeedbackFilter struct {
 // a lock token return 412002 DeviceMessageLockLost when the token does not
 // hold a live lock on a message of that device.
 type Queue interface {
-	// Enqueue appends m to its device's queue and fills SequenceNumber and
-	// GenerationID. Returns 404001 DeviceNotFound when the device does not
-	// exist, 403004 DeviceMaximumQueueDepthExceeded when it already has limit
-	// messages pending.
-	Enqueue(ctx context.Context, m *C2DMessage, limit int) error
+	// EnqueueMany appends msgs, in order, to their devices' queues in one
+	// transaction and fills each one's SequenceNumber and GenerationID.
+	// errs[i] refuses msgs[i] alone: 404001 DeviceNotFound when its device
+	// does not exist, 403004 DeviceMaximumQueueDepthExceeded when the device
+	// already has limit messages pending (counting those stored before it in
+	// msgs). err fails the whole batch: nothing is stored.
+	EnqueueMany(ctx context.Context, msgs []*C2DMessage, limit int) (errs []error, err error)
 	// Lock locks up to n of the device's deliverable messages (unlocked,
 	// unexpired) in sequence order until until, each with a fresh token.
 	Lock(ctx context.Context, deviceID string, now, until time.Time, n int) ([]*C2DMessage, error)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 )
 
@@ -84,5 +85,37 @@ func TestCloudToDevice_FeedbackQueue(t *testing.T) {
 	// Settled records are still listed for the emulator's API.
 	if all, err := c.Feedback(ctx, messaging.FeedbackFilter{}); err != nil || len(all) != 70 {
 		t.Fatalf("listed %d, %v", len(all), err)
+	}
+}
+
+// One EnqueueMany transaction counts the messages it stores against the
+// queue limit and refuses messages one by one.
+func TestC2DQueue_EnqueueManyRefusesPerMessage(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	reg, err := registry.NewService(registry.Deps{Store: &sqlite.RegistryStore{DB: db}, Sessions: noSessions{}, Twins: noTwins{}}, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Create(ctx, &registry.Identity{DeviceID: "d1", Auth: registry.Authentication{Type: registry.AuthSAS}}); err != nil {
+		t.Fatal(err)
+	}
+	q := &sqlite.C2DQueue{DB: db}
+	msgs := []*messaging.C2DMessage{{DeviceID: "d1", MessageID: "a"}, {DeviceID: "nobody", MessageID: "b"}, {DeviceID: "d1", MessageID: "c"}, {DeviceID: "d1", MessageID: "d"}}
+	errs, err := q.EnqueueMany(ctx, msgs, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []iothub.Code{0, iothub.DeviceNotFound, 0, iothub.DeviceMaximumQueueDepthExceeded}
+	for i, e := range errs {
+		if got := iothub.CodeOf(e); (e == nil) != (want[i] == 0) || (e != nil && got != want[i]) {
+			t.Errorf("message %s: %v, want %v", msgs[i].MessageID, e, want[i])
+		}
+	}
+	if msgs[0].SequenceNumber == 0 || msgs[2].SequenceNumber <= msgs[0].SequenceNumber || msgs[0].GenerationID == "" {
+		t.Errorf("stored messages %+v %+v", msgs[0], msgs[2])
+	}
+	if p, _ := q.Pending(ctx, "d1"); len(p) != 2 || p[0].MessageID != "a" || p[1].MessageID != "c" {
+		t.Errorf("pending %v", p)
 	}
 }

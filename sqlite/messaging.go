@@ -381,34 +381,74 @@ func queryC2D(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
-func (s *C2DQueue) Enqueue(ctx context.Context, m *messaging.C2DMessage, limit int) error {
-	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT generation_id FROM identities WHERE device_id = ? AND module_id = ''`, m.DeviceID).Scan(&m.GenerationID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return iothub.Errorf(iothub.DeviceNotFound, "Device %s not registered", m.DeviceID)
-		}
+func (s *C2DQueue) EnqueueMany(ctx context.Context, msgs []*messaging.C2DMessage, limit int) ([]error, error) {
+	errs := make([]error, len(msgs))
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		gen, err := tx.PrepareContext(ctx, `SELECT generation_id FROM identities WHERE device_id = ? AND module_id = ''`)
 		if err != nil {
 			return err
 		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM c2d_messages WHERE device_id = ?`, m.DeviceID).Scan(&n); err != nil {
-			return err
-		}
-		if n >= limit {
-			return iothub.Errorf(iothub.DeviceMaximumQueueDepthExceeded, "Maximum queue depth of %d exceeded for device %s.", limit, m.DeviceID)
-		}
-		p, err := json.Marshal(c2dProps{To: m.To, Cid: m.CorrelationID, Uid: m.UserID, Ct: m.ContentType, Ce: m.ContentEncoding, App: m.Properties})
+		defer gen.Close()
+		count, err := tx.PrepareContext(ctx, `SELECT COUNT(*) FROM c2d_messages WHERE device_id = ?`)
 		if err != nil {
 			return err
 		}
-		body := m.Body
-		if body == nil {
-			body = []byte{}
+		defer count.Close()
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO c2d_messages (device_id, generation_id, message_id, enqueued_ms, expiry_ms, ack, props, body)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`)
+		if err != nil {
+			return err
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO c2d_messages (device_id, generation_id, message_id, enqueued_ms, expiry_ms, ack, props, body)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`, m.DeviceID, m.GenerationID, m.MessageID, m.EnqueuedTime.UnixMilli(),
-			m.ExpiryTime.UnixMilli(), string(m.Ack), p, body).Scan(&m.SequenceNumber)
+		defer ins.Close()
+		type device struct {
+			gen     string
+			pending int
+			missing bool
+		}
+		devices := map[string]*device{}
+		for i, m := range msgs {
+			d := devices[m.DeviceID]
+			if d == nil {
+				d = &device{}
+				devices[m.DeviceID] = d
+				err := gen.QueryRowContext(ctx, m.DeviceID).Scan(&d.gen)
+				if errors.Is(err, sql.ErrNoRows) {
+					d.missing = true
+				} else if err != nil {
+					return err
+				} else if err := count.QueryRowContext(ctx, m.DeviceID).Scan(&d.pending); err != nil {
+					return err
+				}
+			}
+			if d.missing {
+				errs[i] = iothub.Errorf(iothub.DeviceNotFound, "Device %s not registered", m.DeviceID)
+				continue
+			}
+			if d.pending >= limit {
+				errs[i] = iothub.Errorf(iothub.DeviceMaximumQueueDepthExceeded, "Maximum queue depth of %d exceeded for device %s.", limit, m.DeviceID)
+				continue
+			}
+			p, err := json.Marshal(c2dProps{To: m.To, Cid: m.CorrelationID, Uid: m.UserID, Ct: m.ContentType, Ce: m.ContentEncoding, App: m.Properties})
+			if err != nil {
+				return err
+			}
+			body := m.Body
+			if body == nil {
+				body = []byte{}
+			}
+			m.GenerationID = d.gen
+			if err := ins.QueryRowContext(ctx, m.DeviceID, m.GenerationID, m.MessageID, m.EnqueuedTime.UnixMilli(),
+				m.ExpiryTime.UnixMilli(), string(m.Ack), p, body).Scan(&m.SequenceNumber); err != nil {
+				return err
+			}
+			d.pending++
+		}
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
 }
 
 func (s *C2DQueue) Lock(ctx context.Context, deviceID string, now, until time.Time, n int) ([]*messaging.C2DMessage, error) {
