@@ -50,7 +50,8 @@ type CloudToDevice struct {
 	stop  chan struct{}
 	done  chan struct{}
 
-	sends *groupcommit.Batcher[*sendReq]
+	sends     *groupcommit.Batcher[*sendReq]
+	completes *groupcommit.Batcher[*completeReq]
 
 	mu      sync.Mutex
 	pending map[string]bool // devices to push to
@@ -97,6 +98,7 @@ func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
 	c := &CloudToDevice{cfg: cfg, q: deps.Queue, link: deps.Link, kicks: make(chan struct{}, 1), stop: make(chan struct{}),
 		done: make(chan struct{}), pending: map[string]bool{}, fbAdded: make(chan struct{})}
 	c.sends = groupcommit.New(c.commitSends, groupcommit.Config{Yields: 8})
+	c.completes = groupcommit.New(c.commitCompletes, groupcommit.Config{Yields: 8})
 	go c.worker()
 	return c, nil
 }
@@ -105,6 +107,7 @@ func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
 // sends return iothub.ErrClosed.
 func (c *CloudToDevice) Close() {
 	c.sends.Close()
+	c.completes.Close()
 	select {
 	case <-c.stop:
 	default:
@@ -213,13 +216,46 @@ func (c *CloudToDevice) Receive(ctx context.Context, deviceID string) (*C2DMessa
 
 // Complete settles a delivered message as done (an MQTT PUBACK, an HTTPS
 // DELETE). Returns 412002 DeviceMessageLockLost when the lock is gone.
+// Completions from many devices share one transaction (group commit).
 func (c *CloudToDevice) Complete(ctx context.Context, deviceID, lockToken string) error {
-	m, err := c.q.Remove(ctx, deviceID, lockToken, c.cfg.Now())
-	if err != nil {
+	r := &completeReq{key: LockKey{DeviceID: deviceID, Token: lockToken}, done: make(chan error, 1)}
+	if err := c.completes.Add(ctx, r); err != nil {
 		return err
 	}
-	c.feedback(ctx, FeedbackSuccess, m)
-	return nil
+	return <-r.done
+}
+
+// completeReq is one completion waiting for the group commit of Complete.
+type completeReq struct {
+	key  LockKey
+	done chan error
+}
+
+// commitCompletes removes a batch of completed messages in one transaction,
+// stores their Success feedback in another, and answers each.
+func (c *CloudToDevice) commitCompletes(batch []*completeReq) {
+	keys := make([]LockKey, len(batch))
+	for i, r := range batch {
+		keys[i] = r.key
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, errs, err := c.q.RemoveMany(ctx, keys, c.cfg.Now())
+	if err != nil {
+		c.cfg.Logger.Error("complete C2D messages", "messages", len(keys), "error", err)
+	}
+	var done []*C2DMessage
+	for i, r := range batch {
+		e := err
+		if e == nil {
+			e = errs[i]
+		}
+		if e == nil {
+			done = append(done, msgs[i])
+		}
+		r.done <- e
+	}
+	c.storeFeedback(ctx, FeedbackSuccess, done)
 }
 
 // Reject dead-letters a delivered message (HTTPS DELETE ?reject).
@@ -288,20 +324,33 @@ func (c *CloudToDevice) Feedback(ctx context.Context, f FeedbackFilter) ([]*Feed
 }
 
 func (c *CloudToDevice) feedback(ctx context.Context, status string, m *C2DMessage) {
-	if !m.Ack.wants(status) {
+	c.storeFeedback(ctx, status, []*C2DMessage{m})
+}
+
+// feedbackDescriptions are the hub's descriptions of the feedback codes.
+var feedbackDescriptions = map[string]string{
+	FeedbackSuccess:               "Success",
+	FeedbackExpired:               "Message Expired",
+	FeedbackDeliveryCountExceeded: "Message delivery count exceeded",
+	FeedbackRejected:              "Message rejected",
+	FeedbackPurged:                "Message purged",
+}
+
+// storeFeedback records status for the messages whose senders asked for it,
+// in one transaction, and wakes the feedback receivers.
+func (c *CloudToDevice) storeFeedback(ctx context.Context, status string, msgs []*C2DMessage) {
+	var fb []*Feedback
+	for _, m := range msgs {
+		if m.Ack.wants(status) {
+			fb = append(fb, &Feedback{OriginalMessageID: m.MessageID, DeviceID: m.DeviceID, DeviceGenerationID: m.GenerationID,
+				EnqueuedTime: c.cfg.Now(), StatusCode: status, Description: feedbackDescriptions[status]})
+		}
+	}
+	if len(fb) == 0 {
 		return
 	}
-	desc := map[string]string{
-		FeedbackSuccess:               "Success",
-		FeedbackExpired:               "Message Expired",
-		FeedbackDeliveryCountExceeded: "Message delivery count exceeded",
-		FeedbackRejected:              "Message rejected",
-		FeedbackPurged:                "Message purged",
-	}[status]
-	fb := &Feedback{OriginalMessageID: m.MessageID, DeviceID: m.DeviceID, DeviceGenerationID: m.GenerationID,
-		EnqueuedTime: c.cfg.Now(), StatusCode: status, Description: desc}
-	if err := c.q.AddFeedback(ctx, []*Feedback{fb}); err != nil {
-		c.cfg.Logger.Error("store C2D feedback", "device", m.DeviceID, "error", err)
+	if err := c.q.AddFeedback(ctx, fb); err != nil {
+		c.cfg.Logger.Error("store C2D feedback", "records", len(fb), "error", err)
 		return
 	}
 	c.signalFeedback()
@@ -387,32 +436,44 @@ func (c *CloudToDevice) worker() {
 		devices := c.pending
 		c.pending = map[string]bool{}
 		c.mu.Unlock()
+		var ready []string
 		for d := range devices {
-			c.push(d)
+			if c.link.Ready(d) {
+				ready = append(ready, d)
+			}
+		}
+		for len(ready) > 0 {
+			n := min(len(ready), pushChunk)
+			c.push(ready[:n])
+			ready = ready[n:]
 		}
 	}
 }
 
-func (c *CloudToDevice) push(deviceID string) {
-	if !c.link.Ready(deviceID) {
-		return
-	}
+// pushChunk bounds the devices whose messages one transaction locks.
+const pushChunk = 256
+
+// push locks the deliverable messages of connected devices in one
+// transaction and delivers each device's in queue order.
+func (c *CloudToDevice) push(deviceIDs []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	now := c.cfg.Now()
-	msgs, err := c.q.Lock(ctx, deviceID, now, now.Add(c.cfg.LockDuration), c.cfg.QueueLimit)
+	locked, err := c.q.LockMany(ctx, deviceIDs, now, now.Add(c.cfg.LockDuration), c.cfg.QueueLimit)
 	if err != nil {
-		c.cfg.Logger.Error("lock C2D messages", "device", deviceID, "error", err)
+		c.cfg.Logger.Error("lock C2D messages", "devices", len(deviceIDs), "error", err)
 		return
 	}
-	for i, m := range msgs {
-		if err := c.link.Deliver(m); err != nil {
-			// The connection went away: give the rest back uncounted, they
-			// were never sent.
-			for _, r := range msgs[i:] {
-				_, _, _ = c.q.Unlock(ctx, deviceID, r.LockToken, c.cfg.Now(), false, c.cfg.MaxDeliveryCount)
+	for deviceID, msgs := range locked {
+		for i, m := range msgs {
+			if err := c.link.Deliver(m); err != nil {
+				// The connection went away: give the rest back uncounted,
+				// they were never sent.
+				for _, r := range msgs[i:] {
+					_, _, _ = c.q.Unlock(ctx, deviceID, r.LockToken, c.cfg.Now(), false, c.cfg.MaxDeliveryCount)
+				}
+				break
 			}
-			return
 		}
 	}
 }

@@ -182,6 +182,9 @@ type Feedback struct {
 	Description        string
 }
 
+// LockKey names a delivered message by its device and lock token.
+type LockKey struct{ DeviceID, Token string }
+
 // FeedbackFilter selects feedback records.
 type FeedbackFilter struct {
 	DeviceID string
@@ -203,8 +206,15 @@ type Queue interface {
 	// Lock locks up to n of the device's deliverable messages (unlocked,
 	// unexpired) in sequence order until until, each with a fresh token.
 	Lock(ctx context.Context, deviceID string, now, until time.Time, n int) ([]*C2DMessage, error)
+	// LockMany is Lock for several devices in one transaction; devices with
+	// nothing deliverable are absent from the result.
+	LockMany(ctx context.Context, deviceIDs []string, now, until time.Time, n int) (map[string][]*C2DMessage, error)
 	// Remove deletes the message locked by token (complete, reject).
 	Remove(ctx context.Context, deviceID, token string, now time.Time) (*C2DMessage, error)
+	// RemoveMany is Remove for several locks in one transaction: msgs[i] is
+	// what keys[i] removed, or errs[i] says why not (412002); err fails the
+	// whole batch.
+	RemoveMany(ctx context.Context, keys []LockKey, now time.Time) (msgs []*C2DMessage, errs []error, err error)
 	// Unlock ends the lock held by token and, with count, counts a delivery;
 	// a message whose count reaches maxDelivery is deleted and returned with
 	// dead set.

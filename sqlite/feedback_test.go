@@ -119,3 +119,46 @@ func TestC2DQueue_EnqueueManyRefusesPerMessage(t *testing.T) {
 		t.Errorf("pending %v", p)
 	}
 }
+
+// LockMany and RemoveMany: one transaction for many devices and locks,
+// each device's messages in order, a stale lock refused alone.
+func TestC2DQueue_LockManyRemoveMany(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	reg, err := registry.NewService(registry.Deps{Store: &sqlite.RegistryStore{DB: db}, Sessions: noSessions{}, Twins: noTwins{}}, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"d1", "d2", "d3"} {
+		if _, err := reg.Create(ctx, &registry.Identity{DeviceID: id, Auth: registry.Authentication{Type: registry.AuthSAS}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q := &sqlite.C2DQueue{DB: db}
+	now := time.Now()
+	var msgs []*messaging.C2DMessage
+	for _, k := range []string{"d1:a", "d2:b", "d1:c"} {
+		msgs = append(msgs, &messaging.C2DMessage{DeviceID: k[:2], MessageID: k[3:], ExpiryTime: now.Add(time.Hour)})
+	}
+	if _, err := q.EnqueueMany(ctx, msgs, 50); err != nil {
+		t.Fatal(err)
+	}
+	locked, err := q.LockMany(ctx, []string{"d1", "d2", "d3"}, now, now.Add(time.Minute), 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locked) != 2 || len(locked["d1"]) != 2 || locked["d1"][0].MessageID != "a" || locked["d1"][1].MessageID != "c" || len(locked["d2"]) != 1 {
+		t.Fatalf("locked %v", locked)
+	}
+	keys := []messaging.LockKey{{DeviceID: "d1", Token: locked["d1"][1].LockToken}, {DeviceID: "d2", Token: "stale"}, {DeviceID: "d2", Token: locked["d2"][0].LockToken}}
+	removed, errs, err := q.RemoveMany(ctx, keys, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed[0] == nil || removed[0].MessageID != "c" || !iothub.Is(errs[1], iothub.DeviceMessageLockLost) || removed[2] == nil || removed[2].MessageID != "b" {
+		t.Errorf("removed %v, errors %v", removed, errs)
+	}
+	if p, _ := q.Pending(ctx, "d1"); len(p) != 1 || p[0].MessageID != "a" {
+		t.Errorf("d1 pending %v", p)
+	}
+}

@@ -472,6 +472,77 @@ func (s *C2DQueue) Lock(ctx context.Context, deviceID string, now, until time.Ti
 	return out, err
 }
 
+func (s *C2DQueue) LockMany(ctx context.Context, deviceIDs []string, now, until time.Time, n int) (map[string][]*messaging.C2DMessage, error) {
+	out := map[string][]*messaging.C2DMessage{}
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		clear(out)
+		sel, err := tx.PrepareContext(ctx, `SELECT `+c2dColumns+` FROM c2d_messages
+			WHERE device_id = ? AND lock_token IS NULL AND expiry_ms > ? ORDER BY seq LIMIT ?`)
+		if err != nil {
+			return err
+		}
+		defer sel.Close()
+		upd, err := tx.PrepareContext(ctx, `UPDATE c2d_messages SET lock_token = ?, lock_until_ms = ? WHERE seq = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		for _, d := range deviceIDs {
+			msgs, err := queryC2D(ctx, stmtQuerier{sel}, "", d, now.UnixMilli(), n)
+			if err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				m.LockToken, m.LockedUntil = uuid.NewString(), until.UTC().Truncate(time.Millisecond)
+				if _, err := upd.ExecContext(ctx, m.LockToken, until.UnixMilli(), m.SequenceNumber); err != nil {
+					return err
+				}
+			}
+			if len(msgs) > 0 {
+				out[d] = msgs
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// stmtQuerier lets queryC2D run a prepared statement (the query text is
+// the statement's own).
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (q stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return q.st.QueryContext(ctx, args...)
+}
+
+func (s *C2DQueue) RemoveMany(ctx context.Context, keys []messaging.LockKey, now time.Time) ([]*messaging.C2DMessage, []error, error) {
+	msgs := make([]*messaging.C2DMessage, len(keys))
+	errs := make([]error, len(keys))
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		del, err := tx.PrepareContext(ctx, `DELETE FROM c2d_messages WHERE lock_token = ? AND device_id = ? AND lock_until_ms > ? RETURNING `+c2dColumns)
+		if err != nil {
+			return err
+		}
+		defer del.Close()
+		for i, k := range keys {
+			m, err := scanC2D(del.QueryRowContext(ctx, k.Token, k.DeviceID, now.UnixMilli()))
+			if errors.Is(err, sql.ErrNoRows) {
+				errs[i] = lockLost(k.Token)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			msgs[i] = m
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return msgs, errs, nil
+}
+
 func lockLost(token string) error {
 	return iothub.Errorf(iothub.DeviceMessageLockLost, "Message lock %s is lost or expired.", token)
 }
