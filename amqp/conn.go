@@ -230,7 +230,8 @@ func (c *Conn) writeLoop() {
 	cfg := &c.srv.cfg
 	var tick <-chan time.Time
 	if c.peerIdle > 0 {
-		t := time.NewTicker(max(c.peerIdle/2, 50*time.Millisecond))
+		// Checking at a quarter of the period keeps the longest silence under 3/4 of it.
+		t := time.NewTicker(max(c.peerIdle/4, 25*time.Millisecond))
 		defer t.Stop()
 		tick = t.C
 	}
