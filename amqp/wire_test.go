@@ -864,3 +864,40 @@ func TestFramesOnUnknownHandlesOrChannelsCloseTheConnection(t *testing.T) {
 		})
 	}
 }
+
+// A receiver in rcv-settle-mode second waits for the sender to settle what it disposed, also
+// for messages sent with SendSettled on a link whose peer asked snd-settle-mode unsettled.
+func TestServerSettlesForAReceiverInModeSecond(t *testing.T) {
+	outcomes := make(chan Outcome, 1)
+	addr := rawServe(t, &acceptAll{attach: func(l *Link) error {
+		go func() {
+			o, _ := l.Send(context.Background(), &Message{Value: "tracked"})
+			outcomes <- o
+			l.SendSettled(context.Background(), &Message{Value: "untracked"})
+		}()
+		return nil
+	}}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	unsettled, second := SenderSettleUnsettled, ReceiverSettleSecond
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "r", Handle: 0, Role: RoleReceiver, SndSettleMode: &unsettled, RcvSettleMode: &second, Source: &Source{Address: "q"}})
+	expect[*attachFrame](p)
+	p.send(frameTypeAMQP, 0, &flowFrame{NextIncomingID: u32(0), IncomingWindow: 100, OutgoingWindow: 100, Handle: u32(0), DeliveryCount: u32(0), LinkCredit: u32(10)})
+	for i := uint32(0); i < 2; i++ {
+		tr, _ := expect[*transferFrame](p)
+		if *tr.Settled {
+			t.Fatalf("delivery %d sent settled on an unsettled link", i)
+		}
+		p.send(frameTypeAMQP, 0, &dispositionFrame{Role: RoleReceiver, First: *tr.DeliveryID, State: &Accepted{}})
+		d, _ := expect[*dispositionFrame](p)
+		if !d.Settled || d.Role != RoleSender || d.First != *tr.DeliveryID {
+			t.Fatalf("delivery %d: %+v", i, d)
+		}
+		if i == 0 {
+			if _, ok := (<-outcomes).(*Accepted); !ok {
+				t.Fatal("Send did not return accepted")
+			}
+		}
+	}
+}
