@@ -901,3 +901,22 @@ func TestServerSettlesForAReceiverInModeSecond(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionsBeyondChannelMaxCloseTheConnection(t *testing.T) {
+	addr := rawServe(t, &acceptAll{}, Config{ChannelMax: 1})
+	p := rawDial(t, addr)
+	if o := p.open(0); o.ChannelMax != 1 {
+		t.Fatalf("channel-max %d", o.ChannelMax)
+	}
+	for ch := uint16(0); ch <= 1; ch++ {
+		p.send(frameTypeAMQP, ch, &beginFrame{IncomingWindow: 10, OutgoingWindow: 10})
+		if b, _ := expect[*beginFrame](p); *b.RemoteChannel != ch {
+			t.Fatalf("begin on %d answered for %d", ch, *b.RemoteChannel)
+		}
+	}
+	p.send(frameTypeAMQP, 2, &beginFrame{IncomingWindow: 10, OutgoingWindow: 10})
+	c, _ := expect[*closeFrame](p)
+	if c.Error == nil || c.Error.Condition != ErrCondFramingError {
+		t.Fatalf("close %+v", c.Error)
+	}
+}
