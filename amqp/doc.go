@@ -22,6 +22,13 @@
 // properties map, sources and targets have all their 11 and 7 fields, and a refused link is
 // answered with null source and target followed by a detach carrying the error.
 //
+// Settlement: a link where the peer sends and asked rcv-settle-mode second gets second in the
+// reply and two-phase settlement (Settle sends an unsettled outcome, the delivery ends when the
+// peer settles), as the specification says. The Python clients (uamqp and pyamqp) ask second but
+// complete a send only on a settled disposition; a handler that serves them answers with
+// Link.SetReceiverSettleMode(ReceiverSettleFirst) during Attach. go-amqp refuses a reply whose
+// mode differs from what it asked, so the engine never changes the mode by itself.
+//
 // Bounds: frames above Config.MaxFrameSize are refused before their body is read; a
 // reassembled message above Config.MaxMessageSize (or the link's SetMaxMessageSize) detaches its
 // link; credit is granted only as far as Config.LinkBuffer holds that many messages of the

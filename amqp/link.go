@@ -479,7 +479,16 @@ func (l *Link) send(ctx context.Context, payload []byte, format uint32, settled,
 	case <-l.done:
 		return nil, l.Err()
 	}
-	defer func() { <-l.sendLock }()
+	// The lock keeps one delivery's frames together; it is released before waiting for the
+	// outcome, so concurrent Sends pipeline.
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			<-l.sendLock
+		}
+	}
+	defer unlock()
 	c := l.conn
 	s := l.session
 	maxUnsettled := c.srv.cfg.MaxUnsettled
@@ -581,6 +590,7 @@ func (l *Link) send(ctx context.Context, payload []byte, format uint32, settled,
 	}
 	l.maybeDrain()
 	c.mu.Unlock()
+	unlock()
 	if od == nil {
 		return &Accepted{}, nil
 	}

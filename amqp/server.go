@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // SASL mechanisms the engine knows how to read. MSSBCBS ("use CBS instead") carries nothing: the
@@ -439,9 +442,45 @@ func newConn(s *Server, nc net.Conn) *Conn {
 func TraceTo(w io.Writer) func(direction string, channel uint16, frame any) {
 	var mu sync.Mutex
 	return func(direction string, channel uint16, frame any) {
-		line := fmt.Sprintf("amqp %s ch=%d %T %+v\n", direction, channel, frame, frame)
+		line := fmt.Sprintf("amqp %s ch=%d %s\n", direction, channel, formatFrame(frame))
 		mu.Lock()
 		defer mu.Unlock()
 		io.WriteString(w, line)
 	}
+}
+
+// formatFrame renders a performative as name{field:value ...}, with pointers followed and
+// empty fields left out.
+func formatFrame(frame any) string {
+	v := reflect.ValueOf(frame)
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return fmt.Sprint(frame)
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimSuffix(v.Type().Name(), "Frame"))
+	b.WriteByte('{')
+	first := true
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if f.IsZero() {
+			continue
+		}
+		if f.Kind() == reflect.Pointer {
+			f = f.Elem()
+		}
+		if !first {
+			b.WriteByte(' ')
+		}
+		first = false
+		if s, ok := f.Interface().([]byte); ok && utf8.Valid(s) && v.Type().Field(i).Name != "DeliveryTag" {
+			fmt.Fprintf(&b, "%s:%s", v.Type().Field(i).Name, s)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%+v", v.Type().Field(i).Name, f.Interface())
+	}
+	b.WriteByte('}')
+	return b.String()
 }
