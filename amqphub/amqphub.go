@@ -113,14 +113,20 @@ func (s *Server) Serve(ln net.Listener) error {
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			if s.ctx.Err() != nil {
 				return iothub.ErrClosed
 			}
-			return err
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			// Out of file descriptors and the like: wait, do not spin.
+			s.log.Warn("AMQP accept failed", "error", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+			case <-s.ctx.Done():
+				return iothub.ErrClosed
+			}
+			continue
 		}
 		go s.ServeConn(nc)
 	}

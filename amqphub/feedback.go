@@ -3,6 +3,7 @@ package amqphub
 import (
 	"context"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -11,6 +12,10 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/wire"
 )
+
+// feedbackRecheck is how often an idle feedback link looks for batches
+// whose lock lapsed elsewhere.
+const feedbackRecheck = 5 * time.Second
 
 // serveFeedback hands feedback batches to a receiver link, one at a time:
 // accepted or rejected removes the batch from the queue, released or
@@ -28,12 +33,15 @@ func (cs *connState) serveFeedback(l *amqp.Link) {
 			return
 		}
 		if batch == nil {
+			// New records signal; a lapsed lock on another receiver's batch
+			// does not, so look again now and then.
 			select {
 			case <-added:
-				continue
+			case <-time.After(feedbackRecheck):
 			case <-l.Done():
 				return
 			}
+			continue
 		}
 		outcome, err := cs.sendFeedback(l, batch)
 		switch outcome.(type) {
