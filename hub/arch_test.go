@@ -29,17 +29,3 @@ func TestDomainPackagesStayPure(t *testing.T) {
 		}
 	}
 }
-
-// The AMQP engine is a protocol library: it knows nothing of the hub (only
-// amqphub, the transport, joins the two).
-func TestAMQPEngineKnowsNothingOfTheHub(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", "../amqp").Output()
-	if err != nil {
-		t.Fatalf("go list amqp: %v", err)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "github.com/iothub-emulator/iothub-emulator/") && dep != "github.com/iothub-emulator/iothub-emulator/amqp" {
-			t.Errorf("amqp depends on %s", dep)
-		}
-	}
-}
