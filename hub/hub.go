@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
+	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -71,7 +72,9 @@ type Config struct {
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
-	Logger   *slog.Logger
+	// Configurations tunes automatic device management (zero: defaults).
+	Configurations configurations.Config
+	Logger         *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.
@@ -123,6 +126,8 @@ type Hub struct {
 	Jobs *jobs.Engine
 	// Methods invokes direct methods (REST and the jobs engine).
 	Methods *methods.Invoker
+	// Configurations is automatic device and module management.
+	Configurations *configurations.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
@@ -209,6 +214,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
 	}
 	h.wire(api)
+	h.openConfigurations(api)
 
 	serverTLS := &tls.Config{
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2
@@ -253,6 +259,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		return nil, fmt.Errorf("start the MQTT broker: %w", err)
 	}
 	h.Jobs.Start(context.Background())
+	h.Configurations.Start()
 	handler := api.Handler()
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
@@ -367,6 +374,9 @@ func (h *Hub) close() error {
 	}
 	if h.Jobs != nil {
 		h.Jobs.Close()
+	}
+	if h.Configurations != nil {
+		_ = h.Configurations.Close()
 	}
 	if h.broker != nil {
 		_ = h.broker.Close()

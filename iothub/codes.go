@@ -10,6 +10,10 @@ const (
 	IotHubFormatError                         Code = 400006
 	DeviceDefinedMultipleTimes                Code = 400011
 	BulkRegistryOperationFailure              Code = 400013
+	InvalidConfigurationTargetCondition       Code = 400401
+	InvalidConfigurationContent               Code = 400402
+	CannotModifyImmutableConfigurationContent Code = 400403
+	InvalidConfigurationCustomMetricsQuery    Code = 400404
 	GenericBadRequest                         Code = 400020
 	ConnectionForcefullyClosedOnNewConnection Code = 400027
 	IotHubUnauthorizedAccess                  Code = 401002
@@ -20,6 +24,7 @@ const (
 	DeviceNotFound                            Code = 404001
 	JobNotFound                               Code = 404002
 	ModuleNotFound                            Code = 404010
+	ConfigurationNotFound                     Code = 404301
 	DeviceNotOnline                           Code = 404103
 	DeviceConnectionClosedRemotely            Code = 404104
 	GenericNotFound                           Code = 404000
@@ -27,6 +32,7 @@ const (
 	DeviceAlreadyExists                       Code = 409001
 	JobAlreadyExists                          Code = 409104
 	ModuleAlreadyExistsOnDevice               Code = 409301
+	ConfigurationAlreadyExists                Code = 409401
 	PreconditionFailed                        Code = 412001
 	DeviceMessageLockLost                     Code = 412002
 	MessageTooLarge                           Code = 413001
@@ -49,6 +55,10 @@ var codeNames = map[Code]string{
 	IotHubFormatError:                         "IotHubFormatError",
 	DeviceDefinedMultipleTimes:                "DeviceDefinedMultipleTimes",
 	BulkRegistryOperationFailure:              "BulkRegistryOperationFailure",
+	InvalidConfigurationTargetCondition:       "InvalidConfigurationTargetCondition",
+	InvalidConfigurationContent:               "InvalidConfigurationContent",
+	CannotModifyImmutableConfigurationContent: "CannotModifyImmutableConfigurationContent",
+	InvalidConfigurationCustomMetricsQuery:    "InvalidConfigurationCustomMetricsQuery",
 	GenericBadRequest:                         "GenericBadRequest",
 	ConnectionForcefullyClosedOnNewConnection: "ConnectionForcefullyClosedOnNewConnection",
 	IotHubUnauthorizedAccess:                  "IotHubUnauthorizedAccess",
@@ -59,6 +69,7 @@ var codeNames = map[Code]string{
 	DeviceNotFound:                            "DeviceNotFound",
 	JobNotFound:                               "JobNotFound",
 	ModuleNotFound:                            "ModuleNotFound",
+	ConfigurationNotFound:                     "ConfigurationNotFound",
 	DeviceNotOnline:                           "DeviceNotOnline",
 	DeviceConnectionClosedRemotely:            "DeviceConnectionClosedRemotely",
 	GenericNotFound:                           "GenericNotFound",
@@ -66,6 +77,7 @@ var codeNames = map[Code]string{
 	DeviceAlreadyExists:                       "DeviceAlreadyExists",
 	JobAlreadyExists:                          "JobAlreadyExists",
 	ModuleAlreadyExistsOnDevice:               "ModuleAlreadyExistsOnDevice",
+	ConfigurationAlreadyExists:                "ConfigurationAlreadyExists",
 	PreconditionFailed:                        "PreconditionFailed",
 	DeviceMessageLockLost:                     "DeviceMessageLockLost",
 	MessageTooLarge:                           "MessageTooLarge",
