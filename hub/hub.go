@@ -22,6 +22,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -128,6 +129,8 @@ type Hub struct {
 	Methods *methods.Invoker
 	// Configurations is automatic device and module management.
 	Configurations *configurations.Service
+	// DigitalTwins is IoT Plug and Play's view of devices.
+	DigitalTwins *digitaltwins.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
@@ -215,6 +218,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	}
 	h.wire(api)
 	h.openConfigurations(api)
+	h.openDigitalTwins(api)
 
 	serverTLS := &tls.Config{
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2

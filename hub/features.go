@@ -2,6 +2,7 @@ package hub
 
 import (
 	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 )
@@ -14,4 +15,11 @@ func (h *Hub) openConfigurations(api *httpapi.Server) {
 		Twins: h.Twins, Log: h.log.With("component", "configurations"),
 	}, h.cfg.Configurations)
 	api.AddConfigurationRoutes(h.Configurations)
+}
+
+// openDigitalTwins serves IoT Plug and Play over the twins service and the
+// direct-method invoker (h.wire builds the invoker first).
+func (h *Hub) openDigitalTwins(api *httpapi.Server) {
+	h.DigitalTwins = digitaltwins.NewService(digitaltwins.Deps{Twins: h.Twins, Methods: h.Methods}, digitaltwins.Config{})
+	api.AddDigitalTwinRoutes(h.DigitalTwins)
 }
