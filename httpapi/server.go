@@ -44,7 +44,8 @@ type Server struct {
 	// Ready is reported by /_emulator/health.
 	Ready func() bool
 
-	extra []route
+	extra  []route
+	mounts []func(*mux.Router)
 }
 
 type route struct {
@@ -101,6 +102,9 @@ func (s *Server) Handler() http.Handler {
 		reg("/jobs/v2/{id}/cancel", sasauth.ServiceConnect, s.cancelJob, http.MethodPost)
 	}
 	s.messageRoutes(r)
+	for _, m := range s.mounts {
+		m(r)
+	}
 	for _, x := range s.extra {
 		reg(x.path, x.need, x.h, x.methods...)
 	}

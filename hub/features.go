@@ -1,8 +1,12 @@
 package hub
 
 import (
+	"fmt"
+
+	"github.com/iothub-emulator/iothub-emulator/blobstorage"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 )
@@ -22,4 +26,20 @@ func (h *Hub) openConfigurations(api *httpapi.Server) {
 func (h *Hub) openDigitalTwins(api *httpapi.Server) {
 	h.DigitalTwins = digitaltwins.NewService(digitaltwins.Deps{Twins: h.Twins, Methods: h.Methods}, digitaltwins.Config{})
 	api.AddDigitalTwinRoutes(h.DigitalTwins)
+}
+
+// openFileUpload serves device file upload; without a storage connection
+// string the routes answer as a hub without a storage account does.
+func (h *Hub) openFileUpload(api *httpapi.Server) error {
+	var storage fileupload.Storage
+	if h.cfg.StorageConnectionString != "" {
+		account, err := blobstorage.ParseConnectionString(h.cfg.StorageConnectionString)
+		if err != nil {
+			return fmt.Errorf("--storage-connection-string: %w", err)
+		}
+		storage = blobstorage.New(account, nil)
+	}
+	h.FileUpload = fileupload.NewService(fileupload.Deps{Storage: storage, Store: &sqlite.FileUploadStore{DB: h.db}}, h.cfg.FileUpload)
+	api.AddFileUploadRoutes(h.FileUpload)
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -75,7 +76,11 @@ type Config struct {
 	SeedFile string
 	// Configurations tunes automatic device management (zero: defaults).
 	Configurations configurations.Config
-	Logger         *slog.Logger
+	// StorageConnectionString names the storage account (Azurite) for
+	// device file upload; empty leaves file upload off. FileUpload tunes it.
+	StorageConnectionString string
+	FileUpload              fileupload.Config
+	Logger                  *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.
@@ -131,6 +136,8 @@ type Hub struct {
 	Configurations *configurations.Service
 	// DigitalTwins is IoT Plug and Play's view of devices.
 	DigitalTwins *digitaltwins.Service
+	// FileUpload is device file upload and its notifications.
+	FileUpload *fileupload.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
@@ -219,6 +226,9 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	h.wire(api)
 	h.openConfigurations(api)
 	h.openDigitalTwins(api)
+	if err := h.openFileUpload(api); err != nil {
+		return nil, err
+	}
 
 	serverTLS := &tls.Config{
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2

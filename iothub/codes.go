@@ -8,6 +8,7 @@ const (
 	ArgumentInvalid                           Code = 400004
 	ArgumentNull                              Code = 400005
 	IotHubFormatError                         Code = 400006
+	BlobContainerValidationError              Code = 400008
 	DeviceDefinedMultipleTimes                Code = 400011
 	BulkRegistryOperationFailure              Code = 400013
 	InvalidConfigurationTargetCondition       Code = 400401
@@ -53,6 +54,7 @@ var codeNames = map[Code]string{
 	ArgumentInvalid:                           "ArgumentInvalid",
 	ArgumentNull:                              "ArgumentNull",
 	IotHubFormatError:                         "IotHubFormatError",
+	BlobContainerValidationError:              "BlobContainerValidationError",
 	DeviceDefinedMultipleTimes:                "DeviceDefinedMultipleTimes",
 	BulkRegistryOperationFailure:              "BulkRegistryOperationFailure",
 	InvalidConfigurationTargetCondition:       "InvalidConfigurationTargetCondition",
