@@ -72,7 +72,7 @@ func TestFileUpload_SASAndNotifications(t *testing.T) {
 	}
 	var notes []struct {
 		DeviceID, BlobURI, BlobName, EnqueuedTimeUtc string
-		BlobSizeInBytes, SequenceNumber             int64
+		BlobSizeInBytes, SequenceNumber              int64
 	}
 	h.Do(t, http.MethodGet, "/_emulator/filenotifications?deviceId=cam1", nil).JSON(t, &notes)
 	if len(notes) != 1 || notes[0].BlobSizeInBytes != 1234 || notes[0].BlobURI != endpoint+"/fileupload/cam1/img/1.jpg" || notes[0].SequenceNumber != 1 {
