@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
@@ -22,6 +23,10 @@ type Config struct {
 	Interval time.Duration
 	// BatchSize bounds the twins patched in one transaction.
 	BatchSize int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Logger records failed runs; nil means slog.Default().
+	Logger *slog.Logger
 }
 
 // DefaultConfig is the hub's limit and an interval short enough for local
@@ -30,14 +35,11 @@ func DefaultConfig() Config {
 	return Config{MaxConfigurations: 100, Interval: 5 * time.Second, BatchSize: 1000}
 }
 
-// Deps are the service's collaborators.
+// Deps are the service's collaborators; all are required.
 type Deps struct {
 	Store   Store
 	Targets Targets
 	Twins   Twins
-	Log     *slog.Logger
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 }
 
 // Service manages configurations and keeps twins in line with them: a
@@ -46,6 +48,7 @@ type Deps struct {
 type Service struct {
 	d   Deps
 	cfg Config
+	log *slog.Logger
 
 	// runMu serializes evaluation runs and deletes, which both change what
 	// twins carry.
@@ -55,11 +58,15 @@ type Service struct {
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
+	closed    atomic.Bool
 	started   bool
 }
 
 // NewService returns a service; Start begins its background loop.
-func NewService(d Deps, cfg Config) *Service {
+func NewService(d Deps, cfg Config) (*Service, error) {
+	if err := iothub.CheckDeps("configurations", d); err != nil {
+		return nil, err
+	}
 	def := DefaultConfig()
 	if cfg.MaxConfigurations <= 0 {
 		cfg.MaxConfigurations = def.MaxConfigurations
@@ -70,13 +77,13 @@ func NewService(d Deps, cfg Config) *Service {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = def.BatchSize
 	}
-	if d.Now == nil {
-		d.Now = time.Now
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	if d.Log == nil {
-		d.Log = slog.New(slog.DiscardHandler)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
 	}
-	return &Service{d: d, cfg: cfg, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	return &Service{d: d, cfg: cfg, log: cfg.Logger, kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}, nil
 }
 
 // Start runs the evaluation loop until Close.
@@ -85,9 +92,11 @@ func (s *Service) Start() {
 	go s.loop()
 }
 
-// Close stops the loop and waits for a run in progress to end.
+// Close stops the loop and waits for a run in progress to end; later
+// writes fail with iothub.ErrClosed.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
+		s.closed.Store(true)
 		close(s.stop)
 		if s.started {
 			<-s.done
@@ -114,7 +123,7 @@ func (s *Service) loop() {
 		case <-t.C:
 		}
 		if err := s.Evaluate(ctx); err != nil && ctx.Err() == nil {
-			s.d.Log.Warn("configuration run failed", "error", err)
+			s.log.Warn("configuration run failed", "error", err)
 		}
 	}
 }
@@ -151,6 +160,9 @@ func (s *Service) List(ctx context.Context, top int) ([]*Configuration, error) {
 // existing configuration cannot change (400403). created tells which
 // happened.
 func (s *Service) Put(ctx context.Context, c *Configuration, ifMatch string) (out *Configuration, created bool, err error) {
+	if s.closed.Load() {
+		return nil, false, iothub.ErrClosed
+	}
 	if err := ValidateID(c.ID); err != nil {
 		return nil, false, err
 	}
@@ -160,7 +172,7 @@ func (s *Service) Put(ctx context.Context, c *Configuration, ifMatch string) (ou
 	if c.SchemaVersion == "" {
 		c.SchemaVersion = "1.0"
 	}
-	now := s.d.Now().UTC()
+	now := s.cfg.Now().UTC()
 	if ifMatch == "" {
 		c.CreatedTime, c.LastUpdatedTime, c.ETag = now, now, 1
 		c.SystemResults = map[string]int64{MetricTargeted: 0, MetricApplied: 0}
@@ -198,6 +210,9 @@ func (s *Service) Put(ctx context.Context, c *Configuration, ifMatch string) (ou
 // carry it; the next run lets the next configuration in line take them.
 // ifMatch as in Put ("" matches any).
 func (s *Service) Delete(ctx context.Context, id, ifMatch string) error {
+	if s.closed.Load() {
+		return iothub.ErrClosed
+	}
 	s.runMu.Lock()
 	defer s.runMu.Unlock()
 	c, err := s.d.Store.Get(ctx, id)
@@ -317,7 +332,7 @@ func (s *Service) Evaluate(ctx context.Context) error {
 		}
 		keys, err := s.d.Targets.Select(ctx, q)
 		if err != nil {
-			s.d.Log.Warn("configuration target condition failed", "configuration", c.ID, "error", err)
+			s.log.Warn("configuration target condition failed", "configuration", c.ID, "error", err)
 			continue
 		}
 		targeted[c.ID] = int64(len(keys))
@@ -381,7 +396,7 @@ func (s *Service) Evaluate(ctx context.Context) error {
 			}
 			n, err := s.d.Targets.Count(ctx, q)
 			if err != nil {
-				s.d.Log.Warn("configuration metric failed", "configuration", c.ID, "metric", name, "error", err)
+				s.log.Warn("configuration metric failed", "configuration", c.ID, "metric", name, "error", err)
 				continue
 			}
 			custom[name] = n
@@ -415,7 +430,7 @@ func (s *Service) apply(ctx context.Context, c *Configuration, keys []twins.Key)
 			if errs[i] == nil {
 				ok = append(ok, k)
 			} else {
-				s.d.Log.Debug("configuration content not applied", "configuration", c.ID, "device", k.DeviceID, "module", k.ModuleID, "error", errs[i])
+				s.log.Debug("configuration content not applied", "configuration", c.ID, "device", k.DeviceID, "module", k.ModuleID, "error", errs[i])
 			}
 		}
 		if err := s.d.Store.SetApplied(ctx, ok, c.ID); err != nil {

@@ -210,7 +210,10 @@ func newTestService(t *testing.T, fleet *fakeFleet) (*Service, *memStore) {
 	store := newMemStore()
 	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := func() time.Time { clock = clock.Add(time.Second); return clock }
-	s := NewService(Deps{Store: store, Targets: fleet, Twins: fleet, Now: now}, Config{MaxConfigurations: 3})
+	s, err := NewService(Deps{Store: store, Targets: fleet, Twins: fleet}, Config{MaxConfigurations: 3, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, store
 }

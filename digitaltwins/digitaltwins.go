@@ -29,7 +29,7 @@ type Methods interface {
 	Invoke(ctx context.Context, req methods.Request) (methods.Response, error)
 }
 
-// Deps are the service's collaborators.
+// Deps are the service's collaborators; both are required.
 type Deps struct {
 	Twins   Twins
 	Methods Methods
@@ -44,7 +44,12 @@ type Service struct {
 }
 
 // NewService returns a service.
-func NewService(d Deps, _ Config) *Service { return &Service{d: d} }
+func NewService(d Deps, _ Config) (*Service, error) {
+	if err := iothub.CheckDeps("digitaltwins", d); err != nil {
+		return nil, err
+	}
+	return &Service{d: d}, nil
+}
 
 // Close releases nothing; it is here for the hub's uniform shutdown.
 func (s *Service) Close() error { return nil }

@@ -112,7 +112,7 @@ func TestUpdate(t *testing.T) {
 				t.Fatal(err)
 			}
 			f := &fakeTwins{twin: temperatureController(t)}
-			s := NewService(Deps{Twins: f}, Config{})
+			s, _ := NewService(Deps{Twins: f, Methods: &fakeMethods{}}, Config{})
 			etag, err := s.Update(context.Background(), "tc1", `"x"`, ops)
 			if tt.code != 0 {
 				if iothub.CodeOf(err) != tt.code {
@@ -149,13 +149,14 @@ func TestInvokeNamesTheMethod(t *testing.T) {
 		{"thermostat1", "getMaxMinReport", "thermostat1*getMaxMinReport"},
 	} {
 		m := &fakeMethods{}
-		s := NewService(Deps{Methods: m}, Config{})
+		s, _ := NewService(Deps{Twins: &fakeTwins{}, Methods: m}, Config{})
 		resp, err := s.Invoke(context.Background(), Command{DeviceID: "tc1", Component: tt.component, Name: tt.name, Payload: json.RawMessage(`5`)})
 		if err != nil || resp.Status != 201 || m.got.MethodName != tt.method || string(m.got.Payload) != "5" {
 			t.Fatalf("%s/%s: %+v %v, sent %+v", tt.component, tt.name, resp, err, m.got)
 		}
 	}
-	if _, err := NewService(Deps{Methods: &fakeMethods{}}, Config{}).Invoke(context.Background(), Command{DeviceID: "d", Component: "a*b", Name: "c"}); iothub.CodeOf(err) != iothub.ArgumentInvalid {
+	s, _ := NewService(Deps{Twins: &fakeTwins{}, Methods: &fakeMethods{}}, Config{})
+	if _, err := s.Invoke(context.Background(), Command{DeviceID: "d", Component: "a*b", Name: "c"}); iothub.CodeOf(err) != iothub.ArgumentInvalid {
 		t.Fatalf("a '*' in a component name: %v", err)
 	}
 }

@@ -86,6 +86,8 @@ type Config struct {
 	// (the hub keeps them an hour by default).
 	NotificationTTL  time.Duration
 	MaxNotifications int
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 }
 
 // DefaultConfig holds the hub's defaults.
@@ -98,8 +100,6 @@ func DefaultConfig() Config {
 type Deps struct {
 	Storage Storage
 	Store   Store
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
 	// Notified, if set, is called after a notification was stored, e.g. to
 	// wake a consumer (the AMQP filenotifications node).
 	Notified func()
@@ -112,7 +112,10 @@ type Service struct {
 }
 
 // NewService returns a service; zero Config fields take DefaultConfig's.
-func NewService(d Deps, cfg Config) *Service {
+func NewService(d Deps, cfg Config) (*Service, error) {
+	if err := iothub.CheckDeps("fileupload", d, "Storage", "Notified"); err != nil {
+		return nil, err
+	}
 	def := DefaultConfig()
 	if cfg.Container == "" {
 		cfg.Container = def.Container
@@ -129,10 +132,10 @@ func NewService(d Deps, cfg Config) *Service {
 	if cfg.MaxNotifications <= 0 {
 		cfg.MaxNotifications = def.MaxNotifications
 	}
-	if d.Now == nil {
-		d.Now = time.Now
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	return &Service{d: d, cfg: cfg}
+	return &Service{d: d, cfg: cfg}, nil
 }
 
 // Close releases nothing; it keeps the hub's shutdown uniform.
@@ -165,7 +168,7 @@ func (s *Service) Start(ctx context.Context, deviceID, blobName string) (*SASInf
 	if err := s.d.Storage.EnsureContainer(ctx, s.cfg.Container); err != nil {
 		return nil, iothub.Wrap(iothub.BlobContainerValidationError, err, "The storage container '%s' could not be reached: %v", s.cfg.Container, err)
 	}
-	now := s.d.Now().UTC()
+	now := s.cfg.Now().UTC()
 	u := Upload{CorrelationID: correlationID(), DeviceID: deviceID, Container: s.cfg.Container, BlobName: full,
 		Created: now, Expires: now.Add(s.cfg.SASTTL)}
 	if err := s.d.Store.AddUpload(ctx, u, s.cfg.MaxPending, now); err != nil {
@@ -202,7 +205,7 @@ func (s *Service) Complete(ctx context.Context, deviceID string, r Result) error
 	if !r.IsSuccess || s.d.Storage == nil {
 		return nil
 	}
-	now := s.d.Now().UTC()
+	now := s.cfg.Now().UTC()
 	size, err := s.d.Storage.BlobSize(ctx, u.Container, u.BlobName)
 	if err != nil {
 		size = 0 // the device says it uploaded; the notification still goes out

@@ -86,8 +86,11 @@ func TestStartAndComplete(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	storage := fakeStorage{sizes: map[string]int64{"fileupload/d1/a.txt": 42}}
 	woken := 0
-	s := NewService(Deps{Storage: storage, Store: &memStore{uploads: map[string]Upload{}}, Now: func() time.Time { return now },
-		Notified: func() { woken++ }}, Config{MaxPending: 2})
+	s, err := NewService(Deps{Storage: storage, Store: &memStore{uploads: map[string]Upload{}}, Notified: func() { woken++ }},
+		Config{MaxPending: 2, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	info, err := s.Start(ctx, "d1", "a.txt")
 	if err != nil {
@@ -138,11 +141,11 @@ func TestStartAndComplete(t *testing.T) {
 
 func TestStartRules(t *testing.T) {
 	ctx := context.Background()
-	off := NewService(Deps{Store: &memStore{uploads: map[string]Upload{}}}, Config{})
+	off, _ := NewService(Deps{Store: &memStore{uploads: map[string]Upload{}}}, Config{})
 	if _, err := off.Start(ctx, "d1", "a"); iothub.CodeOf(err) != iothub.BlobContainerValidationError {
 		t.Fatalf("without storage: %v", err)
 	}
-	s := NewService(Deps{Storage: fakeStorage{}, Store: &memStore{uploads: map[string]Upload{}}}, Config{})
+	s, _ := NewService(Deps{Storage: fakeStorage{}, Store: &memStore{uploads: map[string]Upload{}}}, Config{})
 	for _, tt := range []struct {
 		blob string
 		code iothub.Code

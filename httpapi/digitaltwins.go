@@ -9,29 +9,15 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
-	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/wire"
 )
-
-// AddDigitalTwinRoutes serves IoT Plug and Play: GET and PATCH
-// /digitaltwins/{id}, POST /digitaltwins/{id}/commands/{command} and
-// /digitaltwins/{id}/components/{component}/commands/{command}.
-func (s *Server) AddDigitalTwinRoutes(svc *digitaltwins.Service) {
-	h := digitalTwinRoutes{svc}
-	s.Route("/digitaltwins/{id}", sasauth.ServiceConnect, h.get, http.MethodGet)
-	s.Route("/digitaltwins/{id}", sasauth.ServiceConnect, h.patch, http.MethodPatch)
-	s.Route("/digitaltwins/{id}/commands/{command}", sasauth.ServiceConnect, h.command, http.MethodPost)
-	s.Route("/digitaltwins/{id}/components/{component}/commands/{command}", sasauth.ServiceConnect, h.command, http.MethodPost)
-}
-
-type digitalTwinRoutes struct{ svc *digitaltwins.Service }
 
 func setTwinETag(w http.ResponseWriter, etag int64) {
 	w.Header()["ETag"] = []string{`"` + wire.ETag(etag) + `"`}
 }
 
-func (h digitalTwinRoutes) get(w http.ResponseWriter, r *http.Request) error {
-	dt, etag, err := h.svc.Get(ctx(r), pathVar(r, "id"))
+func (s *Server) getDigitalTwin(w http.ResponseWriter, r *http.Request) error {
+	dt, etag, err := s.DigitalTwins.Get(ctx(r), pathVar(r, "id"))
 	if err != nil {
 		return err
 	}
@@ -40,12 +26,12 @@ func (h digitalTwinRoutes) get(w http.ResponseWriter, r *http.Request) error {
 }
 
 // patch applies a JSON Patch; the hub answers 202 with the new etag.
-func (h digitalTwinRoutes) patch(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) patchDigitalTwin(w http.ResponseWriter, r *http.Request) error {
 	var ops []digitaltwins.Op
 	if err := readJSON(r, &ops); err != nil {
 		return err
 	}
-	etag, err := h.svc.Update(ctx(r), pathVar(r, "id"), r.Header.Get("If-Match"), ops)
+	etag, err := s.DigitalTwins.Update(ctx(r), pathVar(r, "id"), r.Header.Get("If-Match"), ops)
 	if err != nil {
 		return err
 	}
@@ -57,7 +43,7 @@ func (h digitalTwinRoutes) patch(w http.ResponseWriter, r *http.Request) error {
 
 // command invokes a command as a direct method. The answer is the device's
 // payload as the body and its status in x-ms-command-statuscode.
-func (h digitalTwinRoutes) command(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) invokeDigitalTwinCommand(w http.ResponseWriter, r *http.Request) error {
 	body, err := readBody(r)
 	if err != nil {
 		return err
@@ -84,7 +70,7 @@ func (h digitalTwinRoutes) command(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	resp, err := h.svc.Invoke(ctx(r), digitaltwins.Command{
+	resp, err := s.DigitalTwins.Invoke(ctx(r), digitaltwins.Command{
 		DeviceID: pathVar(r, "id"), Component: pathVar(r, "component"), Name: pathVar(r, "command"),
 		Payload: body, ConnectTimeout: seconds(connect), ResponseTimeout: seconds(response),
 	})

@@ -4,32 +4,13 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/gorilla/mux"
-
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
-	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
-// AddFileUploadRoutes serves device file upload (POST /devices/{id}/files
-// and its notifications, the Node SDK putting the correlation id in the
-// path) and the emulator-only GET /_emulator/filenotifications, which
-// stands in for the AMQP filenotifications node.
-func (s *Server) AddFileUploadRoutes(svc *fileupload.Service) {
-	h := fileUploadRoutes{svc}
-	s.mounts = append(s.mounts, func(r *mux.Router) {
-		r.Handle("/devices/{id}/files", s.device(h.start)).Methods(http.MethodPost)
-		r.Handle("/devices/{id}/files/notifications", s.device(h.complete)).Methods(http.MethodPost)
-		r.Handle("/devices/{id}/files/notifications/{correlationId}", s.device(h.complete)).Methods(http.MethodPost)
-		r.Handle("/_emulator/filenotifications", s.emulator(sasauth.ServiceConnect, h.list)).Methods(http.MethodGet)
-	})
-}
-
-type fileUploadRoutes struct{ svc *fileupload.Service }
-
-func (h fileUploadRoutes) start(w http.ResponseWriter, r *http.Request, id *registry.Identity) error {
+func (s *Server) startFileUpload(w http.ResponseWriter, r *http.Request, id *registry.Identity) error {
 	if id.ModuleID != "" {
 		return iothub.Errorf(iothub.ArgumentInvalid, "File upload is for devices, not modules.")
 	}
@@ -39,7 +20,7 @@ func (h fileUploadRoutes) start(w http.ResponseWriter, r *http.Request, id *regi
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	info, err := h.svc.Start(ctx(r), id.DeviceID, in.BlobName)
+	info, err := s.FileUpload.Start(ctx(r), id.DeviceID, in.BlobName)
 	if err != nil {
 		return err
 	}
@@ -49,7 +30,7 @@ func (h fileUploadRoutes) start(w http.ResponseWriter, r *http.Request, id *regi
 	})
 }
 
-func (h fileUploadRoutes) complete(w http.ResponseWriter, r *http.Request, id *registry.Identity) error {
+func (s *Server) completeFileUpload(w http.ResponseWriter, r *http.Request, id *registry.Identity) error {
 	var in struct {
 		CorrelationID     string `json:"correlationId"`
 		IsSuccess         bool   `json:"isSuccess"`
@@ -62,7 +43,7 @@ func (h fileUploadRoutes) complete(w http.ResponseWriter, r *http.Request, id *r
 	if c := pathVar(r, "correlationId"); c != "" {
 		in.CorrelationID = c
 	}
-	if err := h.svc.Complete(ctx(r), id.DeviceID, fileupload.Result{
+	if err := s.FileUpload.Complete(ctx(r), id.DeviceID, fileupload.Result{
 		CorrelationID: in.CorrelationID, IsSuccess: in.IsSuccess, StatusCode: in.StatusCode, StatusDescription: in.StatusDescription,
 	}); err != nil {
 		return err
@@ -83,7 +64,7 @@ type fileNotificationJSON struct {
 	SequenceNumber  int64  `json:"sequenceNumber"`
 }
 
-func (h fileUploadRoutes) list(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) listFileNotifications(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	var after int64
 	if v := q.Get("from"); v != "" {
@@ -101,7 +82,7 @@ func (h fileUploadRoutes) list(w http.ResponseWriter, r *http.Request) error {
 		}
 		limit = n
 	}
-	ns, err := h.svc.Notifications(ctx(r), q.Get("deviceId"), after, limit)
+	ns, err := s.FileUpload.Notifications(ctx(r), q.Get("deviceId"), after, limit)
 	if err != nil {
 		return err
 	}
