@@ -10,7 +10,7 @@
 #
 # Needs go, node (20+) with npm, python3 (with venv), curl, openssl, and the npm and PyPI
 # registries the first time (node_modules and the venv are reused while the
-# lock files are unchanged). Binds 8883, 443, 1883 and 8080 on 127.0.0.1, so it
+# lock files are unchanged). Binds 8883, 443, 1883, 8080 (and Azurite 10000) on 127.0.0.1, so it
 # must run as root (or with CAP_NET_BIND_SERVICE) and with those ports free:
 # the Node service SDK and the Python device SDK cannot use other ports.
 #
