@@ -10,6 +10,7 @@ package fileupload
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -100,20 +101,33 @@ func DefaultConfig() Config {
 type Deps struct {
 	Storage Storage
 	Store   Store
-	// Notified, if set, is called after a notification was stored, e.g. to
-	// wake a consumer (the AMQP filenotifications node).
-	Notified func()
+}
+
+// NotificationSource is what a consumer of file notifications needs (the
+// emulator's REST stand-in today, the AMQP filenotifications node later):
+// the kept notifications after a sequence number, and a signal for new ones.
+// *Service is one.
+type NotificationSource interface {
+	Notifications(ctx context.Context, deviceID string, after int64, limit int) ([]Notification, error)
+	// Changed returns a channel that is closed when a notification is
+	// stored after the call: take it, read Notifications, then wait on it.
+	Changed() <-chan struct{}
 }
 
 // Service runs file upload.
 type Service struct {
 	d   Deps
 	cfg Config
+
+	mu      sync.Mutex
+	changed chan struct{}
 }
+
+var _ NotificationSource = (*Service)(nil)
 
 // NewService returns a service; zero Config fields take DefaultConfig's.
 func NewService(d Deps, cfg Config) (*Service, error) {
-	if err := iothub.CheckDeps("fileupload", d, "Storage", "Notified"); err != nil {
+	if err := iothub.CheckDeps("fileupload", d, "Storage"); err != nil {
 		return nil, err
 	}
 	def := DefaultConfig()
@@ -135,7 +149,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{d: d, cfg: cfg}, nil
+	return &Service{d: d, cfg: cfg, changed: make(chan struct{})}, nil
 }
 
 // Close releases nothing; it keeps the hub's shutdown uniform.
@@ -217,10 +231,18 @@ func (s *Service) Complete(ctx context.Context, deviceID string, r Result) error
 	if err := s.d.Store.AddNotification(ctx, n, s.cfg.MaxNotifications, now.Add(-s.cfg.NotificationTTL)); err != nil {
 		return err
 	}
-	if s.d.Notified != nil {
-		s.d.Notified()
-	}
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
 	return nil
+}
+
+// Changed returns a channel closed by the next stored notification.
+func (s *Service) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
 }
 
 // Notifications lists kept notifications after a sequence number.

@@ -85,8 +85,7 @@ func TestStartAndComplete(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	storage := fakeStorage{sizes: map[string]int64{"fileupload/d1/a.txt": 42}}
-	woken := 0
-	s, err := NewService(Deps{Storage: storage, Store: &memStore{uploads: map[string]Upload{}}, Notified: func() { woken++ }},
+	s, err := NewService(Deps{Storage: storage, Store: &memStore{uploads: map[string]Upload{}}},
 		Config{MaxPending: 2, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +103,20 @@ func TestStartAndComplete(t *testing.T) {
 	if err := s.Complete(ctx, "d2", Result{CorrelationID: info.CorrelationID, IsSuccess: true}); iothub.CodeOf(err) != iothub.ArgumentInvalid {
 		t.Fatalf("foreign completion: %v", err)
 	}
+	changed := s.Changed()
+	select {
+	case <-changed:
+		t.Fatal("Changed fired before any notification")
+	default:
+	}
 	if err := s.Complete(ctx, "d1", Result{CorrelationID: info.CorrelationID, IsSuccess: true, StatusCode: 200}); err != nil {
 		t.Fatal(err)
+	}
+	woken := 0
+	select {
+	case <-changed:
+		woken = 1
+	default:
 	}
 	notes, _ := s.Notifications(ctx, "d1", 0, 0)
 	if len(notes) != 1 || notes[0].BlobSizeInBytes != 42 || notes[0].BlobName != "d1/a.txt" || !notes[0].EnqueuedTime.Equal(now) || woken != 1 {
