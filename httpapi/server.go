@@ -45,6 +45,7 @@ type Server struct {
 	Ready func() bool
 
 	extra []route
+	live  liveStreams
 }
 
 type route struct {
@@ -52,6 +53,8 @@ type route struct {
 	need    sasauth.Rights
 	h       handlerFunc
 	methods []string
+	// emulator marks an emulator-only route: no api-version needed.
+	emulator bool
 }
 
 // maxBody bounds request bodies; the hub's largest (bulk import of 100
@@ -102,6 +105,10 @@ func (s *Server) Handler() http.Handler {
 	}
 	s.messageRoutes(r)
 	for _, x := range s.extra {
+		if x.emulator {
+			r.Handle(x.path, s.emulator(x.need, x.h)).Methods(x.methods...)
+			continue
+		}
 		reg(x.path, x.need, x.h, x.methods...)
 	}
 
@@ -117,7 +124,13 @@ func (s *Server) Handler() http.Handler {
 // Route adds a hub route before Handler is called, with the same auth,
 // api-version and error handling as the built-in ones.
 func (s *Server) Route(path string, need sasauth.Rights, h func(w http.ResponseWriter, r *http.Request) error, methods ...string) {
-	s.extra = append(s.extra, route{path, need, h, methods})
+	s.extra = append(s.extra, route{path: path, need: need, h: h, methods: methods})
+}
+
+// EmulatorRoute adds an emulator-only route under /_emulator before Handler
+// is called: authorized like the hub's routes, no api-version.
+func (s *Server) EmulatorRoute(path string, need sasauth.Rights, h func(w http.ResponseWriter, r *http.Request) error, methods ...string) {
+	s.extra = append(s.extra, route{path: path, need: need, h: h, methods: methods, emulator: true})
 }
 
 type handlerFunc = func(w http.ResponseWriter, r *http.Request) error

@@ -27,6 +27,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/simdevices"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
@@ -71,7 +72,10 @@ type Config struct {
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
-	Logger   *slog.Logger
+	// MaxSimulatedDevices bounds the simulated devices running at once
+	// (simdevices.DefaultMaxDevices when 0).
+	MaxSimulatedDevices int
+	Logger              *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags.
@@ -127,6 +131,10 @@ type Hub struct {
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
 	Seeded []SeedIdentity
+	// Simulator runs simulated devices (the seed file's and the API's).
+	Simulator *simdevices.Simulator
+
+	seedSimulations []simdevices.Spec
 }
 
 // Open binds every listener, opens the database and starts serving. It
@@ -209,6 +217,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
 	}
 	h.wire(api)
+	h.wireDashboard(api)
 
 	serverTLS := &tls.Config{
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2
@@ -253,15 +262,19 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		return nil, fmt.Errorf("start the MQTT broker: %w", err)
 	}
 	h.Jobs.Start(context.Background())
-	handler := api.Handler()
+	handler := withDashboard(api.Handler())
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
 		if !ok {
 			continue
 		}
 		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		srv.RegisterOnShutdown(api.EndLiveStreams)
 		h.servers = append(h.servers, srv)
 		go func() { _ = srv.Serve(ln) }()
+	}
+	if err := h.startSimulations(ctx); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
@@ -359,6 +372,9 @@ func (h *Hub) Close() error {
 func (h *Hub) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if h.Simulator != nil {
+		h.Simulator.Close() // its devices disconnect while the broker still runs
+	}
 	if h.Telemetry != nil {
 		h.Telemetry.EndSubscriptions() // end SSE streams, which Shutdown would wait for
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/changefeed"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
@@ -38,6 +39,7 @@ type Engine struct {
 	once     sync.Once
 	done     chan struct{}
 	wg       sync.WaitGroup
+	changes  *changefeed.Feed[string] // ids of jobs whose state or progress changed
 }
 
 type run struct {
@@ -49,6 +51,7 @@ func (e *Engine) init() {
 		e.running = map[string]*run{}
 		e.wake = make(chan struct{}, 1)
 		e.done = make(chan struct{})
+		e.changes = changefeed.New[string](jobChangesKept)
 		if e.Workers <= 0 {
 			e.Workers = 64
 		}
@@ -153,6 +156,7 @@ func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 		return nil, err
 	}
 	e.Log.Info("job created", "job", j.ID, "type", j.Type, "query", j.QueryCondition, "start", j.StartTime.Format(time.RFC3339))
+	e.changes.Publish(j.ID)
 	e.poke()
 	return j, nil
 }
@@ -228,8 +232,19 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Job, error) {
 		}
 		e.mu.Unlock()
 		e.Log.Info("job cancelled", "job", id)
+		e.changes.Publish(id)
 	}
 	return e.Store.Get(ctx, id)
+}
+
+// jobChangesKept bounds the change feed: a reader further behind reloads.
+const jobChangesKept = 1024
+
+// Changes is the feed of ids of jobs that were created, started, made
+// progress, or finished, for live views. Readers never slow jobs down.
+func (e *Engine) Changes() *changefeed.Feed[string] {
+	e.init()
+	return e.changes
 }
 
 func (e *Engine) poke() {

@@ -117,6 +117,8 @@ type Service struct {
 	// Twins writes the twin part of bulk and seed entries (tags, desired).
 	Twins TwinWriter
 	Now   func() time.Time
+
+	changes connectionFeed // connection-state changes, for live views
 }
 
 func (s *Service) now() time.Time {
@@ -404,5 +406,10 @@ func (s *Service) ConnectedCount(ctx context.Context) (int, error) {
 
 // SetConnection records a connection state change from the broker.
 func (s *Service) SetConnection(ctx context.Context, deviceID, moduleID, state, modelID string) error {
-	return s.Store.SetConnection(ctx, deviceID, moduleID, state, s.now(), modelID)
+	at := s.now()
+	if err := s.Store.SetConnection(ctx, deviceID, moduleID, state, at, modelID); err != nil {
+		return err
+	}
+	s.changes.get().Publish(ConnectionChange{DeviceID: deviceID, ModuleID: moduleID, State: state, Time: at})
+	return nil
 }
