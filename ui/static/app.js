@@ -353,10 +353,24 @@ function TelemetryFeed({ hub, deviceId }) {
   const [paused, setPaused] = useState(false);
   const [filter, setFilter] = useState('');
   const pausedRef = useRef(false); pausedRef.current = paused;
-  const path = '/_emulator/messages/stream' + (deviceId ? '?deviceId=' + encodeURIComponent(deviceId) : '');
+  // The most recent stored messages first, then the stream from the next one on.
+  const [from, setFrom] = useState(null);
+  const dev = deviceId ? 'deviceId=' + encodeURIComponent(deviceId) + '&' : '';
+  useEffect(() => {
+    let live = true;
+    setFrom(null); setMsgs([]);
+    hub.get('/_emulator/messages?' + dev + 'limit=50').then((recent) => {
+      if (!live) return;
+      const list = recent || [];
+      setMsgs(list.slice().reverse());
+      setFrom(list.length ? list[list.length - 1].sequenceNumber + 1 : 0);
+    }).catch(() => live && setFrom(0));
+    return () => { live = false; };
+  }, [deviceId]);
+  const path = from === null ? null : '/_emulator/messages/stream?' + dev + (from > 0 ? 'from=' + from : '');
   const state = useStream(hub, path, (name, m) => {
     if (name !== 'message' || pausedRef.current) return;
-    setMsgs((ms) => [m, ...ms].slice(0, MAX_MESSAGES));
+    setMsgs((ms) => (ms.length && ms[0].sequenceNumber >= m.sequenceNumber ? ms : [m, ...ms].slice(0, MAX_MESSAGES)));
   }, [deviceId]);
   const shown = filter ? msgs.filter((m) => m.deviceId.includes(filter) || m.body.includes(filter)) : msgs;
   return html`<div>
