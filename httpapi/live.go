@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/registry"
-	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
@@ -44,15 +43,6 @@ func (s *Server) EndLiveStreams() {
 	case <-ch:
 	default:
 		close(ch)
-	}
-}
-
-// LiveRoutes adds GET /_emulator/connections/stream and
-// GET /_emulator/jobs/stream.
-func (s *Server) LiveRoutes() {
-	s.EmulatorRoute("/_emulator/connections/stream", sasauth.RegistryRead, s.streamConnections, http.MethodGet)
-	if s.Jobs != nil {
-		s.EmulatorRoute("/_emulator/jobs/stream", sasauth.ServiceConnect, s.streamJobs, http.MethodGet)
 	}
 }
 
@@ -109,7 +99,7 @@ type connectionEvent struct {
 // events were lost).
 func (s *Server) streamConnections(w http.ResponseWriter, r *http.Request) error {
 	only := r.URL.Query().Get("deviceId")
-	feed := s.Registry.ConnectionChanges()
+	feed := s.Connections.ConnectionChanges()
 	cursor, wake := feed.Cursor()
 	out, err := startSSE(w, "iothub-emulator connection-state stream")
 	if err != nil {

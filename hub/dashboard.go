@@ -8,21 +8,19 @@ import (
 	"net"
 	"net/http"
 
-	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/simdevices"
 	"github.com/iothub-emulator/iothub-emulator/ui"
 )
 
-// wireDashboard adds the dashboard's emulator-only routes (live streams,
-// simulations) to the REST API.
-func (h *Hub) wireDashboard(api *httpapi.Server) {
-	api.LiveRoutes()
-	h.Simulator = simdevices.New(simIdentities{h.Registry}, simdevices.Config{
+// newSimulator builds the simulator; it learns where the MQTT listener is
+// once it is bound (startSimulations).
+func (h *Hub) newSimulator(context.Context) (err error) {
+	h.Simulator, err = simdevices.New(simdevices.Deps{Identities: simIdentities{h.Registry}}, simdevices.Config{
 		Hostname: h.cfg.Hostname, MaxDevices: h.cfg.MaxSimulatedDevices, Logger: h.log,
 	})
-	api.SimulationRoutes(h.Simulator)
+	return err
 }
 
 // startSimulations points the simulator at the bound MQTT listener (plain

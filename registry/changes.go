@@ -27,6 +27,7 @@ func (c *connectionFeed) get() *changefeed.Feed[ConnectionChange] {
 	return c.feed
 }
 
-// ConnectionChanges is the feed of recent connection-state changes, for
+// ConnectionChanges is the feed of the connection-state changes recorded
+// through this Directory (the hub gives the device transports one), for
 // live views; it never slows the connections themselves down.
-func (s *Service) ConnectionChanges() *changefeed.Feed[ConnectionChange] { return s.changes.get() }
+func (d *Directory) ConnectionChanges() *changefeed.Feed[ConnectionChange] { return d.changes.get() }

@@ -18,6 +18,11 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
+// Deps are the simulator's dependencies.
+type Deps struct {
+	Identities Identities
+}
+
 // Identities gives the simulator its devices' keys: the hub creates the
 // devices that do not exist yet (with generated keys, as the registry does)
 // and returns every device's primary key, or the registry's error.
@@ -52,7 +57,7 @@ const (
 
 // Simulator runs simulations until Close.
 type Simulator struct {
-	ids Identities
+	Deps
 	cfg Config
 	log *slog.Logger
 
@@ -75,8 +80,11 @@ type group struct {
 	done    chan struct{}
 }
 
-// New returns a simulator with nothing running.
-func New(ids Identities, cfg Config) *Simulator {
+// New returns a simulator with nothing running; Close stops what runs.
+func New(deps Deps, cfg Config) (*Simulator, error) {
+	if err := iothub.CheckDeps("simdevices", deps); err != nil {
+		return nil, err
+	}
 	if cfg.MaxDevices <= 0 {
 		cfg.MaxDevices = DefaultMaxDevices
 	}
@@ -87,8 +95,8 @@ func New(ids Identities, cfg Config) *Simulator {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Simulator{ids: ids, cfg: cfg, log: cfg.Logger.With("component", "simdevices"), ctx: ctx, cancel: cancel,
-		groups: map[string]*group{}, devices: map[string]string{}}
+	return &Simulator{Deps: deps, cfg: cfg, log: cfg.Logger.With("component", "simdevices"), ctx: ctx, cancel: cancel,
+		groups: map[string]*group{}, devices: map[string]string{}}, nil
 }
 
 // SetBroker says where the MQTT listener is, once it is bound; before, and
@@ -98,9 +106,6 @@ func (s *Simulator) SetBroker(url string, tlsCfg *tls.Config) {
 	s.cfg.BrokerURL, s.cfg.TLS = url, tlsCfg
 	s.mu.Unlock()
 }
-
-// ErrClosed is returned by Start after Close.
-var ErrClosed = iothub.Errorf(iothub.ServiceUnavailable, "The simulator is closed.")
 
 // Start validates spec, makes sure its devices exist, and starts them; it
 // returns once the clients are started (they connect in the background).
@@ -113,7 +118,7 @@ func (s *Simulator) Start(ctx context.Context, spec Spec, origin string) (Status
 	if err := s.reserve(spec.ID, ids); err != nil {
 		return Status{}, err
 	}
-	keys, err := s.ids.EnsureDevices(ctx, ids)
+	keys, err := s.Identities.EnsureDevices(ctx, ids)
 	if err != nil {
 		s.release(spec.ID, ids)
 		return Status{}, err
@@ -131,7 +136,7 @@ func (s *Simulator) Start(ctx context.Context, spec Spec, origin string) (Status
 		s.mu.Unlock()
 		cancel()
 		s.release(spec.ID, ids)
-		return Status{}, ErrClosed
+		return Status{}, iothub.ErrClosed
 	}
 	s.groups[spec.ID] = g
 	s.wg.Add(1)
@@ -160,7 +165,7 @@ func (s *Simulator) reserve(id string, deviceIDs []string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return ErrClosed
+		return iothub.ErrClosed
 	}
 	if s.cfg.BrokerURL == "" {
 		return iothub.Errorf(iothub.InvalidOperation, "simulation: the emulator has no MQTT listener for simulated devices (enable --mqtt-port or --mqtts-port).")
