@@ -368,15 +368,33 @@ function TelemetryFeed({ hub, deviceId }) {
     return () => { live = false; };
   }, [deviceId]);
   const path = from === null ? null : '/_emulator/messages/stream?' + dev + (from > 0 ? 'from=' + from : '');
+  // Messages arriving between two frames are added in one render, so a
+  // thousand devices sending every second do not re-render the table a
+  // thousand times a second.
+  const pending = useRef([]);
+  const timer = useRef(null);
+  useEffect(() => () => clearTimeout(timer.current), []);
+  const flush = () => {
+    clearTimeout(timer.current); timer.current = null;
+    const batch = pending.current.reverse(); pending.current = [];
+    if (!batch.length) return;
+    setMsgs((ms) => {
+      const top = ms.length ? ms[0].sequenceNumber : -1;
+      return [...batch.filter((x) => x.sequenceNumber > top), ...ms].slice(0, MAX_MESSAGES);
+    });
+  };
   const state = useStream(hub, path, (name, m) => {
     if (name !== 'message' || pausedRef.current) return;
-    setMsgs((ms) => (ms.length && ms[0].sequenceNumber >= m.sequenceNumber ? ms : [m, ...ms].slice(0, MAX_MESSAGES)));
+    pending.current.push(m);
+    if (!timer.current) timer.current = setTimeout(flush, 200);
   }, [deviceId]);
+  // Pausing shows what already arrived, then nothing more.
+  const togglePause = () => { if (!paused) flush(); pausedRef.current = !paused; setPaused(!paused); };
   const shown = filter ? msgs.filter((m) => m.deviceId.includes(filter) || m.body.includes(filter)) : msgs;
   return html`<div>
     <div class="row">
       ${!deviceId && html`<label>Filter by device or body<input name="filter" value=${filter} onInput=${(e) => setFilter(e.target.value)} /></label>`}
-      <button type="button" class="secondary" onClick=${() => setPaused(!paused)} aria-pressed=${paused}>${paused ? 'Resume' : 'Pause'}</button>
+      <button type="button" class="secondary" onClick=${togglePause} aria-pressed=${paused}>${paused ? 'Resume' : 'Pause'}</button>
       <button type="button" class="secondary outline" onClick=${() => setMsgs([])}>Clear</button>
       <${LiveBadge} state=${paused ? 'paused' : state} />
       <span class="muted small">${shown.length} message${shown.length === 1 ? '' : 's'} (newest first, last ${MAX_MESSAGES} kept)</span>
@@ -601,12 +619,13 @@ function App() {
     default: page = html`<${Devices} hub=${hub} />`;
   }
   const current = route[0] === 'device' ? 'devices' : route[0];
-  return html`<header><nav aria-label="Main">
+  return html`<a href="#main" class="skip" onClick=${(e) => { e.preventDefault(); main.current?.focus(); }}>Skip to content</a>
+    <header><nav aria-label="Main">
       <ul><li><a href="#/devices" class="brand">IoT Hub emulator</a></li></ul>
       <ul>${NAV.map(([k, label]) => html`<li><a href=${'#/' + k} aria-current=${current === k ? 'page' : undefined}>${label}</a></li>`)}</ul>
       <ul><li class="muted small" title="Signed-in policy">${hub.cred.keyName}@${hub.cred.host}</li><li><button class="secondary outline small" onClick=${signOut}>Sign out</button></li></ul>
     </nav></header>
-    <main class="container-fluid" ref=${main}>${page}</main>`;
+    <main id="main" class="container-fluid" tabindex="-1" ref=${main}>${page}</main>`;
 }
 
 render(html`<${App} />`, document.getElementById('app'));
