@@ -91,7 +91,7 @@ func (d *device) run(ctx context.Context) {
 		SetWriteTimeout(publishTimeout).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
-		SetConnectRetryInterval(time.Second).
+		SetConnectRetryInterval(3 * time.Second).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetCredentialsProvider(func() (string, string) {
 			tok, err := sasauth.Sign(host+"/devices/"+d.id, d.key, "", time.Now().Add(cfg.TokenTTL))
