@@ -246,6 +246,7 @@ function TwinEditor({ hub, id, twin, onSaved, onReload }) {
   const [conflict, setConflict] = useState(false);
   useEffect(() => {
     if (!twin) return;
+    setConflict(false); setErr(null); // a fresh twin: an old conflict no longer applies
     setTags(JSON.stringify(twin.tags || {}, null, 2));
     const d = { ...(twin.properties?.desired || {}) }; delete d.$metadata; delete d.$version;
     setDesired(JSON.stringify(d, null, 2));

@@ -129,6 +129,8 @@ test('an outdated etag shows the conflict', async () => {
   await page.getByRole('button', { name: 'Save twin' }).click();
   await page.getByText(/etag conflict/).waitFor();
   await page.getByRole('button', { name: 'Reload' }).click();
+  await page.getByText(/etag conflict/).waitFor({ state: 'detached' });
+  assert.match(await page.getByLabel('Tags (JSON)').inputValue(), /someone else/);
 });
 
 test('invoke lockDoor', async () => {
