@@ -461,6 +461,7 @@ function ScheduleJob({ hub }) {
   const [method, setMethod] = useState('lockDoor');
   const [payload, setPayload] = useState('{"lockTime": "10m"}');
   const [patch, setPatch] = useState('{"building": 43, "floor": 3}');
+  const [tagPatch, setTagPatch] = useState('');
   const [err, setErr] = useState(null);
   const [msg, setMsg] = useState('');
   useEffect(() => {
@@ -477,7 +478,11 @@ function ScheduleJob({ hub }) {
     const body = { jobId: id, type, queryCondition: cond, startTime: new Date().toISOString(), maxExecutionTimeInSeconds: 3600 };
     try {
       if (type === 'scheduleDeviceMethod') body.cloudToDeviceMethod = { methodName: method, payload: payload.trim() ? JSON.parse(payload) : null, responseTimeoutInSeconds: 30 };
-      else body.updateTwin = { etag: '*', properties: { desired: JSON.parse(patch) } };
+      else {
+        body.updateTwin = { etag: '*' };
+        if (patch.trim()) body.updateTwin.properties = { desired: JSON.parse(patch) };
+        if (tagPatch.trim()) body.updateTwin.tags = JSON.parse(tagPatch);
+      }
       await hub.call('PUT', '/jobs/v2/' + id, body);
       setMsg(`Scheduled ${id}.`);
     } catch (e2) { setErr(e2); }
@@ -493,7 +498,9 @@ function ScheduleJob({ hub }) {
       ${type === 'scheduleDeviceMethod' ? html`<div class="row">
         <label>Method name<input name="jobMethod" value=${method} onInput=${(e) => setMethod(e.target.value)} required /></label>
         <label style="flex: 3 1 20rem">Payload (JSON)<input class="code" name="jobPayload" value=${payload} onInput=${(e) => setPayload(e.target.value)} /></label></div>`
-      : html`<label>Desired properties patch (JSON)<input class="code" name="jobPatch" value=${patch} onInput=${(e) => setPatch(e.target.value)} /></label>`}
+      : html`<div class="row">
+        <label>Desired properties patch (JSON)<input class="code" name="jobPatch" value=${patch} onInput=${(e) => setPatch(e.target.value)} /></label>
+        <label>Tags patch (JSON, optional)<input class="code" name="jobTags" value=${tagPatch} onInput=${(e) => setTagPatch(e.target.value)} /></label></div>`}
       <button type="submit">Schedule job</button>
       <${ErrorText} error=${err} />${msg && html`<p role="status">${msg}</p>`}
     </form></details>`;

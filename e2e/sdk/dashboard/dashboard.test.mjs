@@ -161,6 +161,28 @@ test('schedule a job over a query and watch it complete', async () => {
   await shot('03-jobs');
 });
 
+test('schedule a twin-update job with desired properties and tags', async () => {
+  await page.goto(URL + '#/query'); // leave the jobs page, so its form starts closed
+  await page.goto(URL + '#/jobs');
+  await page.getByText('Schedule a job').click();
+  await page.getByLabel('Type').selectOption('scheduleUpdateTwin');
+  await page.getByLabel('Query condition').fill(`deviceId = '${sim}'`);
+  await page.getByTestId('preview-count').getByText('1 device match now.').waitFor();
+  await page.getByLabel('Desired properties patch (JSON)').fill('{"building": 43}');
+  await page.getByLabel('Tags patch (JSON, optional)').fill('{"site": "dashboard"}');
+  await page.getByRole('button', { name: 'Schedule job' }).click();
+  const jobId = (await page.getByText(/^Scheduled job-/).innerText()).replace(/^Scheduled /, '').replace(/\.$/, '');
+  await page.getByTestId('jobs').getByRole('row').filter({ hasText: jobId }).getByTestId('job-status').getByText('completed').waitFor();
+  // The simulated device reports the new desired property back.
+  await page.goto(URL + '#/device/' + encodeURIComponent(sim));
+  await page.waitForFunction(() => document.querySelector('textarea[name="tags"]')?.value.includes('"site": "dashboard"'), null, { timeout: T, polling: 100 });
+  for (let i = 0; i < 50 && !(await page.getByTestId('reported').innerText()).includes('"building": 43'); i++) {
+    await page.getByRole('button', { name: 'Reload' }).click();
+    await page.waitForTimeout(200);
+  }
+  assert.match(await page.getByTestId('reported').innerText(), /"building": 43/);
+});
+
 test('run a GROUP BY query', async () => {
   await page.goto(URL + '#/query');
   await page.getByLabel(/^Query/).fill('SELECT connectionState, COUNT() AS n FROM devices GROUP BY connectionState');
