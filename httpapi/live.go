@@ -86,6 +86,10 @@ func (e *sse) keepalive() error {
 
 func (e *sse) flush() error { return e.rc.Flush() }
 
+// done clears the write deadline the events set, which would otherwise
+// outlive the stream on the connection.
+func (e *sse) done() { _ = e.rc.SetWriteDeadline(time.Time{}) }
+
 // connectionEvent is one "connection" event.
 type connectionEvent struct {
 	DeviceID                   string `json:"deviceId"`
@@ -105,6 +109,7 @@ func (s *Server) streamConnections(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return nil
 	}
+	defer out.done()
 	keepalive := time.NewTicker(keepaliveInterval)
 	defer keepalive.Stop()
 	for {
@@ -153,6 +158,7 @@ func (s *Server) streamJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return nil
 	}
+	defer out.done()
 	keepalive := time.NewTicker(keepaliveInterval)
 	defer keepalive.Stop()
 	if only != "" {
