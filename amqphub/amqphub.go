@@ -17,9 +17,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/amqp"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -29,6 +31,8 @@ import (
 type Deps struct {
 	Auth *sasauth.Authenticator
 	C2D  *messaging.CloudToDevice
+	// FileNotifications feeds the file-notification node.
+	FileNotifications fileupload.NotificationSource
 }
 
 // Config configures the transport; zero values take the defaults of
@@ -78,8 +82,11 @@ type Server struct {
 	log    *slog.Logger
 	engine *amqp.Server
 	slots  chan struct{} // one per open connection
-	ctx    context.Context
-	cancel context.CancelFunc
+	// fileDone is the sequence number up to which file notifications have
+	// been accepted by a receiver.
+	fileDone atomic.Int64
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	mu        sync.Mutex
 	listeners []net.Listener
