@@ -21,6 +21,8 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/sessions"
+	"github.com/iothub-emulator/iothub-emulator/wire"
 )
 
 // hook is the broker's one mochi hook. It must be the only hook that
@@ -221,10 +223,13 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		own.expiry.Stop()
 	}
 	// C2D messages this connection did not acknowledge go back to the queue,
-	// also when a newer connection took over.
+	// also when a newer connection took over. The outbox closes first, so
+	// no delivery slips in after the drain.
 	if hadOwn {
-		if toks := own.c2d.drain(); len(toks) > 0 && h.b.handlers.C2DRelease != nil {
-			h.b.handlers.C2DRelease(own.dev, toks)
+		own.closeOutbox()
+		written, unsent := own.c2d.drain()
+		if len(written)+len(unsent) > 0 && h.b.handlers.C2DRelease != nil {
+			h.b.handlers.C2DRelease(own.dev, written, unsent)
 		}
 	}
 	if !mine {
@@ -296,7 +301,7 @@ func mayPublish(dev Device, topic string) bool {
 
 func maySubscribe(dev Device, filter string) bool {
 	switch filter {
-	case "$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#", "$iothub/methods/POST/#":
+	case twinResponseFilter, desiredFilter, methodsFilter:
 		return true
 	}
 	if dev.ModuleID == "" {
@@ -321,7 +326,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if !cl.Properties.Clean && h.b.cfg.Sessions != nil {
 		for i, f := range pk.Filters {
 			if i < len(codes) && codes[i] <= 1 {
-				if err := h.b.cfg.Sessions.SaveSubscription(context.Background(), Subscription{ClientID: cl.ID, Filter: f.Filter, QoS: codes[i]}); err != nil {
+				if err := h.b.cfg.Sessions.SaveSubscription(context.Background(), sessions.Subscription{ClientID: cl.ID, Filter: f.Filter, QoS: codes[i]}); err != nil {
 					h.b.log.Error("store subscription", "client", cl.ID, "error", err)
 				}
 			}
@@ -404,20 +409,20 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			h.twinError(dev, r.RID, iothub.Errorf(iothub.InvalidOperation, "Twins are not available."))
 			break
 		}
-		body, err := hd.TwinGet(ctx, dev)
+		t, err := hd.TwinGet(ctx, dev)
 		if err != nil {
 			if h.twinError(dev, r.RID, err) {
 				return pk, packets.ErrRejectPacket
 			}
 			break
 		}
-		_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/200/?$rid="+r.RID, body)
+		_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/200/?$rid="+r.RID, wire.TwinForDevice(t))
 	case RouteTwinPatchReported:
 		if hd.TwinPatchReported == nil {
 			h.twinError(dev, r.RID, iothub.Errorf(iothub.InvalidOperation, "Twins are not available."))
 			break
 		}
-		v, err := hd.TwinPatchReported(ctx, dev, pk.Payload)
+		v, err := h.patchReported(ctx, dev, pk.Payload)
 		if err != nil {
 			if h.twinError(dev, r.RID, err) {
 				return pk, packets.ErrRejectPacket
@@ -452,6 +457,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+func (h *hook) patchReported(ctx context.Context, dev Device, body []byte) (int64, error) {
+	patch, err := wire.DecodeReportedPatch(body)
+	if err != nil {
+		return 0, err
+	}
+	return h.b.handlers.TwinPatchReported(ctx, dev, patch)
 }
 
 // twinError answers a twin request with the hub's error status and a JSON

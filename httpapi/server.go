@@ -41,7 +41,8 @@ type Server struct {
 	WebSocket http.Handler
 	// CACert is served at /_emulator/ca.pem.
 	CACert []byte
-	// Ready is reported by /_emulator/health.
+	// Ready is reported by /_emulator/health: false (a listener stopped
+	// accepting) answers 503.
 	Ready func() bool
 
 	extra []route
@@ -210,7 +211,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		status = http.StatusServiceUnavailable
 	}
-	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "starting"}[ok]})
+	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[ok]})
 }
 
 func (s *Server) caPEM(w http.ResponseWriter, r *http.Request) {

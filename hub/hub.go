@@ -68,6 +68,10 @@ type Config struct {
 	MaxActiveJobs int
 	// JobRetention is how long finished jobs are kept (the hub: 30 days).
 	JobRetention time.Duration
+	// MaxConnections bounds the connections open at once over all
+	// listeners; more are closed as soon as they are accepted. 0 derives it
+	// from the open-file limit (less a reserve for the process itself).
+	MaxConnections int
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
@@ -107,6 +111,7 @@ type Hub struct {
 	policies []sasauth.Policy
 
 	twinStore *sqlite.TwinStore
+	served    []*servedListener
 
 	closeOnce sync.Once
 	closeErr  error
@@ -186,7 +191,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
 	h.twinStore = sqlite.NewTwinStore(h.db)
-	h.Twins = twins.NewService(h.twinStore, desiredNotifier{h.broker})
+	h.Twins = twins.NewService(h.twinStore, h.broker.DesiredNotifier())
 	if err := h.openMessaging(ctx); err != nil {
 		return nil, err
 	}
@@ -221,14 +226,13 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	// connect as before; X.509 devices are checked in the broker's hook.
 	mqttTLS.ClientAuth = tls.RequestClientCert
 
-	for _, l := range []struct {
-		name, addr string
-		tls        *tls.Config
-	}{
-		{"mqtts", cfg.MQTTSAddr, mqttTLS},
-		{"mqtt", cfg.MQTTAddr, nil},
-		{"https", cfg.HTTPSAddr, serverTLS},
-		{"http", cfg.HTTPAddr, nil},
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = defaultMaxConnections()
+	}
+	limit := &connLimit{max: int64(cfg.MaxConnections), log: log}
+	tlsOf := map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS}
+	for _, l := range []struct{ name, addr string }{
+		{"mqtts", cfg.MQTTSAddr}, {"mqtt", cfg.MQTTAddr}, {"https", cfg.HTTPSAddr}, {"http", cfg.HTTPAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -237,18 +241,17 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		if err != nil {
 			return nil, err
 		}
-		if l.tls != nil {
-			ln = tls.NewListener(ln, l.tls)
-		}
-		h.listener[l.name] = ln
+		h.listener[l.name] = &limitListener{Listener: ln, limit: limit}
 	}
+	// The broker does TLS itself, with a handshake deadline.
 	for _, name := range []string{"mqtts", "mqtt"} {
 		if ln, ok := h.listener[name]; ok {
-			if err := h.broker.AddListener(name, ln); err != nil {
+			if err := h.broker.AddListener(name, ln, tlsOf[name]); err != nil {
 				return nil, err
 			}
 		}
 	}
+	api.Ready = h.listenersAlive
 	if err := h.broker.Start(); err != nil {
 		return nil, fmt.Errorf("start the MQTT broker: %w", err)
 	}
@@ -259,9 +262,21 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		if !ok {
 			continue
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		if c := tlsOf[name]; c != nil {
+			ln = tls.NewListener(ln, c)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: httpReadHeaderTimeout, IdleTimeout: httpIdleTimeout,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		h.servers = append(h.servers, srv)
-		go func() { _ = srv.Serve(ln) }()
+		h.served = append(h.served, &servedListener{name: name, srv: srv, ln: ln})
+	}
+	for _, sl := range h.served {
+		go func() {
+			if err := sl.srv.Serve(sl.ln); !errors.Is(err, http.ErrServerClosed) {
+				sl.dead.Store(true)
+				log.Error("http listener stopped", "listener", sl.name, "error", err)
+			}
+		}()
 	}
 	return h, nil
 }
@@ -398,6 +413,20 @@ func (s sessionCloser) CloseSession(deviceID, moduleID string, forget bool) {
 		s.b.CloseSession(deviceID, moduleID)
 	}
 }
+
+// DeadListeners names the listeners that stopped accepting connections
+// for good; /_emulator/health reports the hub unhealthy while any is.
+func (h *Hub) DeadListeners() []string {
+	dead := h.broker.DeadListeners()
+	for _, sl := range h.served {
+		if sl.dead.Load() {
+			dead = append(dead, sl.name)
+		}
+	}
+	return dead
+}
+
+func (h *Hub) listenersAlive() bool { return len(h.DeadListeners()) == 0 }
 
 // Addr returns the bound address of a listener ("mqtts", "mqtt", "https",
 // "http"), or "" when it is disabled.

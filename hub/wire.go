@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strconv"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
@@ -15,14 +14,13 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
-	"github.com/iothub-emulator/iothub-emulator/wire"
 )
 
 // wire connects the domain services to the broker's hub topics and the REST
 // API's extra routes. Each capability adds its lines here.
 func (h *Hub) wire(api *httpapi.Server) {
 	h.Methods = &methods.Invoker{
-		Transport:  methodTransport{h.broker},
+		Transport:  h.broker.MethodTransport(),
 		Identities: identityChecker{h},
 		Logger:     h.log.With("component", "methods"),
 	}
@@ -30,18 +28,10 @@ func (h *Hub) wire(api *httpapi.Server) {
 		api.Route(p, sasauth.ServiceConnect, api.InvokeMethod(h.Methods), http.MethodPost)
 	}
 	h.broker.SetHandlers(broker.Handlers{
-		TwinGet: func(ctx context.Context, d broker.Device) ([]byte, error) {
-			t, err := h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
-			if err != nil {
-				return nil, err
-			}
-			return wire.TwinForDevice(t), nil
+		TwinGet: func(ctx context.Context, d broker.Device) (*twins.Twin, error) {
+			return h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
 		},
-		TwinPatchReported: func(ctx context.Context, d broker.Device, body []byte) (int64, error) {
-			patch, err := wire.DecodeReportedPatch(body)
-			if err != nil {
-				return 0, err
-			}
+		TwinPatchReported: func(ctx context.Context, d broker.Device, patch map[string]any) (int64, error) {
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
 		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, wait bool) error {
@@ -56,8 +46,9 @@ func (h *Hub) wire(api *httpapi.Server) {
 				h.log.Error("complete a C2D message", "device", d.DeviceID, "error", err)
 			}
 		},
-		C2DRelease: func(d broker.Device, lockTokens []string) {
-			h.C2D.Release(context.Background(), d.DeviceID, lockTokens)
+		C2DRelease: func(d broker.Device, written, unsent []string) {
+			h.C2D.Release(context.Background(), d.DeviceID, written)
+			h.C2D.Return(context.Background(), d.DeviceID, unsent)
 		},
 		MethodResponse: func(d broker.Device, rid string, status int, body []byte) {
 			h.Methods.Deliver(d.DeviceID, d.ModuleID, rid, status, body)
@@ -78,7 +69,7 @@ func (h *Hub) openMessaging(ctx context.Context) error {
 	if err := q.ReleaseAll(ctx); err != nil {
 		return err
 	}
-	h.C2D = messaging.NewCloudToDevice(q, c2dLink{h.broker}, messaging.C2DConfig{Logger: h.log})
+	h.C2D = messaging.NewCloudToDevice(q, h.broker.C2DLink(), messaging.C2DConfig{Logger: h.log})
 	return nil
 }
 
@@ -91,45 +82,12 @@ func (h *Hub) closeMessaging() {
 	}
 }
 
-// c2dLink delivers C2D messages over the broker.
-type c2dLink struct{ b *broker.Broker }
-
-func (l c2dLink) Ready(deviceID string) bool            { return l.b.C2DReady(deviceID) }
-func (l c2dLink) Deliver(m *messaging.C2DMessage) error { return l.b.DeliverC2D(m) }
-
-// methodTransport lets the Invoker reach devices through the broker: a
-// device is online for methods when its live connection holds
-// $iothub/methods/POST/# (digest §1.9).
-type methodTransport struct{ b *broker.Broker }
-
-func (t methodTransport) IsOnline(deviceID, moduleID string) bool {
-	return t.b.IsSubscribed(deviceID, moduleID, methods.SubscriptionFilter)
-}
-
-func (t methodTransport) Send(deviceID, moduleID, topic string, payload []byte) error {
-	return t.b.Send(deviceID, moduleID, topic, payload)
-}
-
 // identityChecker tells the Invoker whether a device or module exists.
 type identityChecker struct{ h *Hub }
 
 func (c identityChecker) Exists(ctx context.Context, deviceID, moduleID string) error {
 	_, err := c.h.Registry.Get(ctx, deviceID, moduleID)
 	return err
-}
-
-// desiredNotifier publishes desired-property changes to the twin's device
-// when it is connected and subscribed (digest §1.8); it is called in
-// version order per twin.
-type desiredNotifier struct{ b *broker.Broker }
-
-const desiredFilter = "$iothub/twin/PATCH/properties/desired/#"
-
-func (n desiredNotifier) DesiredChanged(key twins.Key, patch map[string]any, version int64) {
-	if !n.b.IsSubscribed(key.DeviceID, key.ModuleID, desiredFilter) {
-		return
-	}
-	_ = n.b.Send(key.DeviceID, key.ModuleID, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), wire.DesiredPatch(patch, version))
 }
 
 // jobTwins applies a job's twin patch through the twins service, so

@@ -52,6 +52,7 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	maxConnections                           int
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -76,6 +77,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.jobWorkers, "job-workers", 64, "device operations one job runs at once")
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", 10, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", 30*24*time.Hour, "how long finished jobs are kept")
+	fs.IntVar(&o.maxConnections, "max-connections", 0, "connections open at once over all listeners (0: the open-file limit less 256)")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -131,8 +133,8 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
 		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
 		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
-		SeedFile: o.seed,
-		Logger:   log,
+		SeedFile: o.seed, MaxConnections: o.maxConnections,
+		Logger: log,
 	}
 }
 
