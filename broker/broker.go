@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -129,6 +130,7 @@ type Broker struct {
 	conns     map[string]*conn       // live connections by client id
 	byClient  map[*mqtt.Client]*conn // the same, and those being replaced
 	listeners []*netListener
+	serving   atomic.Bool
 }
 
 type conn struct {
@@ -228,11 +230,21 @@ func (b *Broker) Start() error {
 	if err := b.srv.AddListener(b.ws); err != nil {
 		return err
 	}
+	// mochi counts connections in a WaitGroup that Close waits on, and a
+	// count rising from zero while Close waits is a race. Holding one count
+	// while serving keeps it from ever rising from zero.
+	b.srv.Listeners.ClientsWg.Add(1)
+	b.serving.Store(true)
 	return b.srv.Serve()
 }
 
 // Close stops the broker and closes every connection.
-func (b *Broker) Close() error { return b.srv.Close() }
+func (b *Broker) Close() error {
+	if b.serving.CompareAndSwap(true, false) {
+		b.srv.Listeners.ClientsWg.Done()
+	}
+	return b.srv.Close()
+}
 
 func (b *Broker) live(clientID string) (*conn, bool) {
 	b.mu.RLock()

@@ -68,6 +68,10 @@ type Config struct {
 	MaxActiveJobs int
 	// JobRetention is how long finished jobs are kept (the hub: 30 days).
 	JobRetention time.Duration
+	// HandshakeTimeout and ConnectTimeout bound a new MQTT connection's TLS
+	// handshake and its wait for CONNECT (0: the broker's defaults, 10 s and
+	// 30 s).
+	HandshakeTimeout, ConnectTimeout time.Duration
 	// MaxConnections bounds the connections open at once over all
 	// listeners; more are closed as soon as they are accepted. 0 derives it
 	// from the open-file limit (less a reserve for the process itself).
@@ -188,6 +192,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	h.broker = broker.New(broker.Config{
 		Auth: auth, Identities: h.Registry, Sessions: &sqlite.SessionStore{DB: h.db},
 		DeviceCAs: deviceCAs, Logger: log,
+		HandshakeTimeout: cfg.HandshakeTimeout, ConnectTimeout: cfg.ConnectTimeout,
 	})
 	h.Registry.Sessions = sessionCloser{h.broker}
 	h.twinStore = sqlite.NewTwinStore(h.db)
