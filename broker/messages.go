@@ -11,8 +11,25 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 )
 
-// c2dFilter is the one filter a device subscribes to for C2D messages.
-func c2dFilter(deviceID string) string { return "devices/" + deviceID + "/messages/devicebound/#" }
+// c2dFilter is the one filter a device subscribes to for C2D messages, as
+// the broker stores it (see topicID).
+func c2dFilter(deviceID string) string {
+	return "devices/" + topicID(deviceID) + "/messages/devicebound/#"
+}
+
+// wildcardEscaper escapes MQTT's wildcards. The hub allows '+' and '#' in
+// device and module ids, but a topic name or filter level holding them is
+// not valid MQTT; the broker keeps such ids escaped in the topics and
+// filters it handles, and a device sees its topics as it wrote them.
+var wildcardEscaper = strings.NewReplacer("+", "%2B", "#", "%23")
+
+// topicID is an id as it appears in the broker's topics and filters.
+func topicID(id string) string {
+	if !strings.ContainsAny(id, "+#") {
+		return id
+	}
+	return wildcardEscaper.Replace(id)
+}
 
 // DeviceBoundTopic is the topic a C2D message is published on, in the form
 // every SDK parses (digest §1.7, sdk-behavior §3.5): the trailing slash after

@@ -130,3 +130,13 @@ func TestLimits_ConnectionCap(t *testing.T) {
 		return nil
 	})
 }
+
+// A limit above the maximum is refused, not silently cut to a default.
+func TestLimits_MessageListLimit(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t)
+	checkHubError(t, h.Do(t, http.MethodGet, "/_emulator/messages?limit=10001", nil), http.StatusBadRequest, "ArgumentInvalid")
+	if r := h.Do(t, http.MethodGet, "/_emulator/messages?limit=10000", nil); r.StatusCode != http.StatusOK {
+		t.Errorf("limit=10000: %d %s", r.StatusCode, r.Body)
+	}
+}

@@ -116,6 +116,7 @@ type Hub struct {
 
 	twinStore *sqlite.TwinStore
 	served    []*servedListener
+	lock      *os.File // held on the data directory
 
 	closeOnce sync.Once
 	closeErr  error
@@ -161,6 +162,9 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	if !cfg.InMemory {
 		if cfg.DataDir == "" {
 			return nil, errors.New("a data directory is required unless running in memory")
+		}
+		if h.lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
 		}
 		dbPath = filepath.Join(cfg.DataDir, "iothub.db")
 	}
@@ -404,6 +408,9 @@ func (h *Hub) close() error {
 	}
 	if h.tmpDir != "" {
 		_ = os.RemoveAll(h.tmpDir)
+	}
+	if h.lock != nil {
+		_ = h.lock.Close() // releases the data directory
 	}
 	return err
 }

@@ -1,9 +1,13 @@
 package hub
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -98,4 +102,28 @@ type servedListener struct {
 	srv  *http.Server
 	ln   net.Listener
 	dead atomic.Bool
+}
+
+// lockDataDir takes an exclusive lock on dir/iothub.lock, so that two
+// emulators never serve one data directory with diverging state. The lock
+// goes with the process: a crash leaves no stale lock behind.
+func lockDataDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create the data directory: %w", err)
+	}
+	path := filepath.Join(dir, "iothub.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("the data directory %s is in use by another emulator (it holds %s); stop that one or choose another --data-dir", dir, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
+	return f, nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -67,4 +68,27 @@ func TestHTTPServers_HaveTimeouts(t *testing.T) {
 			t.Errorf("server timeouts: idle %v, read header %v", s.IdleTimeout, s.ReadHeaderTimeout)
 		}
 	}
+}
+
+// Two emulators on one data directory would serve diverging state: the
+// second fails at once and says why (issue #13).
+func TestOpen_DataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Hostname: "localhost", DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "in use by another emulator") {
+		t.Errorf("second Open: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closing releases it.
+	h2, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	h2.Close()
 }

@@ -187,6 +187,12 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 	if s.Sessions != nil {
 		for _, k := range closeDisabled {
 			s.Sessions.CloseSession(k.DeviceID, k.ModuleID, false)
+			if k.ModuleID == "" {
+				mods, _ := s.Store.ListModules(ctx, k.DeviceID)
+				for _, m := range mods {
+					s.Sessions.CloseSession(m.DeviceID, m.ModuleID, false)
+				}
+			}
 		}
 		for _, k := range forget {
 			s.Sessions.CloseSession(k.DeviceID, k.ModuleID, true)
