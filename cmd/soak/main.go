@@ -305,7 +305,7 @@ func (d *device) forget(key string) {
 
 func (d *device) connect(e *emulator, st *stats) error {
 	tok, _ := sasauth.Sign("localhost/devices/"+d.id, deviceKey, "", time.Now().Add(24*time.Hour))
-	o := paho.NewClientOptions().AddBroker("tcp://"+e.mqtt).SetClientID(d.id).SetUsername("localhost/"+d.id+"/?api-version=2021-04-12").
+	o := paho.NewClientOptions().AddBroker("tcp://" + e.mqtt).SetClientID(d.id).SetUsername("localhost/" + d.id + "/?api-version=2021-04-12").
 		SetPassword(tok).SetProtocolVersion(4).SetCleanSession(false).SetAutoReconnect(false).SetKeepAlive(60 * time.Second).
 		SetConnectTimeout(30 * time.Second).SetOrderMatters(false)
 	o.SetDefaultPublishHandler(func(cl paho.Client, m paho.Message) { d.handle(cl, m) })
