@@ -186,7 +186,7 @@ func New(cfg Config) *Broker {
 		SysTopicResendInterval: 3600,
 	})
 	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}, byClient: map[*mqtt.Client]*conn{}}
-	b.ws = newWSListener("wss", cfg.WriteTimeout)
+	b.ws = newWSListener("wss", cfg.WriteTimeout, cfg.ConnectTimeout)
 	return b
 }
 

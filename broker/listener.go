@@ -92,14 +92,16 @@ func (l *netListener) Close(closeClients listeners.CloseFn) {
 type wsListener struct {
 	id           string
 	writeTimeout time.Duration
-	mu           sync.RWMutex
-	establish    listeners.EstablishFn
-	upgrader     websocket.Upgrader
-	end          atomic.Bool
+	// connectTimeout bounds the wait for CONNECT after the upgrade.
+	connectTimeout time.Duration
+	mu             sync.RWMutex
+	establish      listeners.EstablishFn
+	upgrader       websocket.Upgrader
+	end            atomic.Bool
 }
 
-func newWSListener(id string, writeTimeout time.Duration) *wsListener {
-	return &wsListener{id: id, writeTimeout: writeTimeout, upgrader: websocket.Upgrader{
+func newWSListener(id string, writeTimeout, connectTimeout time.Duration) *wsListener {
+	return &wsListener{id: id, writeTimeout: writeTimeout, connectTimeout: connectTimeout, upgrader: websocket.Upgrader{
 		CheckOrigin:     func(*http.Request) bool { return true },
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -153,6 +155,8 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
+	// mochi replaces this deadline with the keep-alive's after CONNECT.
+	_ = c.SetReadDeadline(time.Now().Add(l.connectTimeout))
 	_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c, writeTimeout: l.writeTimeout})
 }
 

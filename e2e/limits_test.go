@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/iothub-emulator/iothub-emulator/hub"
 	"github.com/iothub-emulator/iothub-emulator/hubtest"
 )
@@ -82,6 +84,20 @@ func TestLimits_StageTimeouts(t *testing.T) {
 	})
 	t.Run("no TLS hello on mqtts", func(t *testing.T) {
 		if !closedByHub(t, dialRaw(t, h.MQTTSAddr())) {
+			t.Error("still open")
+		}
+	})
+	t.Run("WebSocket upgrade, then no CONNECT", func(t *testing.T) {
+		d := websocket.Dialer{TLSClientConfig: h.TLSConfig(), Subprotocols: []string{"mqtt"}, HandshakeTimeout: 10 * time.Second}
+		ws, _, err := d.Dial("wss://"+h.Addr("https")+"/$iothub/websocket", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		_ = ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+		_, _, err = ws.ReadMessage()
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
 			t.Error("still open")
 		}
 	})
