@@ -3,30 +3,17 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
-	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
-	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
-	"github.com/iothub-emulator/iothub-emulator/sasauth"
-	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
-// wire connects the domain services to the broker's hub topics and the REST
-// API's extra routes. Each capability adds its lines here.
-func (h *Hub) wire(api *httpapi.Server) {
-	h.Methods = &methods.Invoker{
-		Transport:  h.broker.MethodTransport(),
-		Identities: identityChecker{h},
-		Logger:     h.log.With("component", "methods"),
-	}
-	for _, p := range []string{"/twins/{id}/methods", "/twins/{id}/modules/{mid}/methods"} {
-		api.Route(p, sasauth.ServiceConnect, api.InvokeMethod(h.Methods), http.MethodPost)
-	}
+// wire connects the domain services to the broker's hub topics. Each
+// capability adds its lines here.
+func (h *Hub) wire() {
 	h.broker.SetHandlers(broker.Handlers{
 		TwinGet: func(ctx context.Context, d broker.Device) (*twins.Twin, error) {
 			return h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
@@ -57,29 +44,6 @@ func (h *Hub) wire(api *httpapi.Server) {
 			h.Methods.SessionChanged(d.DeviceID, d.ModuleID)
 		},
 	})
-}
-
-// openMessaging starts the telemetry log and the C2D queue. Locks held when
-// the hub stopped are released: no connection survives a restart.
-func (h *Hub) openMessaging(ctx context.Context) error {
-	h.Telemetry = messaging.NewTelemetry(&sqlite.MessageLog{DB: h.db}, messaging.TelemetryConfig{
-		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Logger: h.log,
-	})
-	q := &sqlite.C2DQueue{DB: h.db}
-	if err := q.ReleaseAll(ctx); err != nil {
-		return err
-	}
-	h.C2D = messaging.NewCloudToDevice(q, h.broker.C2DLink(), messaging.C2DConfig{Logger: h.log})
-	return nil
-}
-
-func (h *Hub) closeMessaging() {
-	if h.Telemetry != nil {
-		h.Telemetry.Close()
-	}
-	if h.C2D != nil {
-		h.C2D.Close()
-	}
 }
 
 // identityChecker tells the Invoker whether a device or module exists.
