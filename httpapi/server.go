@@ -49,6 +49,10 @@ type Config struct {
 	// Ready is reported by /_emulator/health; nil means always ready, false
 	// (a listener stopped accepting) answers 503.
 	Ready func() bool
+	// Unavailable tells storage failures that make the hub unavailable (a
+	// full disk: 503 ServiceUnavailable, which clients retry) from other
+	// internal errors (500); nil means none are.
+	Unavailable func(error) bool
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 }

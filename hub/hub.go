@@ -323,7 +323,8 @@ func (h *Hub) newAPI(context.Context) (err error) {
 	h.api, err = httpapi.New(httpapi.Deps{
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
-	}, httpapi.Config{CACert: h.caPEM, Ready: h.listenersAlive, Logger: h.log.With("component", "http")})
+	}, httpapi.Config{CACert: h.caPEM, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+		Logger: h.log.With("component", "http")})
 	return err
 }
 
