@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
 )
 
 // fakeListener hands out the errors and connections a test queues.
@@ -70,4 +73,42 @@ func checkSoon(t *testing.T, ok func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("condition not met")
+}
+
+// A connection's unacknowledged C2D messages split into those that reached
+// the socket (a delivery attempt) and those still queued (never sent).
+func TestC2DInflight_DrainSplitsWrittenFromUnsent(t *testing.T) {
+	var f c2dInflight
+	a, _ := f.add("tok-a")
+	b, _ := f.add("tok-b")
+	f.add("tok-c")
+	f.sent(a)
+	f.sent(b)
+	if tok, ok := f.take(b); !ok || tok != "tok-b" { // acknowledged
+		t.Fatalf("take = %q %v", tok, ok)
+	}
+	written, unsent := f.drain()
+	if !slices.Equal(written, []string{"tok-a"}) || !slices.Equal(unsent, []string{"tok-c"}) {
+		t.Errorf("written %v, unsent %v", written, unsent)
+	}
+}
+
+// A device whose outbox overflows is disconnected at once; nothing waits.
+func TestOutbox_OverflowDisconnects(t *testing.T) {
+	b := New(Config{Logger: quietBroker().log, OutboxPackets: 2, OutboxBytes: 1 << 20})
+	c := &conn{dev: Device{DeviceID: "d"}, cl: &mqtt.Client{}}
+	c.out.writing = true // a writer is stuck on the socket
+	pk := outPacket{}
+	for i := range 2 {
+		if err := b.send(c, pk); err != nil {
+			t.Fatalf("send %d: %v", i, err)
+		}
+	}
+	if err := b.send(c, pk); !errors.Is(err, errSlowDevice) {
+		t.Errorf("third send: %v, want errSlowDevice", err)
+	}
+	if err := b.send(c, pk); !errors.Is(err, ErrNotConnected) {
+		t.Errorf("send after overflow: %v, want ErrNotConnected", err)
+	}
+	checkSoon(t, func() bool { return errors.Is(c.cl.StopCause(), errSlowDevice) })
 }

@@ -119,8 +119,6 @@ func (c *conn) closeOutbox() {
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
-	release func()
-	once    sync.Once
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
@@ -135,12 +133,3 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 func (c *deadlineConn) SetDeadline(t time.Time) error { return c.Conn.SetReadDeadline(t) }
 
 func (c *deadlineConn) SetWriteDeadline(time.Time) error { return nil }
-
-func (c *deadlineConn) Close() error {
-	c.once.Do(func() {
-		if c.release != nil {
-			c.release()
-		}
-	})
-	return c.Conn.Close()
-}

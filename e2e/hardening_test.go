@@ -291,4 +291,11 @@ func TestHardening_StuckDeviceStallsNoOne(t *testing.T) {
 		}
 		return nil
 	})
+	// The C2D message it never acknowledged went back to its queue: it gets
+	// it once it reads again.
+	c := mustDial(t, h, stuck, connOpts{clean: true})
+	c.subscribe(t, "devices/stuck/messages/devicebound/#")
+	if m := c.waitFor(t, "devices/stuck/messages/devicebound/"); string(m.Payload()) != "to the stuck one" {
+		t.Errorf("stuck device got C2D %q", m.Payload())
+	}
 }
