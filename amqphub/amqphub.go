@@ -12,6 +12,7 @@ package amqphub
 import (
 	"context"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,6 +50,9 @@ type Config struct {
 	SendTimeout time.Duration
 	// Engine tunes the protocol engine (frame sizes, credit, timeouts).
 	Engine amqp.Config
+	// Clock ends connections whose token expires; nil means the wall
+	// clock. Now, when nil, reads it.
+	Clock  clock.Clock
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -63,8 +67,9 @@ func (c Config) withDefaults() Config {
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 30 * time.Second
 	}
+	c.Clock = clock.OrReal(c.Clock)
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = c.Clock.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

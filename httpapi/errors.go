@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"net/http"
 	"time"
 
@@ -38,7 +39,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Info("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "code", int(code), "error", msg)
 	}
-	now := time.Now().UTC()
+	now := clock.OrReal(s.cfg.Clock).Now().UTC()
 	var body any
 	if methodErrorCodes[code] {
 		info := map[string]any{}

@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
+	"github.com/iothub-emulator/iothub-emulator/faults"
 	"io"
 	"log/slog"
 	"net/http"
@@ -58,6 +60,8 @@ type Deps struct {
 	Connections interface {
 		ConnectionChanges() *changefeed.Feed[registry.ConnectionChange]
 	}
+	// Faults holds injected faults (/_emulator/faults); nil turns them off.
+	Faults *faults.Service
 }
 
 // Config holds the REST API's settings.
@@ -71,6 +75,10 @@ type Config struct {
 	// full disk: 503 ServiceUnavailable, which clients retry) from other
 	// internal errors (500); nil means none are.
 	Unavailable func(error) bool
+	// Clock is the hub's clock (/_emulator/clock); FakeClock, set under
+	// --fake-clock, lets POST /_emulator/clock move it.
+	Clock     clock.Clock
+	FakeClock *clock.Fake
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -110,7 +118,7 @@ func (s *Server) router() http.Handler {
 	r := mux.NewRouter().UseEncodedPath()
 	r.SkipClean(true)
 	for _, rt := range s.routes() {
-		m := r.Handle(rt.path, rt.handler)
+		m := r.Handle(rt.path, s.withFaults(rt))
 		if rt.method != anyMethod {
 			m.Methods(rt.method)
 		}

@@ -10,7 +10,7 @@ import (
 // newAMQP builds the service-side AMQP endpoint (C2D send, feedback, file
 // notifications) on the C2D queue, file upload and the SAS policies.
 func (h *Hub) newAMQP(context.Context) (err error) {
-	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload}, amqphub.Config{Hostname: h.cfg.Hostname, Now: h.now, Logger: h.log})
+	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload}, amqphub.Config{Hostname: h.cfg.Hostname, Clock: h.clock, Now: h.now, Logger: h.log})
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"io"
 	"log/slog"
 	"net"
@@ -53,6 +54,7 @@ type options struct {
 	jobRetention                             time.Duration
 	seed                                     string
 	maxConnections                           int
+	fakeClock                                bool
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
@@ -93,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
 	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
 	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
+	fs.BoolVar(&o.fakeClock, "fake-clock", false, "run on a clock that moves only through POST /_emulator/clock (emulator-only, for resilience tests)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -153,8 +156,18 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
 		MaxConnections:          o.maxConnections,
+		Clock:                   o.clock(),
 		Logger:                  log,
 	}
+}
+
+// clock is the fake clock under --fake-clock (starting at the wall clock's
+// now), else nil: the hub's wall clock.
+func (o *options) clock() clock.Clock {
+	if !o.fakeClock {
+		return nil
+	}
+	return clock.NewFake(time.Now().UTC())
 }
 
 func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
