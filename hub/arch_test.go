@@ -47,7 +47,7 @@ var layers = map[string]layer{
 	"methods": domain, "jobs": domain, "query": domain, "messaging": domain, "sessions": domain, "wire": domain,
 	"groupcommit": domain, "provisioning": domain, "configurations": domain, "fileupload": domain, "digitaltwins": domain,
 	"changefeed": domain, "clock": domain, "faults": domain,
-	"sqlite":     storage, "blobstorage": storage,
+	"sqlite": storage, "blobstorage": storage,
 	"broker": transport, "httpapi": transport, "amqphub": transport, "ui": transport,
 	"amqp": protocol,
 	"hub":  wiring, "hubtest": wiring, "e2e": wiring, "cmd/iothub-emulator": wiring,
