@@ -21,12 +21,16 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
+	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/simdevices"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
@@ -71,7 +75,16 @@ type Config struct {
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
-	Logger   *slog.Logger
+	// Configurations tunes automatic device management (zero: defaults).
+	Configurations configurations.Config
+	// StorageConnectionString names the storage account (Azurite) for
+	// device file upload; empty leaves file upload off. FileUpload tunes it.
+	StorageConnectionString string
+	FileUpload              fileupload.Config
+	// MaxSimulatedDevices bounds the simulated devices running at once
+	// (simdevices.DefaultMaxDevices when 0).
+	MaxSimulatedDevices int
+	Logger              *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags; the
@@ -107,6 +120,7 @@ type Hub struct {
 	deviceCAs *x509.CertPool
 	auth      *sasauth.Authenticator
 	broker    *broker.Broker
+	directory *registry.Directory // the broker's view of the registry; connection changes
 	api       *httpapi.Server
 	servers   []*http.Server
 	listener  map[string]net.Listener
@@ -130,10 +144,20 @@ type Hub struct {
 	Jobs *jobs.Engine
 	// Methods invokes direct methods (REST and the jobs engine).
 	Methods *methods.Invoker
+	// Configurations is automatic device and module management.
+	Configurations *configurations.Service
+	// DigitalTwins is IoT Plug and Play's view of devices.
+	DigitalTwins *digitaltwins.Service
+	// FileUpload is device file upload and its notifications.
+	FileUpload *fileupload.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
 	Seeded []SeedIdentity
+	// Simulator runs simulated devices (the seed file's and the API's).
+	Simulator *simdevices.Simulator
+
+	seedSimulations []simdevices.Spec
 }
 
 // stores are the SQLite implementations of the domain's store interfaces.
@@ -168,19 +192,24 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		}
 	}()
 	for _, step := range []func(context.Context) error{
-		h.openDatabase,     // SQLite and the stores over it
-		h.loadCertificates, // CA, server certificate, device CAs; SAS policies
-		h.newBroker,        // MQTT: authenticates devices against the registry's directory
-		h.newTwins,         // twins, notifying devices through the broker
-		h.newRegistry,      // registry, closing sessions in the broker and writing twins
-		h.newMessaging,     // telemetry log and C2D queue, delivering through the broker
-		h.newMethods,       // direct methods, through the broker
-		h.newJobs,          // jobs over twins and methods
-		h.wireDevices,      // device topics to the services (wire.go)
-		h.seedDevices,      // --seed
-		h.newAPI,           // the REST API over every service
-		h.bindListeners,    // 8883, 1883, 443, 8080
-		h.serve,            // broker, jobs and HTTP servers start
+		h.openDatabase,      // SQLite and the stores over it
+		h.loadCertificates,  // CA, server certificate, device CAs; SAS policies
+		h.newBroker,         // MQTT: authenticates devices against the registry's directory
+		h.newTwins,          // twins, notifying devices through the broker
+		h.newRegistry,       // registry, closing sessions in the broker and writing twins
+		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
+		h.newMethods,        // direct methods, through the broker
+		h.newJobs,           // jobs over twins and methods
+		h.wireDevices,       // device topics to the services (wire.go)
+		h.seedDevices,       // --seed
+		h.newConfigurations, // automatic device management over twins and queries (features.go)
+		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
+		h.newFileUpload,     // file upload over the storage account (features.go)
+		h.newSimulator,      // simulated devices, clients of the MQTT listener (dashboard.go)
+		h.newAPI,            // the REST API over every service
+		h.bindListeners,     // 8883, 1883, 443, 8080
+		h.serve,             // broker, jobs and HTTP servers start
+		h.startSimulations,  // the seed file's simulated devices connect
 	} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -241,6 +270,7 @@ func (h *Hub) newBroker(context.Context) error {
 	if err != nil {
 		return err
 	}
+	h.directory = dir
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
 		DeviceCAs: h.deviceCAs, Logger: h.log,
@@ -307,6 +337,8 @@ func (h *Hub) newAPI(context.Context) (err error) {
 	h.api, err = httpapi.New(httpapi.Deps{
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
+		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
+		Simulations: h.Simulator, Connections: h.directory,
 	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http")})
 	return err
 }
@@ -359,13 +391,15 @@ func (h *Hub) serve(context.Context) error {
 		return fmt.Errorf("start the MQTT broker: %w", err)
 	}
 	h.Jobs.Start(context.Background())
-	handler := h.api.Handler()
+	h.Configurations.Start()
+	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
 		if !ok {
 			continue
 		}
 		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)}
+		srv.RegisterOnShutdown(h.api.EndLiveStreams)
 		h.servers = append(h.servers, srv)
 		go func() { _ = srv.Serve(ln) }()
 	}
@@ -465,6 +499,9 @@ func (h *Hub) Close() error {
 func (h *Hub) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if h.Simulator != nil {
+		h.Simulator.Close() // its devices disconnect while the broker still runs
+	}
 	if h.Telemetry != nil {
 		h.Telemetry.EndSubscriptions() // end SSE streams, which Shutdown would wait for
 	}
@@ -473,6 +510,9 @@ func (h *Hub) close() error {
 	}
 	if h.Jobs != nil {
 		h.Jobs.Close()
+	}
+	if h.Configurations != nil {
+		_ = h.Configurations.Close()
 	}
 	if h.broker != nil {
 		_ = h.broker.Close()
