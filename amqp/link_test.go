@@ -2,7 +2,6 @@ package amqp_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"testing"
 
@@ -289,8 +288,6 @@ func TestClientDetachEndsTheLink(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-var _ = context.Background
 
 // Node's clients open one session per link pair; every session keeps its own windows.
 func TestManySessionsOnOneConnection(t *testing.T) {
