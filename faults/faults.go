@@ -49,6 +49,10 @@ const RouteTelemetry = "POST /devices/{id}/messages/events"
 // no Count ends it sooner.
 const DefaultDuration = time.Hour
 
+// DropListedFor is how long a drop stays listed after it happened (longer
+// when it refuses reconnects for longer), so a client can see it acted.
+const DropListedFor = time.Minute
+
 // MaxFaults bounds the faults held at once.
 const MaxFaults = 1000
 
@@ -167,11 +171,8 @@ func (s *Service) Create(f Fault) (Fault, error) {
 	if f.Duration < 0 || f.Delay < 0 {
 		return Fault{}, invalid("durations must not be negative.")
 	}
-	if f.Duration == 0 {
+	if f.Duration == 0 && f.Action != DropConnection { // a plain drop refuses nothing afterwards
 		f.Duration = DefaultDuration
-		if f.Action == DropConnection {
-			f.Duration = time.Nanosecond // a plain drop refuses nothing afterwards
-		}
 	}
 	if f.Source == "" {
 		f.Source = "api"
@@ -183,6 +184,9 @@ func (s *Service) Create(f Fault) (Fault, error) {
 		f.StartsAt = now.Add(f.Delay)
 	}
 	f.ExpiresAt = f.StartsAt.Add(f.Duration)
+	if f.Action == DropConnection {
+		f.ExpiresAt = f.StartsAt.Add(max(f.Duration, DropListedFor))
+	}
 
 	s.mu.Lock()
 	if s.closed {
@@ -202,6 +206,7 @@ func (s *Service) Create(f Fault) (Fault, error) {
 
 	if f.Action == DropConnection {
 		if f.Delay <= 0 {
+			s.dropped(f.ID)
 			s.deps.Connections.CloseConnection(f.DeviceID, f.ModuleID)
 		} else {
 			s.mu.Lock()
@@ -211,6 +216,7 @@ func (s *Service) Create(f Fault) (Fault, error) {
 				closed := s.closed
 				s.mu.Unlock()
 				if !closed {
+					s.dropped(f.ID)
 					s.deps.Connections.CloseConnection(f.DeviceID, f.ModuleID)
 				}
 			})
@@ -218,6 +224,15 @@ func (s *Service) Create(f Fault) (Fault, error) {
 		}
 	}
 	return f, nil
+}
+
+// dropped counts a drop as a hit of its fault.
+func (s *Service) dropped(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.faults[id]; ok {
+		f.Hits++
+	}
 }
 
 // pruneLocked drops faults past their expiry.
@@ -331,6 +346,9 @@ func (s *Service) ConnectError(deviceID, moduleID string) error {
 		}
 		if !matchDevice(f, deviceID, moduleID) {
 			return true
+		}
+		if f.Action == DropConnection && !s.clock.Now().Before(f.StartsAt.Add(f.Duration)) {
+			return true // the drop happened; its refusal is over
 		}
 		refused = f
 		f.Hits++

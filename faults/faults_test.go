@@ -112,6 +112,10 @@ func TestDropAfterDelayThenRefuse(t *testing.T) {
 	if err := s.ConnectError("d", ""); err != nil {
 		t.Errorf("after the duration: %v", err)
 	}
+	if l := s.List(); len(l) != 1 || l[0].Hits != 2 {
+		t.Errorf("the drop is not listed with its drop and refusal: %+v", l)
+	}
+	clk.Advance(faults.DropListedFor)
 	if l := s.List(); len(l) != 0 {
 		t.Errorf("expired faults listed: %+v", l)
 	}
