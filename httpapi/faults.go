@@ -126,9 +126,9 @@ func faultable(rt route) bool {
 
 // withFaults answers a hub route with the error an injected fault holds
 // for it, if any.
-func (s *Server) withFaults(rt route) http.Handler {
+func (s *Server) withFaults(rt route, next http.Handler) http.Handler {
 	if s.Faults == nil || !faultable(rt) {
-		return rt.handler
+		return next
 	}
 	name := rt.method + " " + rt.path
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -136,7 +136,7 @@ func (s *Server) withFaults(rt route) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
-		rt.handler.ServeHTTP(w, r)
+		next.ServeHTTP(w, r)
 	})
 }
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"github.com/iothub-emulator/iothub-emulator/clock"
 	"github.com/iothub-emulator/iothub-emulator/faults"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 	"io"
 	"log/slog"
 	"net/http"
@@ -79,6 +80,8 @@ type Config struct {
 	// --fake-clock, lets POST /_emulator/clock move it.
 	Clock     clock.Clock
 	FakeClock *clock.Fake
+	// Throttle applies the tier's throttles (--sku); nil: none.
+	Throttle *throttling.Limiter
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -118,7 +121,7 @@ func (s *Server) router() http.Handler {
 	r := mux.NewRouter().UseEncodedPath()
 	r.SkipClean(true)
 	for _, rt := range s.routes() {
-		m := r.Handle(rt.path, s.withFaults(rt))
+		m := r.Handle(rt.path, s.withFaults(rt, s.withThrottling(rt, rt.handler)))
 		if rt.method != anyMethod {
 			m.Methods(rt.method)
 		}

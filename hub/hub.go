@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"github.com/iothub-emulator/iothub-emulator/clock"
 	"github.com/iothub-emulator/iothub-emulator/faults"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 	"log/slog"
 	"net"
 	"net/http"
@@ -102,7 +103,11 @@ type Config struct {
 	// Clock is the hub's one clock: timestamps, token expiry, C2D TTLs and
 	// locks, job schedules, method timeouts, retention. nil means the wall
 	// clock; tests pass a *clock.Fake and move it with Advance.
-	Clock  clock.Clock
+	Clock clock.Clock
+	// SKU and Units apply the hub's throttles of that tier (F1, S1, S2,
+	// S3); an empty SKU throttles nothing.
+	SKU    string
+	Units  int
 	Logger *slog.Logger
 }
 
@@ -134,7 +139,8 @@ type Hub struct {
 	cfg       Config
 	log       *slog.Logger
 	clock     clock.Clock
-	now       func() time.Time // the one clock every service gets, in UTC
+	throttle  *throttling.Limiter // nil unless --sku
+	now       func() time.Time    // the one clock every service gets, in UTC
 	db        *sqlite.DB
 	stores    stores
 	certs     *certSet
@@ -224,6 +230,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.loadCertificates,  // CA, server certificate, device CAs; SAS policies
 		h.newBroker,         // MQTT: authenticates devices against the registry's directory
 		h.newFaults,         // injected faults, dropping connections through the broker (faults.go)
+		h.newThrottling,     // --sku: the tier's throttles (faults.go)
 		h.newTwins,          // twins, notifying devices through the broker
 		h.newRegistry,       // registry, closing sessions in the broker and writing twins
 		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
@@ -376,7 +383,7 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 		Simulations: h.Simulator, Connections: h.directory, Faults: h.Faults,
-	}, httpapi.Config{Clock: h.clock, FakeClock: fakeClock(h.clock), CACert: h.caPEM, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+	}, httpapi.Config{Clock: h.clock, Throttle: h.throttle, FakeClock: fakeClock(h.clock), CACert: h.caPEM, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
 		Logger: h.log.With("component", "http")})
 	return err
 }

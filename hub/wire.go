@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"github.com/iothub-emulator/iothub-emulator/faults"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
@@ -20,10 +21,16 @@ func (h *Hub) wire() {
 			if err := h.Faults.HoldTwin(ctx, d.DeviceID, d.ModuleID); err != nil {
 				return nil, err
 			}
+			if err := h.throttle.Allow(throttling.TwinReads); err != nil {
+				return nil, err
+			}
 			return h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
 		},
 		TwinPatchReported: func(ctx context.Context, d broker.Device, patch map[string]any) (int64, error) {
 			if err := h.Faults.HoldTwin(ctx, d.DeviceID, d.ModuleID); err != nil {
+				return 0, err
+			}
+			if err := h.throttle.Allow(throttling.TwinUpdates); err != nil {
 				return 0, err
 			}
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
@@ -36,6 +43,11 @@ func (h *Hub) wire() {
 			}
 			if _, err := h.Faults.FromMessage(d.DeviceID, d.ModuleID, props); err != nil {
 				h.log.Info("fault properties ignored", "device", d.ClientID(), "error", err)
+			}
+			// --sku: beyond the tier's budget sends are held (shaped),
+			// then refused.
+			if err := h.throttle.Shape(ctx, throttling.DeviceToCloud); err != nil {
+				return err
 			}
 			if !wait {
 				return h.Telemetry.Enqueue(ctx, broker.TelemetryMessage(d, props, body))
@@ -58,9 +70,7 @@ func (h *Hub) wire() {
 				deliver()
 			}
 		},
-		AdmitConnect: func(d broker.Device) error {
-			return h.Faults.ConnectError(d.DeviceID, d.ModuleID)
-		},
+		AdmitConnect: h.admitConnect,
 		SessionChanged: func(d broker.Device) {
 			h.Methods.SessionChanged(d.DeviceID, d.ModuleID)
 		},

@@ -55,6 +55,8 @@ type options struct {
 	seed                                     string
 	maxConnections                           int
 	fakeClock                                bool
+	sku                                      string
+	units                                    int
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
@@ -95,6 +97,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
 	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
 	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
+	fs.StringVar(&o.sku, "sku", "", "apply the throttles of this IoT Hub tier: F1, S1, S2 or S3 (empty: no throttling)")
+	fs.IntVar(&o.units, "units", 1, "units of --sku; the tier's per-unit throttles scale with it")
 	fs.BoolVar(&o.fakeClock, "fake-clock", false, "run on a clock that moves only through POST /_emulator/clock (emulator-only, for resilience tests)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -157,6 +161,8 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
 		MaxConnections:          o.maxConnections,
 		Clock:                   o.clock(),
+		SKU:                     o.sku,
+		Units:                   o.units,
 		Logger:                  log,
 	}
 }
