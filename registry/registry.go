@@ -297,15 +297,6 @@ func (s *Service) normalize(id *Identity) error {
 	return nil
 }
 
-// MatchETag reports whether an If-Match value matches etag: empty, * and "*"
-// match anything; quotes and a W/ prefix are ignored.
-func MatchETag(ifMatch, etag string) bool {
-	v := strings.TrimSpace(ifMatch)
-	v = strings.TrimPrefix(v, "W/")
-	v = strings.Trim(v, `"`)
-	return v == "" || v == "*" || v == etag
-}
-
 // ETagString renders an identity etag counter as the hub does: base64 of its
 // ASCII decimal ("MA==" is 0).
 func ETagString(n int64) string {
@@ -372,7 +363,7 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 	}
 	var disabled bool
 	out, err := s.Store.Update(ctx, in.DeviceID, in.ModuleID, func(cur *Identity) error {
-		if !MatchETag(ifMatch, ETagString(cur.ETag)) {
+		if !iothub.MatchETag(ifMatch, ETagString(cur.ETag)) {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		if cur.Status != in.Status {
@@ -408,7 +399,7 @@ func (s *Service) Delete(ctx context.Context, deviceID, moduleID, ifMatch string
 		modules, _ = s.Store.ListModules(ctx, deviceID)
 	}
 	err := s.Store.Delete(ctx, deviceID, moduleID, func(cur *Identity) error {
-		if !MatchETag(ifMatch, ETagString(cur.ETag)) {
+		if !iothub.MatchETag(ifMatch, ETagString(cur.ETag)) {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		return nil
