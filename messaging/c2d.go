@@ -312,6 +312,21 @@ func (c *CloudToDevice) push(deviceID string) {
 	}
 }
 
+// Sweep applies expiry and lapsed locks now, as the worker does every
+// SweepInterval (tests use it with their own clock).
+func (c *CloudToDevice) Sweep() {
+	c.sweep()
+	c.mu.Lock()
+	n := len(c.pending)
+	c.mu.Unlock()
+	if n > 0 {
+		select {
+		case c.kicks <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (c *CloudToDevice) sweep() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
