@@ -24,9 +24,10 @@ import (
 //go:embed migration/*.sql
 var migrations embed.FS
 
-// DB holds two pools over one database: a single-connection writer, so
-// writers queue in Go instead of failing with "database is locked", and a
-// reader pool that WAL lets run beside it.
+// DB holds the connection pools over one database: a single-connection
+// writer, so writers queue in Go instead of failing with "database is
+// locked", a reader pool that WAL lets run beside it, and (for files) one
+// connection for the background checkpointer.
 type DB struct {
 	write *sql.DB
 	read  *sql.DB
@@ -143,7 +144,7 @@ func ensureDir(path string) error {
 	return mkdirAll(filepath.Dir(path))
 }
 
-// Close closes both pools.
+// Close stops the checkpointer and closes every pool.
 func (db *DB) Close() error {
 	var err error
 	if db.ckpt != nil {

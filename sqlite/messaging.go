@@ -23,8 +23,6 @@ import (
 type MessageLog struct {
 	DB *DB
 
-	once    sync.Once
-	prepErr error
 	// next is the last sequence number handed out. Only the telemetry
 	// writer appends, but mu keeps Append safe for any caller; it also
 	// guards inserts and args.
@@ -61,17 +59,18 @@ func (s *MessageLog) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 
 var _ messaging.Log = (*MessageLog)(nil)
 
-func (s *MessageLog) prepare(ctx context.Context) error {
-	s.once.Do(func() {
-		w := s.DB.Writer()
-		// Sequence numbers continue from the larger of the stored rows and
-		// the d2c_seq counter, which Trim saves before it deletes: no
-		// per-batch counter write, and no reuse after retention emptied the
-		// table.
-		s.prepErr = w.QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT value FROM counters WHERE name = 'd2c_seq'), 0),
-			COALESCE((SELECT MAX(seq) FROM d2c_messages), 0))`).Scan(&s.next)
-	})
-	return s.prepErr
+// NewMessageLog returns the log over db, numbering on from what it holds.
+func NewMessageLog(ctx context.Context, db *DB) (*MessageLog, error) {
+	s := &MessageLog{DB: db}
+	// Sequence numbers continue from the larger of the stored rows and the
+	// d2c_seq counter, which Trim saves before it deletes: no per-batch
+	// counter write, and no reuse after retention emptied the table.
+	err := db.Writer().QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT value FROM counters WHERE name = 'd2c_seq'), 0),
+		COALESCE((SELECT MAX(seq) FROM d2c_messages), 0))`).Scan(&s.next)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // d2cProps is the props column of d2c_messages: short names, empty members
@@ -170,9 +169,6 @@ func fromUnixMilli(n int64) time.Time { return time.UnixMilli(n).UTC() }
 func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) error {
 	if len(msgs) == 0 {
 		return nil
-	}
-	if err := s.prepare(ctx); err != nil {
-		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
