@@ -198,7 +198,7 @@ func (h *Hub) openDatabase(ctx context.Context) error {
 		dbPath = filepath.Join(h.cfg.DataDir, "iothub.db")
 	}
 	var err error
-	if h.db, err = sqlite.Open(ctx, dbPath); err != nil {
+	if h.db, err = sqlite.Open(ctx, dbPath, sqlite.WithClock(h.now)); err != nil {
 		return fmt.Errorf("open the database: %w", err)
 	}
 	h.stores = stores{

@@ -58,10 +58,22 @@ const (
 	autoCheckpointSize = 4000 // pages, 16 MB
 )
 
+// Option adjusts a DB before Open uses it.
+type Option func(*DB)
+
+// WithClock sets the clock for the timestamps the stores write (the hub
+// passes its one clock); the default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(db *DB) { db.Now = func() time.Time { return now().UTC() } }
+}
+
 // Open opens (creating if needed) the database at path and runs pending
 // migrations. An empty path opens a private in-memory database.
-func Open(ctx context.Context, path string) (*DB, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	db := &DB{path: path, Now: func() time.Time { return time.Now().UTC() }, MaxAutoIndexes: DefaultMaxAutoIndexes}
+	for _, o := range opts {
+		o(db)
+	}
 	// Pragmas go in the DSN so every pooled connection gets them (a PRAGMA
 	// run through db.Exec reaches only one connection of the pool).
 	pragmas := "_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
