@@ -10,7 +10,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
-	"github.com/iothub-emulator/iothub-emulator/messaging/memqueue"
+	"github.com/iothub-emulator/iothub-emulator/messaging/memstore"
 )
 
 // clock is a manual clock.
@@ -59,14 +59,14 @@ func (l *link) Deliver(m *messaging.C2DMessage) error {
 
 type c2dFixture struct {
 	c    *messaging.CloudToDevice
-	q    *memqueue.Queue
+	q    *memstore.Queue
 	clk  *clock
 	link *link
 }
 
 func newC2D(t *testing.T, cfg messaging.C2DConfig) *c2dFixture {
 	t.Helper()
-	f := &c2dFixture{q: memqueue.New(), clk: &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
+	f := &c2dFixture{q: memstore.New(), clk: &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},
 		link: &link{online: map[string]bool{}, delivered: make(chan *messaging.C2DMessage, 100)}}
 	f.q.AddDevice("d1", "gen1")
 	cfg.Now = f.clk.Now
@@ -101,7 +101,7 @@ func (f *c2dFixture) feedback(t *testing.T) string {
 }
 
 func TestNewCloudToDeviceNeedsItsDependencies(t *testing.T) {
-	if _, err := messaging.NewCloudToDevice(messaging.C2DDeps{Queue: memqueue.New()}, messaging.C2DConfig{}); err == nil || !strings.Contains(err.Error(), "Link") {
+	if _, err := messaging.NewCloudToDevice(messaging.C2DDeps{Queue: memstore.New()}, messaging.C2DConfig{}); err == nil || !strings.Contains(err.Error(), "Link") {
 		t.Fatalf("NewCloudToDevice without a Link = %v", err)
 	}
 }

@@ -1,6 +1,7 @@
-// Package messagingtest is the conformance suite of messaging.Queue: every
-// implementation (messaging/memqueue, the SQLite queue) runs it, so the C2D
-// rules in package messaging hold whatever stores the messages.
+// Package messagingtest holds the conformance suites of messaging's store
+// interfaces, Queue (RunQueue) and Log (RunLog): every implementation
+// (messaging/memstore, the SQLite stores) runs them, so the rules in package
+// messaging hold whatever stores the messages.
 package messagingtest
 
 import (

@@ -1,7 +1,8 @@
-// Package memqueue is an in-memory messaging.Queue, for tests of the C2D
-// rules (package messaging) and of code that uses them. It keeps copies, so
-// callers never alias its state. The SQLite queue is the one the hub runs.
-package memqueue
+// Package memstore holds in-memory implementations of messaging's store
+// interfaces (Queue, Log), for tests of the messaging rules and of code that
+// uses them. They keep copies, so callers never alias their state. The
+// SQLite stores are the ones the hub runs.
+package memstore
 
 import (
 	"context"

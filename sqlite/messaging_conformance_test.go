@@ -24,3 +24,7 @@ func TestC2DQueue_Conformance(t *testing.T) {
 		}
 	})
 }
+
+func TestMessageLog_Conformance(t *testing.T) {
+	messagingtest.RunLog(t, func(t *testing.T) messaging.Log { return newMessageLog(t, openDB(t)) })
+}
