@@ -95,7 +95,19 @@ func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
 	return c, nil
 }
 
-// Close stops the worker.
+// closed returns iothub.ErrClosed once Close was called.
+func (c *CloudToDevice) closed() error {
+	select {
+	case <-c.stop:
+		return iothub.ErrClosed
+	default:
+		return nil
+	}
+}
+
+// Close stops the worker; later sends, receives and settlements return
+// iothub.ErrClosed. (Release still hands locks back: connections close
+// during a shutdown too.)
 func (c *CloudToDevice) Close() {
 	select {
 	case <-c.stop:
@@ -112,6 +124,9 @@ func (c *CloudToDevice) Close() {
 // Returns 404001 DeviceNotFound, 403004 DeviceMaximumQueueDepthExceeded,
 // 413001 MessageTooLarge above 64 KB, 400004 ArgumentInvalid for a bad ack.
 func (c *CloudToDevice) Send(ctx context.Context, m *C2DMessage) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
 	size := len(m.Body)
 	for k, v := range m.Properties {
 		size += len(k) + len(v)
@@ -150,6 +165,9 @@ func (c *CloudToDevice) Send(ctx context.Context, m *C2DMessage) error {
 // Receive locks the device's next message for an HTTPS device (nil when
 // there is none).
 func (c *CloudToDevice) Receive(ctx context.Context, deviceID string) (*C2DMessage, error) {
+	if err := c.closed(); err != nil {
+		return nil, err
+	}
 	now := c.cfg.Now()
 	msgs, err := c.q.Lock(ctx, deviceID, now, now.Add(c.cfg.LockDuration), 1)
 	if err != nil || len(msgs) == 0 {
@@ -161,6 +179,9 @@ func (c *CloudToDevice) Receive(ctx context.Context, deviceID string) (*C2DMessa
 // Complete settles a delivered message as done (an MQTT PUBACK, an HTTPS
 // DELETE). Returns 412002 DeviceMessageLockLost when the lock is gone.
 func (c *CloudToDevice) Complete(ctx context.Context, deviceID, lockToken string) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
 	m, err := c.q.Remove(ctx, deviceID, lockToken, c.cfg.Now())
 	if err != nil {
 		return err
@@ -171,6 +192,9 @@ func (c *CloudToDevice) Complete(ctx context.Context, deviceID, lockToken string
 
 // Reject dead-letters a delivered message (HTTPS DELETE ?reject).
 func (c *CloudToDevice) Reject(ctx context.Context, deviceID, lockToken string) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
 	m, err := c.q.Remove(ctx, deviceID, lockToken, c.cfg.Now())
 	if err != nil {
 		return err
@@ -182,6 +206,9 @@ func (c *CloudToDevice) Reject(ctx context.Context, deviceID, lockToken string) 
 // Abandon puts a delivered message back in the queue, counting a delivery
 // (HTTPS POST …/abandon).
 func (c *CloudToDevice) Abandon(ctx context.Context, deviceID, lockToken string) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
 	return c.unlock(ctx, deviceID, lockToken)
 }
 
@@ -211,6 +238,9 @@ func (c *CloudToDevice) unlock(ctx context.Context, deviceID, lockToken string) 
 // Purge deletes a device's pending messages and returns how many
 // (DELETE /devices/{id}/commands).
 func (c *CloudToDevice) Purge(ctx context.Context, deviceID string) (int, error) {
+	if err := c.closed(); err != nil {
+		return 0, err
+	}
 	msgs, err := c.q.Purge(ctx, deviceID)
 	if err != nil {
 		return 0, err

@@ -255,3 +255,24 @@ func TestCloudToDevice_PushToConnectedDevices(t *testing.T) {
 		t.Fatalf("pushed again: %+v", again)
 	}
 }
+
+func TestCloudToDevice_CallsAfterCloseReturnErrClosed(t *testing.T) {
+	ctx := context.Background()
+	f := newC2D(t, messaging.C2DConfig{})
+	f.c.Close()
+	f.c.Close() // twice is harmless
+	_, recvErr := f.c.Receive(ctx, "d1")
+	_, purgeErr := f.c.Purge(ctx, "d1")
+	for name, err := range map[string]error{
+		"Send":     f.c.Send(ctx, &messaging.C2DMessage{DeviceID: "d1"}),
+		"Receive":  recvErr,
+		"Complete": f.c.Complete(ctx, "d1", "tok"),
+		"Reject":   f.c.Reject(ctx, "d1", "tok"),
+		"Abandon":  f.c.Abandon(ctx, "d1", "tok"),
+		"Purge":    purgeErr,
+	} {
+		if !errors.Is(err, iothub.ErrClosed) {
+			t.Errorf("%s after Close = %v, want ErrClosed", name, err)
+		}
+	}
+}
