@@ -8,9 +8,9 @@
 #   e2e/sdk/run.sh python       only the Python suite (azure-iot-device, azure-iot-hub)
 #   e2e/sdk/run.sh tutorial     only the tutorials (e2e/sdk/tutorial.sh)
 #
-# Needs go, node (20+) with npm, python3 (with venv), curl, and the npm and PyPI
+# Needs go, node (20+) with npm, python3 (with venv), curl, openssl, and the npm and PyPI
 # registries the first time (node_modules and the venv are reused while the
-# lock files are unchanged). Binds 8883, 443, 1883 and 8080 on 127.0.0.1, so it
+# lock files are unchanged). Binds 8883, 443, 1883, 8080 (and Azurite 10000) on 127.0.0.1, so it
 # must run as root (or with CAP_NET_BIND_SERVICE) and with those ports free:
 # the Node service SDK and the Python device SDK cannot use other ports.
 #
@@ -22,6 +22,8 @@ ROOT=$(cd "$HERE/../.." && pwd)
 SUITE_TIMEOUT=${SUITE_TIMEOUT:-300}    # seconds per suite, a hard stop against hangs
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=azurite.sh
+. "$HERE/azurite.sh"
 
 suites=()
 tutorial=""
@@ -44,6 +46,7 @@ failed=()
 on_exit() {
   local rc=$?
   stop_emulator
+  stop_azurite
   if [ "$rc" -ne 0 ] && [ -f "$LOG" ]; then
     print_file "emulator log" "$LOG"
     echo "(kept $WORK)"
@@ -59,8 +62,14 @@ prepare_node() { prepare_node_dir "$HERE/node"; }
 prepare_python() { prepare_venv "$HERE/python/requirements.txt" "$HERE/python/.venv"; }
 
 for s in "${suites[@]}"; do "prepare_$s"; done
+prepare_azurite
 
+# File upload tests need a storage account: Azurite, started before the
+# emulator so that it gets --storage-connection-string (as an environment
+# variable) and trusts Azurite's certificate.
+start_azurite "$WORK"
 start_emulator "$WORK"
+azurite_trust "$WORK"
 
 run_node() {
   local dir="$HERE/node"
@@ -95,6 +104,7 @@ if [ -n "$tutorial" ]; then
   # tutorial.sh starts an emulator of its own on the same ports, with
   # nothing left over from the suites; it prints its own logs on failure.
   stop_emulator
+  stop_azurite
   rm -rf "$WORK"
   "$HERE/tutorial.sh"
 fi
