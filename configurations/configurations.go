@@ -354,4 +354,3 @@ type Twins interface {
 func FormatETag(counter int64) string {
 	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(counter, 10)))
 }
-
