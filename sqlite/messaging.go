@@ -21,7 +21,7 @@ import (
 // writer connection per row count: parsing SQL per batch cost more than the
 // inserts, and one statement execution per row cost more than the rows.
 type MessageLog struct {
-	DB *DB
+	db *DB // unexported: build it with NewMessageLog, which reads where numbering stands
 
 	// next is the last sequence number handed out. Only the telemetry
 	// writer appends, but mu keeps Append safe for any caller; it also
@@ -49,7 +49,7 @@ func (s *MessageLog) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 		}
 		q.WriteString(`(?, ?, ?, ?, ?, ?)`)
 	}
-	st, err := s.DB.Writer().PrepareContext(ctx, q.String())
+	st, err := s.db.Writer().PrepareContext(ctx, q.String())
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ var _ messaging.Log = (*MessageLog)(nil)
 
 // NewMessageLog returns the log over db, numbering on from what it holds.
 func NewMessageLog(ctx context.Context, db *DB) (*MessageLog, error) {
-	s := &MessageLog{DB: db}
+	s := &MessageLog{db: db}
 	// Sequence numbers continue from the larger of the stored rows and the
 	// d2c_seq counter, which Trim saves before it deletes: no per-batch
 	// counter write, and no reuse after retention emptied the table.
@@ -200,7 +200,7 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 			return err
 		}
 	}
-	err = s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		for i := 0; i < len(msgs); i += insertRows {
 			n := min(len(msgs)-i, insertRows)
 			st := full
@@ -254,7 +254,7 @@ func (s *MessageLog) List(ctx context.Context, f messaging.Filter) ([]*messaging
 		q = `SELECT * FROM (` + q + ` ORDER BY seq DESC LIMIT ?) ORDER BY seq`
 	}
 	args = append(args, f.Limit)
-	rows, err := s.DB.Reader().QueryContext(ctx, q, args...)
+	rows, err := s.db.Reader().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +287,7 @@ func (s *MessageLog) List(ctx context.Context, f messaging.Filter) ([]*messaging
 // before cutoff go.
 func (s *MessageLog) Trim(ctx context.Context, keep int, cutoff time.Time) (int64, error) {
 	var n int64
-	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) SELECT 'd2c_seq', MAX(seq) FROM d2c_messages WHERE true HAVING MAX(seq) IS NOT NULL
 			ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)`); err != nil {
 			return err
