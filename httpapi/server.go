@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/iothub-emulator/iothub-emulator/changefeed"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
@@ -49,6 +50,14 @@ type Deps struct {
 	Configurations *configurations.Service
 	DigitalTwins   *digitaltwins.Service
 	FileUpload     *fileupload.Service
+	// Simulations runs simulated devices (/_emulator/simulations).
+	Simulations Simulations
+	// Connections is the feed of connection-state changes
+	// (/_emulator/connections/stream): the directory the device transports
+	// record them in.
+	Connections interface {
+		ConnectionChanges() *changefeed.Feed[registry.ConnectionChange]
+	}
 }
 
 // Config holds the REST API's settings.
@@ -67,6 +76,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
+	live    liveStreams // ends the live streams (live.go) on shutdown
 }
 
 // maxBody bounds request bodies; the hub's largest (bulk import of 100

@@ -13,7 +13,7 @@ func TestDomainPackagesStayPure(t *testing.T) {
 		"github.com/iothub-emulator/iothub-emulator/sqlite", "github.com/iothub-emulator/iothub-emulator/broker",
 		"github.com/iothub-emulator/iothub-emulator/httpapi", "github.com/iothub-emulator/iothub-emulator/hub"}
 	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging", "groupcommit",
-		"configurations", "digitaltwins", "fileupload",
+		"configurations", "digitaltwins", "fileupload", "changefeed",
 		"twins/memstore", "twins/twinstest", "messaging/memstore", "messaging/messagingtest"} {
 		out, err := exec.Command("go", "list", "-deps", "../"+pkg).Output()
 		if err != nil {

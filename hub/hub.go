@@ -30,6 +30,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/simdevices"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
@@ -80,7 +81,10 @@ type Config struct {
 	// device file upload; empty leaves file upload off. FileUpload tunes it.
 	StorageConnectionString string
 	FileUpload              fileupload.Config
-	Logger                  *slog.Logger
+	// MaxSimulatedDevices bounds the simulated devices running at once
+	// (simdevices.DefaultMaxDevices when 0).
+	MaxSimulatedDevices int
+	Logger              *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags; the
@@ -116,6 +120,7 @@ type Hub struct {
 	deviceCAs *x509.CertPool
 	auth      *sasauth.Authenticator
 	broker    *broker.Broker
+	directory *registry.Directory // the broker's view of the registry; connection changes
 	api       *httpapi.Server
 	servers   []*http.Server
 	listener  map[string]net.Listener
@@ -149,6 +154,10 @@ type Hub struct {
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
 	Seeded []SeedIdentity
+	// Simulator runs simulated devices (the seed file's and the API's).
+	Simulator *simdevices.Simulator
+
+	seedSimulations []simdevices.Spec
 }
 
 // stores are the SQLite implementations of the domain's store interfaces.
@@ -196,9 +205,11 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
+		h.newSimulator,      // simulated devices, clients of the MQTT listener (dashboard.go)
 		h.newAPI,            // the REST API over every service
 		h.bindListeners,     // 8883, 1883, 443, 8080
 		h.serve,             // broker, jobs and HTTP servers start
+		h.startSimulations,  // the seed file's simulated devices connect
 	} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -261,6 +272,7 @@ func (h *Hub) newBroker(context.Context) error {
 	if err != nil {
 		return err
 	}
+	h.directory = dir
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
 		DeviceCAs: h.deviceCAs, Logger: h.log,
@@ -328,6 +340,7 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
+		Simulations: h.Simulator, Connections: h.directory,
 	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http")})
 	return err
 }
@@ -381,13 +394,14 @@ func (h *Hub) serve(context.Context) error {
 	}
 	h.Jobs.Start(context.Background())
 	h.Configurations.Start()
-	handler := h.api.Handler()
+	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
 		if !ok {
 			continue
 		}
 		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)}
+		srv.RegisterOnShutdown(h.api.EndLiveStreams)
 		h.servers = append(h.servers, srv)
 		go func() { _ = srv.Serve(ln) }()
 	}
@@ -487,6 +501,9 @@ func (h *Hub) Close() error {
 func (h *Hub) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if h.Simulator != nil {
+		h.Simulator.Close() // its devices disconnect while the broker still runs
+	}
 	if h.Telemetry != nil {
 		h.Telemetry.EndSubscriptions() // end SSE streams, which Shutdown would wait for
 	}
