@@ -21,7 +21,7 @@ type Queue struct {
 	mu       sync.Mutex
 	devices  map[string]string // device id → generation id
 	msgs     []*messaging.C2DMessage
-	feedback []*messaging.Feedback
+	feedback []*feedbackRecord
 	seq      int64
 	fbSeq    int64
 	tokens   int64
@@ -80,9 +80,18 @@ func (q *Queue) filter(keep func(*messaging.C2DMessage) bool) []*messaging.C2DMe
 	return out
 }
 
-func (q *Queue) Enqueue(_ context.Context, m *messaging.C2DMessage, limit int) error {
+func (q *Queue) EnqueueMany(_ context.Context, msgs []*messaging.C2DMessage, limit int) ([]error, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		errs[i] = q.enqueue(m, limit)
+	}
+	return errs, nil
+}
+
+// enqueue stores one message; q.mu is held.
+func (q *Queue) enqueue(m *messaging.C2DMessage, limit int) error {
 	gen, ok := q.devices[m.DeviceID]
 	if !ok {
 		return notFound(m.DeviceID)
@@ -107,6 +116,23 @@ func (q *Queue) Enqueue(_ context.Context, m *messaging.C2DMessage, limit int) e
 func (q *Queue) Lock(_ context.Context, deviceID string, now, until time.Time, n int) ([]*messaging.C2DMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.lock(deviceID, now, until, n), nil
+}
+
+func (q *Queue) LockMany(_ context.Context, deviceIDs []string, now, until time.Time, n int) (map[string][]*messaging.C2DMessage, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := map[string][]*messaging.C2DMessage{}
+	for _, d := range deviceIDs {
+		if l := q.lock(d, now, until, n); len(l) > 0 {
+			out[d] = l
+		}
+	}
+	return out, nil
+}
+
+// lock locks up to n deliverable messages of a device; q.mu is held.
+func (q *Queue) lock(deviceID string, now, until time.Time, n int) []*messaging.C2DMessage {
 	out := []*messaging.C2DMessage{}
 	for _, m := range q.msgs {
 		if len(out) == n {
@@ -118,7 +144,7 @@ func (q *Queue) Lock(_ context.Context, deviceID string, now, until time.Time, n
 			out = append(out, clone(m))
 		}
 	}
-	return out, nil
+	return out
 }
 
 // locked returns the message token locks, if the lock is live.
@@ -144,6 +170,22 @@ func (q *Queue) Remove(_ context.Context, deviceID, token string, now time.Time)
 	}
 	q.remove(m)
 	return clone(m), nil
+}
+
+func (q *Queue) RemoveMany(_ context.Context, keys []messaging.LockKey, now time.Time) ([]*messaging.C2DMessage, []error, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	msgs, errs := make([]*messaging.C2DMessage, len(keys)), make([]error, len(keys))
+	for i, k := range keys {
+		m, err := q.locked(k.DeviceID, k.Token, now)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		q.remove(m)
+		msgs[i] = clone(m)
+	}
+	return msgs, errs, nil
 }
 
 func (q *Queue) Unlock(_ context.Context, deviceID, token string, now time.Time, count bool, maxDelivery int) (*messaging.C2DMessage, bool, error) {
@@ -236,7 +278,7 @@ func (q *Queue) AddFeedback(_ context.Context, fb []*messaging.Feedback) error {
 		f.Sequence = q.fbSeq
 		c := *f
 		c.EnqueuedTime = ms(f.EnqueuedTime)
-		q.feedback = append(q.feedback, &c)
+		q.feedback = append(q.feedback, &feedbackRecord{Feedback: c})
 	}
 	return nil
 }
@@ -247,10 +289,59 @@ func (q *Queue) Feedback(_ context.Context, f messaging.FeedbackFilter) ([]*mess
 	out := []*messaging.Feedback{}
 	for _, fb := range q.feedback {
 		if fb.Sequence >= f.From && (f.DeviceID == "" || fb.DeviceID == f.DeviceID) && len(out) < f.Limit {
-			c := *fb
+			c := fb.Feedback
 			out = append(out, &c)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Sequence < out[j].Sequence })
 	return out, nil
+}
+
+// feedbackRecord is a stored feedback record with its queue state.
+type feedbackRecord struct {
+	messaging.Feedback
+	settled     bool
+	lockToken   string
+	lockedUntil time.Time
+}
+
+func (q *Queue) LockFeedback(_ context.Context, now, until time.Time, n int) (string, []*messaging.Feedback, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.tokens++
+	token := "feedback-" + strconv.FormatInt(q.tokens, 10)
+	var out []*messaging.Feedback
+	for _, r := range q.feedback {
+		if len(out) == n {
+			break
+		}
+		if !r.settled && (r.lockToken == "" || !r.lockedUntil.After(now)) {
+			r.lockToken, r.lockedUntil = token, ms(until)
+			c := r.Feedback
+			out = append(out, &c)
+		}
+	}
+	if len(out) == 0 {
+		return "", nil, nil
+	}
+	return token, out, nil
+}
+
+func (q *Queue) SettleFeedback(_ context.Context, token string, now time.Time, remove bool) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	found := false
+	for _, r := range q.feedback {
+		if token != "" && r.lockToken == token && r.lockedUntil.After(now) {
+			found = true
+			r.lockToken, r.lockedUntil = "", time.Time{}
+			if remove {
+				r.settled = true
+			}
+		}
+	}
+	if !found {
+		return iothub.Errorf(iothub.DeviceMessageLockLost, "Feedback lock %s is lost or expired.", token)
+	}
+	return nil
 }

@@ -33,7 +33,7 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 		gen := add("d1")
 		add("d2")
 		for _, id := range ids {
-			if err := q.Enqueue(ctx, msg("d1", id), 50); err != nil {
+			if err := enqueue(ctx, q, msg("d1", id), 50); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -52,11 +52,11 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 		in := &messaging.C2DMessage{DeviceID: "d1", MessageID: "m1", To: "/devices/d1/messages/devicebound", CorrelationID: "c",
 			UserID: "u", ContentType: "application/json", ContentEncoding: "utf-8", EnqueuedTime: T0, ExpiryTime: ttl,
 			Ack: messaging.AckPositive, Properties: map[string]string{"k": "v"}, Body: []byte("hi")}
-		if err := q.Enqueue(ctx, in, 50); err != nil {
+		if err := enqueue(ctx, q, in, 50); err != nil {
 			t.Fatal(err)
 		}
 		second := msg("d1", "m2")
-		if err := q.Enqueue(ctx, second, 50); err != nil {
+		if err := enqueue(ctx, q, second, 50); err != nil {
 			t.Fatal(err)
 		}
 		if in.SequenceNumber == 0 || second.SequenceNumber <= in.SequenceNumber || in.GenerationID != gen {
@@ -76,13 +76,13 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 
 	t.Run("Enqueue refuses unknown devices and full queues", func(t *testing.T) {
 		q, _ := setup(t, "a", "b")
-		if err := q.Enqueue(ctx, msg("ghost", "x"), 50); iothub.CodeOf(err) != iothub.DeviceNotFound {
+		if err := enqueue(ctx, q, msg("ghost", "x"), 50); iothub.CodeOf(err) != iothub.DeviceNotFound {
 			t.Errorf("unknown device: %v", err)
 		}
-		if err := q.Enqueue(ctx, msg("d1", "c"), 2); iothub.CodeOf(err) != iothub.DeviceMaximumQueueDepthExceeded {
+		if err := enqueue(ctx, q, msg("d1", "c"), 2); iothub.CodeOf(err) != iothub.DeviceMaximumQueueDepthExceeded {
 			t.Errorf("full queue: %v", err)
 		}
-		if err := q.Enqueue(ctx, msg("d2", "c"), 2); err != nil {
+		if err := enqueue(ctx, q, msg("d2", "c"), 2); err != nil {
 			t.Errorf("another device's queue: %v", err)
 		}
 	})
@@ -91,7 +91,7 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 		q, _ := setup(t, "a", "b", "c")
 		exp := msg("d1", "x")
 		exp.ExpiryTime = T0.Add(time.Second)
-		if err := q.Enqueue(ctx, exp, 50); err != nil {
+		if err := enqueue(ctx, q, exp, 50); err != nil {
 			t.Fatal(err)
 		}
 		until := T0.Add(time.Minute)
@@ -170,7 +170,7 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 
 	t.Run("Purge empties one device's queue", func(t *testing.T) {
 		q, _ := setup(t, "a", "b")
-		if err := q.Enqueue(ctx, msg("d2", "z"), 50); err != nil {
+		if err := enqueue(ctx, q, msg("d2", "z"), 50); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := q.Purge(ctx, "ghost"); iothub.CodeOf(err) != iothub.DeviceNotFound {
@@ -193,7 +193,7 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 		short := msg("d1", "e") // expires
 		short.ExpiryTime = T0.Add(30 * time.Second)
 		for _, m := range []*messaging.C2DMessage{short, msg("d1", "l"), msg("d2", "k"), msg("d2", "n")} {
-			if err := q.Enqueue(ctx, m, 50); err != nil {
+			if err := enqueue(ctx, q, m, 50); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -246,6 +246,87 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 		}
 	})
 
+	t.Run("EnqueueMany refuses entries alone and counts the batch against the limit", func(t *testing.T) {
+		q, _ := setup(t, "a")
+		errs, err := q.EnqueueMany(ctx, []*messaging.C2DMessage{msg("d1", "b"), msg("ghost", "x"), msg("d1", "c"), msg("d2", "z")}, 2)
+		if err != nil || len(errs) != 4 {
+			t.Fatalf("EnqueueMany: %v %v", errs, err)
+		}
+		if errs[0] != nil || iothub.CodeOf(errs[1]) != iothub.DeviceNotFound ||
+			iothub.CodeOf(errs[2]) != iothub.DeviceMaximumQueueDepthExceeded || errs[3] != nil {
+			t.Errorf("per-entry errors %v", errs)
+		}
+		if p, _ := q.Pending(ctx, "d1"); ids(p) != "ab" {
+			t.Errorf("d1 holds %s", ids(p))
+		}
+	})
+
+	t.Run("LockMany and RemoveMany work per device and per lock", func(t *testing.T) {
+		q, _ := setup(t, "a", "b")
+		if err := enqueue(ctx, q, msg("d2", "z"), 50); err != nil {
+			t.Fatal(err)
+		}
+		locked, err := q.LockMany(ctx, []string{"d1", "d2", "ghost"}, T0, T0.Add(time.Minute), 1)
+		if err != nil || len(locked) != 2 || ids(locked["d1"]) != "a" || ids(locked["d2"]) != "z" {
+			t.Fatalf("LockMany %v %v", locked, err)
+		}
+		keys := []messaging.LockKey{{DeviceID: "d1", Token: locked["d1"][0].LockToken}, {DeviceID: "d1", Token: "nope"},
+			{DeviceID: "d1", Token: locked["d2"][0].LockToken}, {DeviceID: "d2", Token: locked["d2"][0].LockToken}}
+		msgs, errs, err := q.RemoveMany(ctx, keys, T0)
+		if err != nil || msgs[0].MessageID != "a" || msgs[3].MessageID != "z" || errs[0] != nil || errs[3] != nil ||
+			iothub.CodeOf(errs[1]) != iothub.DeviceMessageLockLost || iothub.CodeOf(errs[2]) != iothub.DeviceMessageLockLost {
+			t.Fatalf("RemoveMany %v %v %v", msgs, errs, err)
+		}
+		if p, _ := q.Pending(ctx, "d1"); ids(p) != "b" {
+			t.Errorf("d1 holds %s", ids(p))
+		}
+	})
+
+	t.Run("feedback is a queue for the service: lock, settle, abandon", func(t *testing.T) {
+		q, _ := setup(t)
+		var fb []*messaging.Feedback
+		for i := range 3 {
+			fb = append(fb, &messaging.Feedback{OriginalMessageID: string(rune('a' + i)), DeviceID: "d1", EnqueuedTime: T0, StatusCode: messaging.FeedbackSuccess})
+		}
+		if err := q.AddFeedback(ctx, fb); err != nil {
+			t.Fatal(err)
+		}
+		tok, got, err := q.LockFeedback(ctx, T0, T0.Add(time.Minute), 2)
+		if err != nil || tok == "" || len(got) != 2 || got[0].OriginalMessageID != "a" || got[1].OriginalMessageID != "b" {
+			t.Fatalf("first lock %q %+v %v", tok, got, err)
+		}
+		tok2, got2, err := q.LockFeedback(ctx, T0, T0.Add(time.Minute), 5)
+		if err != nil || tok2 == tok || len(got2) != 1 || got2[0].OriginalMessageID != "c" {
+			t.Fatalf("second lock %q %+v %v", tok2, got2, err)
+		}
+		if err := q.SettleFeedback(ctx, tok, T0, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := q.SettleFeedback(ctx, tok, T0, true); iothub.CodeOf(err) != iothub.DeviceMessageLockLost {
+			t.Errorf("settle twice: %v", err)
+		}
+		if err := q.SettleFeedback(ctx, tok2, T0, false); err != nil { // abandon: c is available again
+			t.Fatal(err)
+		}
+		tok3, got3, err := q.LockFeedback(ctx, T0, T0.Add(time.Minute), 5)
+		if err != nil || tok3 == "" || len(got3) != 1 || got3[0].OriginalMessageID != "c" {
+			t.Fatalf("after settle and abandon %q %+v %v", tok3, got3, err)
+		}
+		// A lapsed lock frees its records; nothing left after c is settled.
+		if tok4, got4, err := q.LockFeedback(ctx, T0.Add(2*time.Minute), T0.Add(3*time.Minute), 5); err != nil || len(got4) != 1 || tok4 == "" {
+			t.Fatalf("after the lock lapsed %q %+v %v", tok4, got4, err)
+		} else if err := q.SettleFeedback(ctx, tok4, T0.Add(2*time.Minute), true); err != nil {
+			t.Fatal(err)
+		}
+		if tok5, got5, err := q.LockFeedback(ctx, T0.Add(2*time.Minute), T0.Add(3*time.Minute), 5); err != nil || tok5 != "" || len(got5) != 0 {
+			t.Fatalf("an empty feedback queue: %q %+v %v", tok5, got5, err)
+		}
+		// Feedback still lists settled records.
+		if all, _ := q.Feedback(ctx, messaging.FeedbackFilter{Limit: 10}); len(all) != 3 {
+			t.Errorf("Feedback lists %d records, want 3", len(all))
+		}
+	})
+
 	t.Run("feedback is numbered and filtered", func(t *testing.T) {
 		q, gen := setup(t)
 		var fb []*messaging.Feedback
@@ -271,4 +352,13 @@ func RunQueue(t *testing.T, newQueue QueueFactory) {
 			t.Fatalf("d1 from the second record, one: %+v", d1)
 		}
 	})
+}
+
+// enqueue stores one message through EnqueueMany.
+func enqueue(ctx context.Context, q messaging.Queue, m *messaging.C2DMessage, limit int) error {
+	errs, err := q.EnqueueMany(ctx, []*messaging.C2DMessage{m}, limit)
+	if err != nil {
+		return err
+	}
+	return errs[0]
 }
