@@ -53,6 +53,7 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	exportCA                                 string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -78,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", 10, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", 30*24*time.Hour, "how long finished jobs are kept")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
+	fs.StringVar(&o.exportCA, "export-ca", "", "also write the CA certificate (not its key) to this file, e.g. a folder shared with clients")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -186,6 +188,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	debugHub.Store(h)
+	if o.exportCA != "" {
+		if err := exportCA(h.CACertFile(), o.exportCA); err != nil {
+			h.Close()
+			return fmt.Errorf("--export-ca: %w", err)
+		}
+	}
 	printBanner(ctx, stdout, h, time.Since(start))
 	<-ctx.Done()
 	log.Info("shutting down")

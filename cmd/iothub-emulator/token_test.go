@@ -169,3 +169,14 @@ func TestHealthcheckAndHelp(t *testing.T) {
 		t.Error("jobs without a command succeeded")
 	}
 }
+
+func TestExportCA(t *testing.T) {
+	h := hubtest.Start(t)
+	dst := t.TempDir() + "/certs/ca.pem"
+	if err := exportCA(h.CACertFile(), dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runCLI(t, "healthcheck", "--url", h.HTTPSURL(), "--ca", dst); err != nil {
+		t.Errorf("the exported CA does not verify the emulator: %v", err)
+	}
+}

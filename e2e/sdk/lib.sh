@@ -61,12 +61,16 @@ start_emulator() {
   local work="$1" deadline addr cs
   LOG="$work/emulator.log"
 
-  echo "== building the emulator"
-  (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
+  # run.sh builds it once for all its suites.
+  if [ -z "${IOTHUB_EMULATOR_BIN:-}" ]; then
+    echo "== building the emulator"
+    (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
+  fi
 
   echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 1883, 8080"
   "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost \
-    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 >"$LOG" 2>&1 &
+    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 \
+    ${IOTHUB_DOTTED_HOSTNAME:+--tls-san "$IOTHUB_DOTTED_HOSTNAME"} >"$LOG" 2>&1 &
   EMU_PID=$!
 
   deadline=$((SECONDS + HEALTH_TIMEOUT))
@@ -97,6 +101,31 @@ start_emulator() {
   export REQUESTS_CA_BUNDLE="$work/ca.pem"    # azure-iot-hub (requests/msrest)
   echo "   ready: $cs"
 }
+
+# use_running_emulator WORK: instead of start_emulator, uses an emulator that
+# is already running on 127.0.0.1 (8883, 443, 8080), e.g. in a container, and
+# exports the same variables. IOTHUB_CA_FILE may name its CA (else it is
+# fetched from /_emulator/ca.pem); IOTHUB_CONNECTION_STRING defaults to the
+# well-known iothubowner one. EMU_PID stays empty.
+use_running_emulator() {
+  local work="$1"
+  LOG="$work/emulator.log"
+  : >"$LOG"
+  curl -sf --max-time 5 -o /dev/null http://127.0.0.1:8080/_emulator/health ||
+    { echo "$(basename "$0"): no emulator answers at http://127.0.0.1:8080" >&2; exit 1; }
+  if [ -z "${IOTHUB_CA_FILE:-}" ]; then
+    curl -sf --max-time 5 -o "$work/ca.pem" http://127.0.0.1:8080/_emulator/ca.pem
+    IOTHUB_CA_FILE="$work/ca.pem"
+  fi
+  export IOTHUB_CA_FILE
+  export IOTHUB_CONNECTION_STRING="${IOTHUB_CONNECTION_STRING:-HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=P2ja1D+Ckn3UtCuHYDTO8mnTDonBDe4tGpQE5JTLVhM=}"
+  export NODE_EXTRA_CA_CERTS="$IOTHUB_CA_FILE" REQUESTS_CA_BUNDLE="$IOTHUB_CA_FILE"
+  echo "== using the running emulator at 127.0.0.1 (CA $IOTHUB_CA_FILE)"
+}
+
+# emulator_alive: the emulator this script started still runs (always true
+# for one it did not start).
+emulator_alive() { [ -z "$EMU_PID" ] || kill -0 "$EMU_PID" 2>/dev/null; }
 
 stop_emulator() {
   if [ -n "$EMU_PID" ] && kill -0 "$EMU_PID" 2>/dev/null; then
