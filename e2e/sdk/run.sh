@@ -95,8 +95,9 @@ fi
 
 selected=("$@")
 [ ${#selected[@]} -gt 0 ] || mapfile -t selected < <(suite_names)
+all_suites=" $(suite_names | tr '\n' ' ') "
 for s in "${selected[@]}"; do
-  suite_names | grep -qxF "$s" || { echo "run.sh: unknown suite '$s' ($(suite_names | tr '\n' ' '))" >&2; exit 2; }
+  [[ "$all_suites" == *" $s "* ]] || { echo "run.sh: unknown suite '$s' ($(suite_names | tr '\n' ' '))" >&2; exit 2; }
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/iothub-sdk-e2e.XXXXXX")
@@ -152,8 +153,10 @@ while [ ${#queue[@]} -gt 0 ] || [ "$active" -gt 0 ]; do
     queue=("${queue[@]:1}")
     active=$((active + 1))
   done
+  running=()
+  for p in "${!suite_of[@]}"; do [ -n "${rc_of[${suite_of[$p]}]+x}" ] || running+=("$p"); done
   rc=0
-  wait -n -p done_pid "${PIDS[@]}" || rc=$?
+  wait -n -p done_pid "${running[@]}" || rc=$?
   s=${suite_of[$done_pid]}
   rc_of[$s]=$rc
   active=$((active - 1))
