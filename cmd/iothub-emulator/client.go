@@ -66,7 +66,7 @@ func httpClient(caFile string, timeout time.Duration) (*http.Client, error) {
 }
 
 func envOr(name, def string) string {
-	if v, ok := lookupEnv(name); ok && v != "" {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
 		return v
 	}
 	return def
