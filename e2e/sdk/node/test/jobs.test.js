@@ -1,9 +1,6 @@
 'use strict';
 // Jobs through azure-iothub's JobClient: scheduled direct methods, scheduled
 // twin updates, getJob, cancelJob and the jobs query.
-//
-// Jobs are still being built: each test first asks the emulator whether
-// /jobs/v2 exists and skips itself, naming the route, while it does not.
 const { test } = require('node:test');
 const hub = require('../lib/hub');
 

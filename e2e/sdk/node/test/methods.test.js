@@ -1,10 +1,6 @@
 'use strict';
 // Direct methods: azure-iothub Client.invokeDeviceMethod (REST) to a device or
 // module that answers through onDeviceMethod (MQTT).
-//
-// Direct methods are still being built: every test first asks the emulator
-// whether the route exists and skips itself, naming the route, while it does
-// not. Once it lands these tests run unchanged.
 const { test } = require('node:test');
 const hub = require('../lib/hub');
 

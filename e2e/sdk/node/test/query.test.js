@@ -1,8 +1,5 @@
 'use strict';
 // Twin queries through Registry.createQuery, page by page with nextAsTwin.
-//
-// The query endpoint is still being built: the test first asks the emulator
-// whether POST /devices/query exists and skips itself while it does not.
 const { test } = require('node:test');
 const hub = require('../lib/hub');
 

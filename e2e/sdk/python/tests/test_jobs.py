@@ -1,10 +1,7 @@
 """Scheduled jobs through IoTHubJobManager: create_scheduled_job and
 get_scheduled_job. query_scheduled_jobs is left out on purpose: the SDK
 deserializes the hub's array answer as an object and fails against the real
-hub too (sdk-behavior.md §4.6).
-
-Jobs are still being built: each test first asks the emulator whether the
-route exists and skips itself, naming the route, while it does not.
+hub too (docs/sdk-notes.md).
 """
 import datetime
 import time

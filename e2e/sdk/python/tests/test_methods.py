@@ -1,8 +1,5 @@
 """Direct methods: IoTHubRegistryManager.invoke_device_method to a device that
 answers through on_method_request_received.
-
-Direct methods are still being built: each test first asks the emulator whether
-the route exists and skips itself, naming the route, while it does not.
 """
 import pytest
 from azure.iot.device import MethodResponse
