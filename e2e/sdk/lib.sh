@@ -22,8 +22,19 @@ export no_proxy="$NO_PROXY"
 # are exported: pip honours REQUESTS_CA_BUNDLE too, and would then trust only
 # the emulator's CA.
 
+# with_install_lock PATH CMD...: runs CMD holding a lock named after PATH, so
+# that scripts running side by side (run.sh, compose-test.sh) never install
+# into the same directory at once.
+with_install_lock() {
+  local lock
+  lock="${TMPDIR:-/tmp}/iothub-install-$(printf '%s' "$1" | sha256sum | cut -c1-16).lock"
+  shift
+  ( flock 9; "$@" ) 9>"$lock"
+}
+
 # prepare_node_dir DIR: npm ci in DIR unless node_modules matches package-lock.json.
-prepare_node_dir() {
+prepare_node_dir() { with_install_lock "$1" prepare_node_dir_unlocked "$@"; }
+prepare_node_dir_unlocked() {
   local dir="$1" want have=""
   command -v node >/dev/null && command -v npm >/dev/null || { echo "$(basename "$0"): node and npm are required" >&2; exit 2; }
   want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
@@ -37,7 +48,8 @@ prepare_node_dir() {
 
 # prepare_venv REQUIREMENTS VENV: a virtualenv at VENV with REQUIREMENTS
 # installed, unless it already holds exactly those (and this Python).
-prepare_venv() {
+prepare_venv() { with_install_lock "$2" prepare_venv_unlocked "$@"; }
+prepare_venv_unlocked() {
   local req="$1" venv="$2" want have=""
   command -v "$PYTHON" >/dev/null || { echo "$(basename "$0"): $PYTHON is required" >&2; exit 2; }
   want=$( (sha256sum "$req"; "$PYTHON" --version) | sha256sum | cut -d' ' -f1)
