@@ -44,7 +44,7 @@ if [ -z "${IOTHUB_COMPOSE_INNER:-}" ]; then
   prepare_venv "$HERE/python/requirements.txt" "$HERE/python/.venv"
   log "building bin/iothub-emulator (host-side client)"
   go build -o bin/iothub-emulator ./cmd/iothub-emulator
-  exec unshare --net --fork env IOTHUB_COMPOSE_INNER=1 bash "$0" "$@"
+  exec unshare --net env IOTHUB_COMPOSE_INNER=1 bash "$0" "$@"
 fi
 
 # --- inside the namespace --------------------------------------------------------

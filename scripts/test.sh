@@ -6,8 +6,9 @@
 #      20+, Python 3.8-3.13 on x86_64, Java 17+ with Maven, root for the SDKs'
 #      ports 443/8883), in parallel, each in its own network namespace;
 #   3. the `docker compose` test (scripts/compose-test.sh; root, apt).
-# 2 and 3 run side by side. Whatever cannot run is named in a SKIPPED line at
-# the end. With CI=true nothing may be skipped: a missing tool fails the run.
+# 3 starts first, in the background; 1 and then 2 run beside it. Whatever
+# cannot run is named in a SKIPPED line at the end. With CI=true nothing may
+# be skipped: a missing tool fails the run.
 #
 #   scripts/test.sh                  everything
 #   TEST_PARTS="go sdk" scripts/test.sh   only some parts (go, sdk, compose)
@@ -43,6 +44,27 @@ have_java() {
 have_go() { command -v go >/dev/null || { echo "go not found"; return 1; }; }
 have_root() { [ "$(id -u)" -eq 0 ] || { echo "not root (the SDKs need ports 443 and 8883)"; return 1; }; }
 
+pids=()
+names=()
+failed=()
+# Background parts stop (and clean up after themselves) if this script does.
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+
+# --- 3 first, in the background: its image build is the longest step and uses
+# about one core, so it overlaps the Go tests and the SDK suites.
+if [[ "$PARTS" == *" compose "* ]]; then
+  if why=$(have_root); then
+    # Its output goes to a file (printed below) so that it does not interleave
+    # with the SDK suites'.
+    compose_log=$(mktemp "${TMPDIR:-/tmp}/iothub-compose-test.XXXXXX")
+    echo "== docker compose test (log: $compose_log)"
+    scripts/compose-test.sh >"$compose_log" 2>&1 &
+    pids+=($!); names+=("compose test")
+  else
+    skipped+=("docker compose test: $why")
+  fi
+fi
+
 # --- 1. Go ---------------------------------------------------------------------------
 if [[ "$PARTS" == *" go "* ]]; then
   race=-race
@@ -51,12 +73,10 @@ if [[ "$PARTS" == *" go "* ]]; then
     skipped+=("go test -race (no C compiler: install gcc; the tests ran without the race detector)")
   fi
   echo "== go test $race ./..."
-  go test $race -count=1 ./...
+  go test $race -count=1 ./... || failed+=("go test")
 fi
 
-# --- 2 and 3, side by side -----------------------------------------------------------
-pids=()
-names=()
+# --- 2. the SDK suites -----------------------------------------------------------------
 
 if [[ "$PARTS" == *" sdk "* ]] && [ -x e2e/sdk/run.sh ]; then
   runnable=()
@@ -78,20 +98,6 @@ if [[ "$PARTS" == *" sdk "* ]] && [ -x e2e/sdk/run.sh ]; then
   fi
 fi
 
-if [[ "$PARTS" == *" compose "* ]]; then
-  if why=$(have_root); then
-    # Its output goes to a file (printed below) so that it does not interleave
-    # with the SDK suites'.
-    compose_log=$(mktemp "${TMPDIR:-/tmp}/iothub-compose-test.XXXXXX")
-    echo "== docker compose test (log: $compose_log)"
-    scripts/compose-test.sh >"$compose_log" 2>&1 &
-    pids+=($!); names+=("compose test")
-  else
-    skipped+=("docker compose test: $why")
-  fi
-fi
-
-failed=()
 for i in "${!pids[@]}"; do
   if ! wait "${pids[$i]}"; then failed+=("${names[$i]}"); fi
   if [ "${names[$i]}" = "compose test" ]; then
@@ -99,6 +105,7 @@ for i in "${!pids[@]}"; do
     cat "$compose_log"; rm -f "$compose_log"
   fi
 done
+pids=()   # all reaped: nothing left for the EXIT trap to stop
 
 echo "== scripts/test.sh took $((SECONDS - start)) s"
 if [ ${#skipped[@]} -gt 0 ]; then

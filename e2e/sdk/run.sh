@@ -101,10 +101,12 @@ for s in "${selected[@]}"; do
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/iothub-sdk-e2e.XXXXXX")
-PIDS=()
+declare -A started rc_of suite_of
 cleanup() {
   local rc=$? p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${!suite_of[@]}"; do   # suites still running
+    [ -n "${rc_of[${suite_of[$p]}]+x}" ] || kill "$p" 2>/dev/null || true
+  done
   wait 2>/dev/null || true
   if [ "$rc" -eq 0 ]; then rm -rf "$WORK"; else echo "(kept $WORK)"; fi
   exit "$rc"
@@ -126,7 +128,6 @@ else
   SDK_PARALLEL=1
 fi
 
-declare -A started rc_of suite_of
 launch() {
   local s="$1" dir="$WORK/$1"
   mkdir -p "$dir"
@@ -140,7 +141,6 @@ launch() {
       "run_$s"
     ) >"$dir/output.log" 2>&1 &
   fi
-  PIDS+=($!)
   suite_of[$!]=$s
   echo "== suite $s started"
 }
