@@ -25,7 +25,8 @@ version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "
 # prints why not.
 have_node() {
   command -v node >/dev/null && command -v npm >/dev/null || { echo "node and npm not found (Node 20 or later)"; return 1; }
-  local v; v=$(node --version); v=${v#v}
+  local v; v=$(node --version 2>/dev/null | head -n1); v=${v#v}
+  [[ "$v" =~ ^[0-9]+(\.[0-9]+)*$ ]] || { echo "node --version gave '$v', not a version"; return 1; }
   version_at_least "$v" 20 || { echo "Node $v is older than 20"; return 1; }
 }
 have_python() {
@@ -42,7 +43,7 @@ have_java() {
   version_at_least "${v:-0}" 17 || { echo "Java ${v:-?} is older than 17"; return 1; }
 }
 have_go() { command -v go >/dev/null || { echo "go not found"; return 1; }; }
-have_root() { [ "$(id -u)" -eq 0 ] || { echo "not root (the SDKs need ports 443 and 8883)"; return 1; }; }
+have_root() { [ "$(id -u)" -eq 0 ] || { echo "not root ($1)"; return 1; }; }
 
 pids=()
 names=()
@@ -53,7 +54,7 @@ trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 # --- 3 first, in the background: its image build is the longest step and uses
 # about one core, so it overlaps the Go tests and the SDK suites.
 if [[ "$PARTS" == *" compose "* ]]; then
-  if why=$(have_root); then
+  if why=$(have_root "it installs and runs a Docker engine"); then
     # Its output goes to a file (printed below) so that it does not interleave
     # with the SDK suites'.
     compose_log=$(mktemp "${TMPDIR:-/tmp}/iothub-compose-test.XXXXXX")
@@ -80,7 +81,7 @@ fi
 
 if [[ "$PARTS" == *" sdk "* ]] && [ -x e2e/sdk/run.sh ]; then
   runnable=()
-  if why=$(have_root); then
+  if why=$(have_root "the SDKs need ports 443 and 8883, and each suite a network namespace"); then
     while read -r name needs; do
       missing=""
       for n in $needs; do
