@@ -16,6 +16,9 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -40,6 +43,12 @@ type Deps struct {
 	Methods MethodInvoker
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
+	// Configurations, DigitalTwins and FileUpload serve automatic device
+	// management, IoT Plug and Play and file upload (configurations.go,
+	// digitaltwins.go, fileupload.go).
+	Configurations *configurations.Service
+	DigitalTwins   *digitaltwins.Service
+	FileUpload     *fileupload.Service
 }
 
 // Config holds the REST API's settings.

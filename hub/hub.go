@@ -21,6 +21,9 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
+	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -71,7 +74,13 @@ type Config struct {
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
-	Logger   *slog.Logger
+	// Configurations tunes automatic device management (zero: defaults).
+	Configurations configurations.Config
+	// StorageConnectionString names the storage account (Azurite) for
+	// device file upload; empty leaves file upload off. FileUpload tunes it.
+	StorageConnectionString string
+	FileUpload              fileupload.Config
+	Logger                  *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags; the
@@ -130,6 +139,12 @@ type Hub struct {
 	Jobs *jobs.Engine
 	// Methods invokes direct methods (REST and the jobs engine).
 	Methods *methods.Invoker
+	// Configurations is automatic device and module management.
+	Configurations *configurations.Service
+	// DigitalTwins is IoT Plug and Play's view of devices.
+	DigitalTwins *digitaltwins.Service
+	// FileUpload is device file upload and its notifications.
+	FileUpload *fileupload.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
@@ -168,19 +183,22 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		}
 	}()
 	for _, step := range []func(context.Context) error{
-		h.openDatabase,     // SQLite and the stores over it
-		h.loadCertificates, // CA, server certificate, device CAs; SAS policies
-		h.newBroker,        // MQTT: authenticates devices against the registry's directory
-		h.newTwins,         // twins, notifying devices through the broker
-		h.newRegistry,      // registry, closing sessions in the broker and writing twins
-		h.newMessaging,     // telemetry log and C2D queue, delivering through the broker
-		h.newMethods,       // direct methods, through the broker
-		h.newJobs,          // jobs over twins and methods
-		h.wireDevices,      // device topics to the services (wire.go)
-		h.seedDevices,      // --seed
-		h.newAPI,           // the REST API over every service
-		h.bindListeners,    // 8883, 1883, 443, 8080
-		h.serve,            // broker, jobs and HTTP servers start
+		h.openDatabase,      // SQLite and the stores over it
+		h.loadCertificates,  // CA, server certificate, device CAs; SAS policies
+		h.newBroker,         // MQTT: authenticates devices against the registry's directory
+		h.newTwins,          // twins, notifying devices through the broker
+		h.newRegistry,       // registry, closing sessions in the broker and writing twins
+		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
+		h.newMethods,        // direct methods, through the broker
+		h.newJobs,           // jobs over twins and methods
+		h.wireDevices,       // device topics to the services (wire.go)
+		h.seedDevices,       // --seed
+		h.newConfigurations, // automatic device management over twins and queries (features.go)
+		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
+		h.newFileUpload,     // file upload over the storage account (features.go)
+		h.newAPI,            // the REST API over every service
+		h.bindListeners,     // 8883, 1883, 443, 8080
+		h.serve,             // broker, jobs and HTTP servers start
 	} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -307,6 +325,7 @@ func (h *Hub) newAPI(context.Context) (err error) {
 	h.api, err = httpapi.New(httpapi.Deps{
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
+		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http")})
 	return err
 }
@@ -359,6 +378,7 @@ func (h *Hub) serve(context.Context) error {
 		return fmt.Errorf("start the MQTT broker: %w", err)
 	}
 	h.Jobs.Start(context.Background())
+	h.Configurations.Start()
 	handler := h.api.Handler()
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
@@ -473,6 +493,9 @@ func (h *Hub) close() error {
 	}
 	if h.Jobs != nil {
 		h.Jobs.Close()
+	}
+	if h.Configurations != nil {
+		_ = h.Configurations.Close()
 	}
 	if h.broker != nil {
 		_ = h.broker.Close()

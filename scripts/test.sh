@@ -42,6 +42,7 @@ have_java() {
   local v; v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1)
   version_at_least "${v:-0}" 17 || { echo "Java ${v:-?} is older than 17"; return 1; }
 }
+have_openssl() { command -v openssl >/dev/null || { echo "openssl not found (Azurite's certificate for the file upload tests)"; return 1; }; }
 have_go() { command -v go >/dev/null || { echo "go not found"; return 1; }; }
 have_root() { [ "$(id -u)" -eq 0 ] || { echo "not root ($1)"; return 1; }; }
 

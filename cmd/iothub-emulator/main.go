@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/hub"
 )
 
@@ -50,6 +52,9 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	storageConnectionString                  string
+	fileUploadContainer                      string
+	configurationInterval                    time.Duration
 	exportCA                                 string
 }
 
@@ -83,6 +88,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
+	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
+	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
+	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
 	fs.StringVar(&o.exportCA, "export-ca", "", "also write the CA certificate (not its key) to this file, e.g. a folder shared with clients")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -138,8 +146,11 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
 		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
 		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
-		SeedFile: o.seed,
-		Logger:   log,
+		SeedFile:                o.seed,
+		StorageConnectionString: o.storageConnectionString,
+		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
+		Configurations:          configurations.Config{Interval: o.configurationInterval},
+		Logger:                  log,
 	}
 }
 

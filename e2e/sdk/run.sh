@@ -13,7 +13,8 @@
 # pip or Maven installs that need the registries) and run_NAME (runs inside,
 # with the emulator started and IOTHUB_CONNECTION_STRING, IOTHUB_CA_FILE,
 # NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE exported, see lib.sh). Suites in
-# OWN_EMULATOR start their own. Inside a namespace the name iothub.localhost
+# OWN_EMULATOR start their own; suites in WITH_AZURITE also get Azurite
+# (azurite.sh) for the file upload tests. Inside a namespace the name iothub.localhost
 # resolves to 127.0.0.1 and is in the certificate (IOTHUB_DOTTED_HOSTNAME),
 # for the SDKs that refuse a host name without a dot (docs/sdk-notes.md).
 #
@@ -35,11 +36,14 @@ export IOTHUB_DOTTED_HOSTNAME=iothub.localhost
 # Adding a suite: one line here, and its prepare_NAME and run_NAME below.
 # name      needs (tools scripts/test.sh checks before it runs the suite)
 SUITES=(
-  "node     node"
-  "python   python"
+  "node     node openssl"
+  "python   python openssl"
   "tutorial node python"
 )
 OWN_EMULATOR=" tutorial "
+# Suites whose namespace also gets Azurite (file upload tests, azurite.sh),
+# started before their emulator.
+WITH_AZURITE=" node python "
 
 # --- the suites -------------------------------------------------------------------
 
@@ -72,6 +76,8 @@ fi
 
 # shellcheck source=lib.sh
 . "$HERE/lib.sh"
+# shellcheck source=azurite.sh
+. "$HERE/azurite.sh"
 
 # Inside a namespace: run.sh --inside NAME WORK
 if [ "${1:-}" = "--inside" ]; then
@@ -80,11 +86,15 @@ if [ "${1:-}" = "--inside" ]; then
   # iothub.localhost for Java and C, in this mount namespace only.
   { cat /etc/hosts; echo "127.0.0.1 $IOTHUB_DOTTED_HOSTNAME"; } >"$WORK/hosts"
   mount --bind "$WORK/hosts" /etc/hosts
-  trap 'rc=$?; stop_emulator; if [ $rc -ne 0 ]; then print_file "emulator log ($name)" "$WORK/emulator.log"; fi; exit $rc' EXIT
+  trap 'rc=$?; stop_emulator; stop_azurite; if [ $rc -ne 0 ]; then print_file "emulator log ($name)" "$WORK/emulator.log"; fi; exit $rc' EXIT
   trap 'exit 130' INT TERM
+  with_azurite=""
+  [[ "$WITH_AZURITE" != *" $name "* ]] || with_azurite=1
+  [ -z "$with_azurite" ] || start_azurite "$WORK"
   if [[ "$OWN_EMULATOR" != *" $name "* ]]; then
     start_emulator "$WORK"
   fi
+  [ -z "$with_azurite" ] || azurite_trust "$WORK"
   "run_$name"
   if ! emulator_alive; then
     echo "run.sh: the emulator died during the $name suite" >&2
@@ -116,6 +126,9 @@ trap 'exit 130' INT TERM
 
 # Installs first, one after another, with the network.
 for s in "${selected[@]}"; do "prepare_$s"; done
+for s in "${selected[@]}"; do
+  if [[ "$WITH_AZURITE" == *" $s "* ]]; then prepare_azurite; break; fi
+done
 (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
 export IOTHUB_EMULATOR_BIN="$ROOT/bin/iothub-emulator"   # start_emulator reuses it
 
@@ -136,8 +149,10 @@ launch() {
     unshare --net --mount bash "$HERE/run.sh" --inside "$s" "$dir" >"$dir/output.log" 2>&1 &
   else
     (
-      trap 'stop_emulator' EXIT
+      trap 'stop_emulator; stop_azurite' EXIT
+      [[ "$WITH_AZURITE" != *" $s "* ]] || start_azurite "$dir"
       [[ "$OWN_EMULATOR" == *" $s "* ]] || start_emulator "$dir"
+      [[ "$WITH_AZURITE" != *" $s "* ]] || azurite_trust "$dir"
       "run_$s"
     ) >"$dir/output.log" 2>&1 &
   fi
