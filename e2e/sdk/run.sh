@@ -39,6 +39,7 @@ SUITES=(
   "node     node openssl"
   "python   python openssl"
   "tutorial node python"
+  "dashboard node"
 )
 OWN_EMULATOR=" tutorial "
 # Suites whose namespace also gets Azurite (file upload tests, azurite.sh),
@@ -58,6 +59,23 @@ run_python() {
   local venv="$HERE/python/.venv"
   echo "== pytest ($("$venv/bin/python" --version))"
   (cd "$HERE/python" && timeout "$SUITE_TIMEOUT" "$venv/bin/python" -m pytest)
+}
+
+# The dashboard in headless Chromium (Debian's chromium, installed with apt
+# when missing; screenshots in e2e/sdk/dashboard/screenshots).
+prepare_dashboard() {
+  if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+    echo "== apt-get install chromium chromium-driver"
+    command -v apt-get >/dev/null || { echo "run.sh: the dashboard suite needs Debian's chromium (apt-get)" >&2; exit 2; }
+    timeout "$INSTALL_TIMEOUT" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive timeout "$INSTALL_TIMEOUT" apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  prepare_node_dir "$HERE/dashboard"
+}
+run_dashboard() {
+  local dir="$HERE/dashboard"
+  echo "== dashboard in headless Chromium ($("${CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null | head -1))"
+  (cd "$dir" && DASHBOARD_URL=http://127.0.0.1:8080/ui/ timeout "$SUITE_TIMEOUT" node --test --test-concurrency=1 dashboard.test.mjs)
 }
 
 # The "Schedule and broadcast jobs" tutorial ports (tutorial.sh installs what
