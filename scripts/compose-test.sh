@@ -42,8 +42,12 @@ if [ -z "${IOTHUB_COMPOSE_INNER:-}" ]; then
   # shellcheck source=../e2e/sdk/lib.sh
   . "$ROOT/e2e/sdk/lib.sh"
   prepare_venv "$HERE/python/requirements.txt" "$HERE/python/.venv"
-  log "building bin/iothub-emulator (host-side client)"
-  go build -o bin/iothub-emulator ./cmd/iothub-emulator
+  # The host-side client gets a path of its own: run.sh may be building
+  # bin/iothub-emulator at the same time.
+  IOTHUB_COMPOSE_CLI="$(mktemp -d "${TMPDIR:-/tmp}/iothub-compose-cli.XXXXXX")/iothub-emulator"
+  export IOTHUB_COMPOSE_CLI
+  log "building the host-side client ($IOTHUB_COMPOSE_CLI)"
+  go build -o "$IOTHUB_COMPOSE_CLI" ./cmd/iothub-emulator
   exec unshare --net env IOTHUB_COMPOSE_INNER=1 bash "$0" "$@"
 fi
 
@@ -55,7 +59,7 @@ DOCKERD_PID=""
 if docker compose version >/dev/null 2>&1; then DC=(docker compose); else DC=(docker-compose); fi
 DC+=(-p "$PROJECT" -f "$ROOT/docker-compose.yml")
 export IOTHUB_BUILDER=iothub-emulator-builder:local
-CLI="$ROOT/bin/iothub-emulator"
+CLI="$IOTHUB_COMPOSE_CLI"
 
 cleanup() {
   local rc=$?
@@ -71,7 +75,7 @@ cleanup() {
   fi
   # The private engine's images and volumes go with it (faster than pruning).
   if ! kill -0 "$DOCKERD_PID" 2>/dev/null; then rm -rf "$STATE" "$RUN"; fi
-  rm -rf "$ROOT/certs"
+  rm -rf "$ROOT/certs" "$(dirname "$CLI")"
   exit "$rc"
 }
 trap cleanup EXIT
