@@ -40,6 +40,7 @@ SUITES=(
   "python   python openssl"
   "tutorial node python"
   "dashboard node"
+  "go       go"
 )
 OWN_EMULATOR=" tutorial "
 # Suites whose namespace also gets Azurite (file upload tests, azurite.sh),
@@ -59,6 +60,13 @@ run_python() {
   local venv="$HERE/python/.venv"
   echo "== pytest ($("$venv/bin/python" --version))"
   (cd "$HERE/python" && timeout "$SUITE_TIMEOUT" "$venv/bin/python" -m pytest)
+}
+
+# github.com/amenzhinsky/iothub, a module of its own in go/.
+prepare_go() { (cd "$HERE/go" && timeout "$INSTALL_TIMEOUT" go mod download); }
+run_go() {
+  echo "== go test e2e/sdk/go ($(go version | cut -d' ' -f3))"
+  (cd "$HERE/go" && timeout "$SUITE_TIMEOUT" go test -count=1 ./...)
 }
 
 # The dashboard in headless Chromium (Debian's chromium, installed with apt
