@@ -111,7 +111,7 @@ func (s *Server) Handler() http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
 	})
-	return s.logRequests(r)
+	return s.logRequests(methodOverride(r))
 }
 
 // Route adds a hub route before Handler is called, with the same auth,

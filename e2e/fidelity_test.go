@@ -1,0 +1,150 @@
+package e2e
+
+// Fidelity fixes found by running the Java, Go and Microsoft's own SDK
+// suites against the emulator (issue 23): each test here failed before its
+// fix.
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/iothub-emulator/iothub-emulator/hub"
+	"github.com/iothub-emulator/iothub-emulator/hubtest"
+)
+
+// Java's HTTP stack has no PATCH: its TwinClient.patch sends POST with
+// X-HTTP-Method-Override: PATCH, which the hub honours.
+func TestFidelity_MethodOverridePatch(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t)
+	h.CreateDevice(t, "dev1")
+	if r := h.Do(t, http.MethodPut, "/devices/dev1/modules/m1", map[string]any{"moduleId": "m1"}); r.StatusCode != 200 {
+		t.Fatalf("create module: %d %s", r.StatusCode, r.Body)
+	}
+	for _, path := range []string{"/twins/dev1", "/twins/dev1/modules/m1"} {
+		r := h.Do(t, http.MethodPost, path, `{"properties":{"desired":{"java":1}}}`, "X-HTTP-Method-Override: PATCH", `If-Match: "*"`)
+		if r.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s with override PATCH: %d %s", path, r.StatusCode, r.Body)
+		}
+		if tw := getTwin(t, h, path); tw.Properties.Desired["java"] != float64(1) || tw.Properties.Desired["$version"] != float64(2) {
+			t.Errorf("%s desired after the overridden PATCH = %v", path, tw.Properties.Desired)
+		}
+	}
+	// Only PATCH is honoured: a POST that asks to become a DELETE stays a POST.
+	checkHubError(t, h.Do(t, http.MethodPost, "/twins/dev1", `{}`, "X-HTTP-Method-Override: DELETE"), 405, "GenericMethodNotAllowed")
+	if r := h.Do(t, http.MethodGet, "/devices/dev1", nil); r.StatusCode != http.StatusOK {
+		t.Errorf("device gone after a POST with override DELETE: %d", r.StatusCode)
+	}
+}
+
+// "properties":{"desired":null} removes every desired property, bumps
+// $version and tells the device (Microsoft's Node e2e suite, "can null out
+// all desired properties").
+func TestFidelity_NullDesiredClearsAll(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t)
+	d := h.CreateDevice(t, "dev1")
+	c := mustDial(t, h, d, connOpts{})
+	c.subscribe(t, "$iothub/twin/PATCH/properties/desired/#")
+	if r := h.Do(t, http.MethodPatch, "/twins/dev1", `{"properties":{"desired":{"a":1,"b":{"c":2}}}}`); r.StatusCode != 200 {
+		t.Fatalf("PATCH: %d %s", r.StatusCode, r.Body)
+	}
+	c.waitFor(t, "$iothub/twin/PATCH/properties/desired/?$version=2")
+	before := getTwin(t, h, "/twins/dev1")
+
+	r := h.Do(t, http.MethodPatch, "/twins/dev1", `{"properties":{"desired":null}}`, `If-Match: "*"`)
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("PATCH desired null: %d %s", r.StatusCode, r.Body)
+	}
+	after := getTwin(t, h, "/twins/dev1")
+	if len(after.Properties.Desired) != 2 || after.Properties.Desired["$version"] != float64(3) {
+		// $version and $metadata remain, nothing else.
+		t.Errorf("desired after null = %v, want only $version 3 and $metadata", after.Properties.Desired)
+	}
+	if after.ETag == before.ETag || after.Version != before.Version+1 {
+		t.Errorf("etag %s→%s, version %d→%d: a clearing patch is a write", before.ETag, after.ETag, before.Version, after.Version)
+	}
+	m := c.waitFor(t, "$iothub/twin/PATCH/properties/desired/?$version=3")
+	var patch map[string]any
+	if err := json.Unmarshal(m.Payload(), &patch); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := patch["a"]; !ok || v != nil {
+		t.Errorf("notification %s: want a:null", m.Payload())
+	}
+	if v, ok := patch["b"]; !ok || v != nil {
+		t.Errorf("notification %s: want b:null", m.Payload())
+	}
+}
+
+// The hub refuses jobs past its active-job limit with 429004
+// ThrottlingMaxActiveJobCountExceeded (the C# SDK's e2e tests retry on a
+// ThrottlingException; it marks 403003 JobQuotaExceeded as never returned).
+func TestFidelity_ActiveJobLimitThrottles(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithConfig(func(c *hub.Config) { c.MaxActiveJobs = 1 }))
+	h.CreateDevice(t, "dev1")
+	later := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	job := func(id string) string {
+		return `{"type":"scheduleUpdateTwin","queryCondition":"deviceId = 'dev1'","startTime":"` + later + `",
+			"updateTwin":{"etag":"*","properties":{"desired":{"x":1}}}}`
+	}
+	if r := h.Do(t, http.MethodPut, "/jobs/v2/j1", job("j1")); r.StatusCode != 200 {
+		t.Fatalf("first job: %d %s", r.StatusCode, r.Body)
+	}
+	checkHubError(t, h.Do(t, http.MethodPut, "/jobs/v2/j2", job("j2")), 429, "ThrottlingMaxActiveJobCountExceeded")
+}
+
+// A twin job reads back the updateTwin.deviceId it was given, and every
+// devices.jobs row carries startTimeUtc and endTimeUtc (C# reads both as a
+// non-nullable DateTime), also for devices the job never reached.
+func TestFidelity_TwinJobShapes(t *testing.T) {
+	t.Parallel()
+	// One worker, so a job over three offline devices never reaches the
+	// last: the worker is busy past the job's execution time.
+	h := hubtest.Start(t, hubtest.WithConfig(func(c *hub.Config) { c.JobWorkers = 1 }))
+	for _, id := range []string{"dev1", "dev2", "dev3", "dev4"} {
+		h.CreateDevice(t, id)
+	}
+	body := `{"type":"scheduleUpdateTwin","queryCondition":"deviceId IN ['dev1','dev2']",
+		"updateTwin":{"deviceId":"dev1","etag":"*","properties":{"desired":{"x":1}}}}`
+	if r := h.Do(t, http.MethodPut, "/jobs/v2/tj", body); r.StatusCode != 200 {
+		t.Fatalf("PUT job: %d %s", r.StatusCode, r.Body)
+	}
+	waitJob(t, h, "tj", func(j jobDoc) bool { return j.Status == "completed" })
+	var got struct {
+		UpdateTwin struct {
+			DeviceID *string `json:"deviceId"`
+		} `json:"updateTwin"`
+	}
+	h.Do(t, http.MethodGet, "/jobs/v2/tj", nil).JSON(t, &got)
+	if got.UpdateTwin.DeviceID == nil || *got.UpdateTwin.DeviceID != "dev1" {
+		t.Errorf("updateTwin.deviceId = %v, want dev1", got.UpdateTwin.DeviceID)
+	}
+
+	// A method job whose devices are offline past its execution time: the
+	// devices it never reached still get start and end times.
+	body = `{"type":"scheduleDeviceMethod","queryCondition":"deviceId IN ['dev2','dev3','dev4']","maxExecutionTimeInSeconds":1,
+		"cloudToDeviceMethod":{"methodName":"m","payload":{},"responseTimeoutInSeconds":5,"connectTimeoutInSeconds":2}}`
+	if r := h.Do(t, http.MethodPut, "/jobs/v2/mj", body); r.StatusCode != 200 {
+		t.Fatalf("PUT method job: %d %s", r.StatusCode, r.Body)
+	}
+	if j := waitJob(t, h, "mj", func(j jobDoc) bool { return j.Status == "failed" }); j.Stats.FailedCount != 3 {
+		t.Fatalf("method job = %+v, want all three devices failed", j)
+	}
+	for _, id := range []string{"tj", "mj"} {
+		_, items := runQuery(t, h, "SELECT * FROM devices.jobs WHERE devices.jobs.jobId = '"+id+"'")
+		if len(items) == 0 {
+			t.Fatalf("no devices.jobs rows for %s", id)
+		}
+		for _, it := range items {
+			for _, f := range []string{"startTimeUtc", "endTimeUtc"} {
+				if s, ok := it[f].(string); !ok || s == "" {
+					t.Errorf("job %s row %v: %s missing or not a time", id, it, f)
+				}
+			}
+		}
+	}
+}
