@@ -148,3 +148,72 @@ func TestFidelity_TwinJobShapes(t *testing.T) {
 		}
 	}
 }
+
+// IoT Edge devices get the hub's deviceScope; leaf devices and nested edge
+// devices name a parent by it; arbitrary scopes are refused (Microsoft's
+// Node e2e suite, registry.js).
+func TestFidelity_EdgeDeviceScopes(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t)
+	type device struct {
+		DeviceID     string   `json:"deviceId"`
+		GenerationID string   `json:"generationId"`
+		ETag         string   `json:"etag"`
+		DeviceScope  *string  `json:"deviceScope"`
+		ParentScopes []string `json:"parentScopes"`
+	}
+	put := func(id string, body map[string]any, headers ...string) (*hubtest.Response, device) {
+		t.Helper()
+		body["deviceId"] = id
+		r := h.Do(t, http.MethodPut, "/devices/"+id, body, headers...)
+		var d device
+		if r.StatusCode == 200 {
+			r.JSON(t, &d)
+		}
+		return r, d
+	}
+	edge := map[string]any{"capabilities": map[string]any{"iotEdge": true}}
+
+	r, root := put("root", edge)
+	if r.StatusCode != 200 {
+		t.Fatalf("create edge device: %d %s", r.StatusCode, r.Body)
+	}
+	want := "ms-azure-iot-edge://root-" + root.GenerationID
+	if root.DeviceScope == nil || *root.DeviceScope != want {
+		t.Fatalf("edge deviceScope = %v, want %s", root.DeviceScope, want)
+	}
+
+	// A nested edge device names its parent in parentScopes and has a scope of its own.
+	child := map[string]any{"capabilities": map[string]any{"iotEdge": true}, "parentScopes": []string{want}}
+	r, c := put("child", child)
+	if r.StatusCode != 200 {
+		t.Fatalf("create child edge: %d %s", r.StatusCode, r.Body)
+	}
+	if c.DeviceScope == nil || *c.DeviceScope != "ms-azure-iot-edge://child-"+c.GenerationID || len(c.ParentScopes) != 1 || c.ParentScopes[0] != want {
+		t.Errorf("child edge: deviceScope %v parentScopes %v", c.DeviceScope, c.ParentScopes)
+	}
+
+	// A leaf takes the edge device's scope; its parentScopes follow.
+	r, leaf := put("leaf", map[string]any{"deviceScope": *c.DeviceScope})
+	if r.StatusCode != 200 {
+		t.Fatalf("create leaf: %d %s", r.StatusCode, r.Body)
+	}
+	if leaf.DeviceScope == nil || *leaf.DeviceScope != *c.DeviceScope || len(leaf.ParentScopes) != 1 || leaf.ParentScopes[0] != *c.DeviceScope {
+		t.Errorf("leaf: deviceScope %v parentScopes %v", leaf.DeviceScope, leaf.ParentScopes)
+	}
+
+	// Arbitrary scopes are refused, on the leaf and on the edge device itself.
+	checkHubError(t, h.Do(t, http.MethodPut, "/devices/leaf", map[string]any{"deviceId": "leaf", "deviceScope": "c7a3f4c2-0000"}, `If-Match: "*"`), 400, "ArgumentInvalid")
+	checkHubError(t, h.Do(t, http.MethodPut, "/devices/root", map[string]any{"deviceId": "root", "capabilities": map[string]any{"iotEdge": true},
+		"deviceScope": "ms-azure-iot-edge://root-1"}, `If-Match: "*"`), 400, "ArgumentInvalid")
+	checkHubError(t, h.Do(t, http.MethodPut, "/devices/orphan", map[string]any{"deviceId": "orphan", "deviceScope": "ms-azure-iot-edge://ghost-1"}), 400, "ArgumentInvalid")
+	var after device
+	h.Do(t, http.MethodGet, "/devices/leaf", nil).JSON(t, &after)
+	if after.DeviceScope == nil || *after.DeviceScope != *c.DeviceScope {
+		t.Errorf("a refused update changed the leaf's scope to %v", after.DeviceScope)
+	}
+	// An update that repeats the edge device's scope is fine.
+	if r, _ := put("root", map[string]any{"capabilities": map[string]any{"iotEdge": true}, "deviceScope": want, "status": "disabled"}, `If-Match: "*"`); r.StatusCode != 200 {
+		t.Errorf("update repeating the edge scope: %d %s", r.StatusCode, r.Body)
+	}
+}
