@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -116,15 +117,22 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c})
+	conn := &wsConn{Conn: c.UnderlyingConn(), ws: c}
+	if r.TLS != nil {
+		// X.509 devices authenticate with the certificate they gave the
+		// HTTPS listener, as on the hub.
+		conn.peerCerts = r.TLS.PeerCertificates
+	}
+	_ = establish(l.id, conn)
 }
 
 // wsConn presents a WebSocket as a net.Conn carrying binary frames.
 type wsConn struct {
 	net.Conn
-	ws *websocket.Conn
-	r  interface{ Read([]byte) (int, error) }
-	wm sync.Mutex
+	ws        *websocket.Conn
+	peerCerts []*x509.Certificate // the TLS client certificates, if any
+	r         interface{ Read([]byte) (int, error) }
+	wm        sync.Mutex
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {

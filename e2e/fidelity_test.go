@@ -5,10 +5,15 @@ package e2e
 // fix.
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/iothub-emulator/iothub-emulator/hub"
 	"github.com/iothub-emulator/iothub-emulator/hubtest"
@@ -215,5 +220,68 @@ func TestFidelity_EdgeDeviceScopes(t *testing.T) {
 	// An update that repeats the edge device's scope is fine.
 	if r, _ := put("root", map[string]any{"capabilities": map[string]any{"iotEdge": true}, "deviceScope": want, "status": "disabled"}, `If-Match: "*"`); r.StatusCode != 200 {
 		t.Errorf("update repeating the edge scope: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+// X.509 devices authenticate with their client certificate on MQTT over
+// WebSockets and on the device HTTPS API too, as on the hub: the 443
+// listener asks for a certificate and passes it on.
+func TestFidelity_X509OverWebSocketsAndHTTPS(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t)
+	cert := certificate(t, "xw", false, nil)
+	other := certificate(t, "xw", false, nil)
+	_, tp := thumbprints(cert)
+	if r := h.Do(t, http.MethodPut, "/devices/xw", map[string]any{"deviceId": "xw", "authentication": map[string]any{
+		"type": "selfSigned", "x509Thumbprint": map[string]any{"primaryThumbprint": tp}}}); r.StatusCode != 200 {
+		t.Fatalf("create: %d %s", r.StatusCode, r.Body)
+	}
+
+	dialWS := func(c *tls.Certificate) error {
+		cfg := h.TLSConfig()
+		if c != nil {
+			cfg.Certificates = []tls.Certificate{*c}
+		}
+		opts := paho.NewClientOptions().AddBroker("wss://" + h.Addr("https") + "/$iothub/websocket").SetTLSConfig(cfg).
+			SetProtocolVersion(4).SetClientID("xw").SetUsername(h.Hostname() + "/xw/?api-version=2021-04-12").
+			SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(10 * time.Second)
+		cl := paho.NewClient(opts)
+		tok := cl.Connect()
+		if !tok.WaitTimeout(15 * time.Second) {
+			return errors.New("connect timed out")
+		}
+		if err := tok.Error(); err != nil {
+			return err
+		}
+		cl.Disconnect(0)
+		return nil
+	}
+	if err := dialWS(&cert); err != nil {
+		t.Errorf("MQTT over WebSockets with the device's certificate: %v", err)
+	}
+	wantRefused(t, dialWS(&other))
+	wantRefused(t, dialWS(nil))
+
+	send := func(c *tls.Certificate) *http.Response {
+		cfg := h.TLSConfig()
+		if c != nil {
+			cfg.Certificates = []tls.Certificate{*c}
+		}
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
+		defer client.CloseIdleConnections()
+		resp, err := client.Post(h.HTTPSURL()+"/devices/xw/messages/events?api-version=2021-04-12", "application/json", strings.NewReader(`{"t":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	if r := send(&cert); r.StatusCode != http.StatusNoContent {
+		t.Errorf("HTTPS telemetry with the device's certificate: %d, want 204", r.StatusCode)
+	}
+	for name, c := range map[string]*tls.Certificate{"another certificate": &other, "no certificate": nil} {
+		if r := send(c); r.StatusCode != http.StatusUnauthorized {
+			t.Errorf("HTTPS telemetry with %s: %d, want 401", name, r.StatusCode)
+		}
 	}
 }

@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -41,6 +42,9 @@ type Server struct {
 	WebSocket http.Handler
 	// CACert is served at /_emulator/ca.pem.
 	CACert []byte
+	// DeviceCAs verify certificateAuthority devices' client certificates
+	// on the device API (nil: none registered).
+	DeviceCAs *x509.CertPool
 	// Ready is reported by /_emulator/health.
 	Ready func() bool
 

@@ -206,7 +206,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	api := &httpapi.Server{
 		Auth: auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D, Query: &sqlite.QueryStore{DB: h.db},
 		Logger:    log.With("component", "http"),
-		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM,
+		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM, DeviceCAs: deviceCAs,
 	}
 	h.wire(api)
 
@@ -214,12 +214,13 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2
 		Certificates: []tls.Certificate{certs.server},
 		NextProtos:   []string{"http/1.1"},
+		// Client certificates are requested, never required, on every TLS
+		// listener: X.509 devices use them on MQTT, MQTT over WebSockets
+		// and the device HTTPS API, checked by identity (registry.VerifyCertificate).
+		ClientAuth: tls.RequestClientCert,
 	}
 	mqttTLS := serverTLS.Clone()
 	mqttTLS.NextProtos = nil
-	// Client certificates are requested, never required, so SAS devices
-	// connect as before; X.509 devices are checked in the broker's hook.
-	mqttTLS.ClientAuth = tls.RequestClientCert
 
 	for _, l := range []struct {
 		name, addr string
