@@ -65,7 +65,8 @@ start_emulator() {
   (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
 
   echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 1883, 8080"
-  "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost \
+  # iothub.localhost: the Java suite's dotted name (run.sh).
+  "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost --tls-san iothub.localhost \
     --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 >"$LOG" 2>&1 &
   EMU_PID=$!
 

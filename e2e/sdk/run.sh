@@ -6,6 +6,8 @@
 #   e2e/sdk/run.sh              both suites, then the tutorials
 #   e2e/sdk/run.sh node         only the Node suite (azure-iot-device, azure-iothub)
 #   e2e/sdk/run.sh python       only the Python suite (azure-iot-device, azure-iot-hub)
+#   e2e/sdk/run.sh go           only the Go suite (github.com/amenzhinsky/iothub, e2e/sdk/go)
+#   e2e/sdk/run.sh java         only the Java suite (iot-device-client, iot-service-client, e2e/sdk/java)
 #   e2e/sdk/run.sh tutorial     only the tutorials (e2e/sdk/tutorial.sh)
 #
 # Needs go, node (20+) with npm, python3 (with venv), curl, and the npm and PyPI
@@ -25,12 +27,12 @@ SUITE_TIMEOUT=${SUITE_TIMEOUT:-300}    # seconds per suite, a hard stop against 
 
 suites=()
 tutorial=""
-[ $# -gt 0 ] || set -- node python tutorial
+[ $# -gt 0 ] || set -- node python go java tutorial
 for s in "$@"; do
   case "$s" in
-    node|python) suites+=("$s") ;;
+    node|python|go|java) suites+=("$s") ;;
     tutorial) tutorial=1 ;;
-    *) echo "run.sh: unknown suite '$s' (node, python or tutorial)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown suite '$s' (node, python, go, java or tutorial)" >&2; exit 2 ;;
   esac
 done
 if [ ${#suites[@]} -eq 0 ]; then
@@ -57,6 +59,30 @@ trap 'exit 130' INT TERM
 
 prepare_node() { prepare_node_dir "$HERE/node"; }
 prepare_python() { prepare_venv "$HERE/python/requirements.txt" "$HERE/python/.venv"; }
+prepare_go() { (cd "$HERE/go" && timeout "$INSTALL_TIMEOUT" go mod download); }
+# The Java SDKs refuse a host name without a dot, so the Java suite reaches
+# the emulator as iothub.localhost: the emulator's certificate covers it
+# (--tls-san in lib.sh), the JVM resolves it from a hosts file of its own
+# (-Djdk.net.hosts.file, nothing on the machine changes) and trusts the CA
+# from a PKCS12 trust store. The emulator ignores the host part of SAS
+# resource URIs and MQTT user names, so one emulator serves every suite.
+JAVA_IOTHUB_HOSTNAME=iothub.localhost
+prepare_java() {
+  if ! command -v mvn >/dev/null || ! command -v keytool >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "== installing Maven and a JDK (apt)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends maven default-jdk-headless >/dev/null
+    else
+      echo "run.sh: the java suite needs mvn and a JDK 11+ (keytool)" >&2; exit 2
+    fi
+  fi
+  # Fetches everything a test run needs, so the run itself needs no network:
+  # the SDKs and plugins (a run of no test at all) and the JUnit provider,
+  # which Surefire would otherwise download only when tests start.
+  echo "== mvn in $HERE/java (downloads the SDKs and plugins on first run)"
+  (cd "$HERE/java" && timeout "$INSTALL_TIMEOUT" mvn -B -q test -Dtest=NoTestHasThisName -Dsurefire.failIfNoSpecifiedTests=false &&
+    timeout "$INSTALL_TIMEOUT" mvn -B -q dependency:get -Dartifact=org.apache.maven.surefire:surefire-junit-platform:3.5.2)
+}
 
 for s in "${suites[@]}"; do "prepare_$s"; done
 
@@ -72,6 +98,22 @@ run_python() {
   local dir="$HERE/python" venv="$HERE/python/.venv"
   echo "== pytest ($("$venv/bin/python" --version))"
   (cd "$dir" && timeout "$SUITE_TIMEOUT" "$venv/bin/python" -m pytest)
+}
+
+run_go() {
+  echo "== go test e2e/sdk/go (github.com/amenzhinsky/iothub)"
+  (cd "$HERE/go" && timeout "$SUITE_TIMEOUT" go test -count=1 -v ./...)
+}
+
+run_java() {
+  local store="$WORK/java-truststore.p12" hosts="$WORK/java-hosts"
+  echo "== mvn test e2e/sdk/java ($(java -version 2>&1 | head -1)) as $JAVA_IOTHUB_HOSTNAME"
+  rm -f "$store"
+  keytool -importcert -noprompt -alias iothub-emulator -file "$IOTHUB_CA_FILE" \
+    -keystore "$store" -storetype PKCS12 -storepass changeit >/dev/null
+  echo "127.0.0.1 $JAVA_IOTHUB_HOSTNAME" >"$hosts"
+  (cd "$HERE/java" && JAVA_IOTHUB_HOSTNAME=$JAVA_IOTHUB_HOSTNAME timeout "$SUITE_TIMEOUT" mvn -B --no-transfer-progress test \
+    -DargLine="-Djavax.net.ssl.trustStore=$store -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=PKCS12 -Djdk.net.hosts.file=$hosts")
 }
 
 for s in "${suites[@]}"; do
