@@ -29,9 +29,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := iothub.CodeOf(err)
 	msg := iothub.MessageOf(err)
 	if code == iothub.ServerError {
-		s.Logger.Error("internal error", "method", r.Method, "path", r.URL.EscapedPath(), "error", err)
+		s.log.Error("internal error", "method", r.Method, "path", r.URL.EscapedPath(), "error", err)
 	} else {
-		s.Logger.Info("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "code", int(code), "error", msg)
+		s.log.Info("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "code", int(code), "error", msg)
 	}
 	now := time.Now().UTC()
 	var body any

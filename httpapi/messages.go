@@ -11,43 +11,11 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/gorilla/mux"
-
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
-
-// messageRoutes adds the device messaging API (digest §3.13), purge, and
-// the emulator's own message endpoints under /_emulator.
-func (s *Server) messageRoutes(r *mux.Router) {
-	if s.Telemetry == nil || s.C2D == nil {
-		return
-	}
-	dev := func(path string, h deviceHandler, methods ...string) {
-		r.Handle(path, s.device(h)).Methods(methods...)
-	}
-	dev("/devices/{id}/messages/events", s.deviceSendEvent, http.MethodPost)
-	dev("/devices/{id}/modules/{mid}/messages/events", s.deviceSendEvent, http.MethodPost)
-	// The SDKs disagree on the case: Node and C write devicebound, the docs
-	// deviceBound.
-	for _, p := range []string{"/devices/{id}/messages/deviceBound", "/devices/{id}/messages/devicebound"} {
-		dev(p, s.deviceReceive, http.MethodGet)
-		dev(p+"/{lockToken}", s.deviceSettle, http.MethodDelete)
-		dev(p+"/{lockToken}/abandon", s.deviceAbandon, http.MethodPost)
-	}
-	r.Handle("/devices/{id}/commands", s.hub(sasauth.ServiceConnect, s.purgeCommands)).Methods(http.MethodDelete)
-
-	emu := func(path string, h handlerFunc, methods ...string) {
-		r.Handle(path, s.emulator(sasauth.ServiceConnect, h)).Methods(methods...)
-	}
-	emu("/_emulator/messages", s.listMessages, http.MethodGet)
-	emu("/_emulator/messages/stream", s.streamMessages, http.MethodGet)
-	emu("/_emulator/devices/{id}/messages/devicebound", s.sendC2D, http.MethodPost)
-	emu("/_emulator/devices/{id}/messages/devicebound", s.listC2D, http.MethodGet)
-	emu("/_emulator/feedback", s.listFeedback, http.MethodGet)
-}
 
 // emulator wraps an emulator-only handler: the same SAS authorization as
 // the hub's routes, no api-version needed.
@@ -112,7 +80,7 @@ func (s *Server) authenticateDevice(r *http.Request, id *registry.Identity) erro
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized: no Authorization header and no client certificate")
 	}
-	if err := registry.VerifyCertificate(id, r.TLS.PeerCertificates, s.DeviceCAs); err != nil {
+	if err := registry.VerifyCertificate(id, r.TLS.PeerCertificates, s.cfg.DeviceCAs); err != nil {
 		return iothub.Wrap(iothub.IotHubUnauthorizedAccess, err, "Unauthorized: the client certificate does not authenticate the device")
 	}
 	return nil

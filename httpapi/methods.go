@@ -38,39 +38,37 @@ func seconds(n int) time.Duration {
 	return time.Duration(n) * time.Second
 }
 
-// InvokeMethod is the handler of POST /twins/{id}/methods and
+// invokeMethod is the handler of POST /twins/{id}/methods and
 // POST /twins/{id}/modules/{mid}/methods. It answers 200
 // {"status":<device status>,"payload":<device JSON>} whatever status the
 // device chose; failures go through writeError (404103, 504101 and 502101 in
 // the hub's Format B body).
-func (s *Server) InvokeMethod(inv MethodInvoker) func(w http.ResponseWriter, r *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		var in invokeRequest
-		if err := readJSON(r, &in); err != nil {
-			return err
-		}
-		resp, err := inv.Invoke(ctx(r), methods.Request{
-			DeviceID:        pathVar(r, "id"),
-			ModuleID:        pathVar(r, "mid"),
-			MethodName:      in.MethodName,
-			Payload:         in.Payload,
-			ResponseTimeout: seconds(in.ResponseTimeoutInSeconds),
-			ConnectTimeout:  seconds(in.ConnectTimeoutInSeconds),
-		})
-		if err != nil {
-			return err
-		}
-		// The device's payload is valid JSON already (methods checks it);
-		// splice it in rather than decode and re-encode it.
-		body := make([]byte, 0, len(resp.Payload)+32)
-		body = append(body, `{"status":`...)
-		body = strconv.AppendInt(body, int64(resp.Status), 10)
-		body = append(body, `,"payload":`...)
-		body = append(body, resp.Payload...)
-		body = append(body, '}')
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.WriteHeader(http.StatusOK)
-		_, err = w.Write(body)
+func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
+	var in invokeRequest
+	if err := readJSON(r, &in); err != nil {
 		return err
 	}
+	resp, err := s.Methods.Invoke(ctx(r), methods.Request{
+		DeviceID:        pathVar(r, "id"),
+		ModuleID:        pathVar(r, "mid"),
+		MethodName:      in.MethodName,
+		Payload:         in.Payload,
+		ResponseTimeout: seconds(in.ResponseTimeoutInSeconds),
+		ConnectTimeout:  seconds(in.ConnectTimeoutInSeconds),
+	})
+	if err != nil {
+		return err
+	}
+	// The device's payload is valid JSON already (methods checks it);
+	// splice it in rather than decode and re-encode it.
+	body := make([]byte, 0, len(resp.Payload)+32)
+	body = append(body, `{"status":`...)
+	body = strconv.AppendInt(body, int64(resp.Status), 10)
+	body = append(body, `,"payload":`...)
+	body = append(body, resp.Payload...)
+	body = append(body, '}')
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(body)
+	return err
 }

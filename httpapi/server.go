@@ -26,8 +26,8 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
-// Server holds the REST API's dependencies.
-type Server struct {
+// Deps are the services the REST API serves. All are required.
+type Deps struct {
 	Auth     *sasauth.Authenticator
 	Registry *registry.Service
 	Twins    *twins.Service
@@ -37,78 +37,64 @@ type Server struct {
 	Telemetry *messaging.Telemetry
 	C2D       *messaging.CloudToDevice
 	Query     query.Runner
-	Logger    *slog.Logger
+	// Methods runs direct methods for POST /twins/{id}/methods.
+	Methods MethodInvoker
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
-	// CACert is served at /_emulator/ca.pem.
-	CACert []byte
-	// DeviceCAs verify certificateAuthority devices' client certificates
-	// on the device API (nil: none registered).
-	DeviceCAs *x509.CertPool
-	// Ready is reported by /_emulator/health.
-	Ready func() bool
-
-	extra []route
 }
 
-type route struct {
-	path    string
-	need    sasauth.Rights
-	h       handlerFunc
-	methods []string
+// Config holds the REST API's settings.
+type Config struct {
+	// CACert is served at /_emulator/ca.pem (404 when empty).
+	CACert []byte
+	// Ready is reported by /_emulator/health; nil means always ready.
+	Ready func() bool
+	// Logger logs requests; nil means slog.Default().
+	Logger *slog.Logger
+	// DeviceCAs verify certificateAuthority devices' client certificates
+	// on the device API; nil when none is registered (--device-ca).
+	DeviceCAs *x509.CertPool
+}
+
+// Server is the REST API: every route of routes.go over Deps.
+type Server struct {
+	Deps
+	cfg     Config
+	log     *slog.Logger
+	handler http.Handler
 }
 
 // maxBody bounds request bodies; the hub's largest (bulk import of 100
 // devices with twins, direct-method payloads of 128 KB) fit well within it.
 const maxBody = 4 << 20
 
-// Handler builds the router.
-func (s *Server) Handler() http.Handler {
+// New builds the REST API and its router.
+func New(deps Deps, cfg Config) (*Server, error) {
+	if err := iothub.CheckDeps("httpapi", deps); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{Deps: deps, cfg: cfg, log: cfg.Logger}
+	s.handler = s.router()
+	return s, nil
+}
+
+// Handler is the router with request logging.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// router registers the route table (routes.go) and the hub's answers for
+// unknown paths and methods.
+func (s *Server) router() http.Handler {
 	r := mux.NewRouter().UseEncodedPath()
 	r.SkipClean(true)
-	if s.WebSocket != nil {
-		r.Handle("/$iothub/websocket", s.WebSocket)
+	for _, rt := range s.routes() {
+		m := r.Handle(rt.path, rt.handler)
+		if rt.method != anyMethod {
+			m.Methods(rt.method)
+		}
 	}
-
-	// Emulator-only endpoints live under /_emulator, apart from the hub's API.
-	r.HandleFunc("/_emulator/health", s.health).Methods(http.MethodGet)
-	r.HandleFunc("/_emulator/ca.pem", s.caPEM).Methods(http.MethodGet)
-
-	reg := func(path string, need sasauth.Rights, h handlerFunc, methods ...string) {
-		r.Handle(path, s.hub(need, h)).Methods(methods...)
-	}
-	reg("/devices", sasauth.RegistryRead, s.listDevices, http.MethodGet)
-	reg("/devices/", sasauth.RegistryRead, s.listDevices, http.MethodGet) // Node sends the trailing slash
-	reg("/devices", sasauth.RegistryWrite, s.bulkDevices, http.MethodPost)
-	reg("/devices/{id}", sasauth.RegistryRead, s.getDevice, http.MethodGet)
-	reg("/devices/{id}", sasauth.RegistryWrite, s.putDevice, http.MethodPut)
-	reg("/devices/{id}", sasauth.RegistryWrite, s.deleteDevice, http.MethodDelete)
-	reg("/devices/{id}/modules", sasauth.RegistryRead, s.listModules, http.MethodGet)
-	reg("/devices/{id}/modules/{mid}", sasauth.RegistryRead, s.getModule, http.MethodGet)
-	reg("/devices/{id}/modules/{mid}", sasauth.RegistryWrite, s.putModule, http.MethodPut)
-	reg("/devices/{id}/modules/{mid}", sasauth.RegistryWrite, s.deleteModule, http.MethodDelete)
-	reg("/statistics/devices", sasauth.RegistryRead, s.deviceStats, http.MethodGet)
-	reg("/statistics/service", sasauth.ServiceConnect, s.serviceStats, http.MethodGet)
-	for _, p := range []string{"/twins/{id}", "/twins/{id}/modules/{mid}"} {
-		reg(p, sasauth.ServiceConnect, s.getTwin, http.MethodGet)
-		reg(p, sasauth.ServiceConnect, s.patchTwin, http.MethodPatch)
-		reg(p, sasauth.ServiceConnect, s.replaceTwin, http.MethodPut)
-	}
-	if s.Query != nil {
-		reg("/devices/query", sasauth.ServiceConnect, s.queryDevices, http.MethodPost)
-	}
-	if s.Jobs != nil {
-		// /jobs/v2/query before /jobs/v2/{id}, which would match it too.
-		reg("/jobs/v2/query", sasauth.ServiceConnect, s.queryJobs, http.MethodGet)
-		reg("/jobs/v2/{id}", sasauth.ServiceConnect, s.putJob, http.MethodPut)
-		reg("/jobs/v2/{id}", sasauth.ServiceConnect, s.getJob, http.MethodGet)
-		reg("/jobs/v2/{id}/cancel", sasauth.ServiceConnect, s.cancelJob, http.MethodPost)
-	}
-	s.messageRoutes(r)
-	for _, x := range s.extra {
-		reg(x.path, x.need, x.h, x.methods...)
-	}
-
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, iothub.Errorf(iothub.GenericNotFound, "The requested resource %s does not exist.", req.URL.Path))
 	})
@@ -116,12 +102,6 @@ func (s *Server) Handler() http.Handler {
 		s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
 	})
 	return s.logRequests(methodOverride(r))
-}
-
-// Route adds a hub route before Handler is called, with the same auth,
-// api-version and error handling as the built-in ones.
-func (s *Server) Route(path string, need sasauth.Rights, h func(w http.ResponseWriter, r *http.Request) error, methods ...string) {
-	s.extra = append(s.extra, route{path, need, h, methods})
 }
 
 type handlerFunc = func(w http.ResponseWriter, r *http.Request) error
@@ -170,7 +150,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		s.Logger.Info("http request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status,
+		s.log.Info("http request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status,
 			"duration", time.Since(start).Round(time.Microsecond))
 	})
 }
@@ -209,7 +189,7 @@ func readJSON(r *http.Request, v any) error {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	ok := s.Ready == nil || s.Ready()
+	ok := s.cfg.Ready == nil || s.cfg.Ready()
 	status := http.StatusOK
 	if !ok {
 		status = http.StatusServiceUnavailable
@@ -218,12 +198,12 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) caPEM(w http.ResponseWriter, r *http.Request) {
-	if len(s.CACert) == 0 {
+	if len(s.cfg.CACert) == 0 {
 		http.NotFound(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-pem-file")
-	_, _ = w.Write(s.CACert)
+	_, _ = w.Write(s.cfg.CACert)
 }
 
 // ctx bounds a handler's work by the request's life.

@@ -74,19 +74,22 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
-// DefaultConfig is what `iothub-emulator` runs with no flags.
+// DefaultConfig is what `iothub-emulator` runs with no flags; the
+// command's flag defaults come from it. Each value that a package also
+// defaults comes from that package's constant.
 func DefaultConfig() Config {
 	return Config{
 		Hostname:      "localhost",
-		JobWorkers:    64,
-		MaxActiveJobs: 10,
-		JobRetention:  30 * 24 * time.Hour,
 		MQTTSAddr:     "127.0.0.1:8883",
 		HTTPSAddr:     "127.0.0.1:443",
 		MQTTAddr:      "127.0.0.1:1883",
 		HTTPAddr:      "127.0.0.1:8080",
 		FallbackPorts: true,
 		DataDir:       "./data",
+
+		JobWorkers:    jobs.DefaultWorkers,
+		MaxActiveJobs: jobs.DefaultMaxActive,
+		JobRetention:  jobs.DefaultRetention,
 
 		MessageRetentionCount: 100000,
 		MessageRetentionAge:   24 * time.Hour,
@@ -95,18 +98,22 @@ func DefaultConfig() Config {
 
 // Hub is a running emulator.
 type Hub struct {
-	cfg      Config
-	log      *slog.Logger
-	db       *sqlite.DB
-	broker   *broker.Broker
-	servers  []*http.Server
-	listener map[string]net.Listener
-	caPEM    []byte
-	caFile   string
-	tmpDir   string
-	policies []sasauth.Policy
-
-	twinStore *sqlite.TwinStore
+	cfg       Config
+	log       *slog.Logger
+	now       func() time.Time // the one clock every service gets
+	db        *sqlite.DB
+	stores    stores
+	certs     *certSet
+	deviceCAs *x509.CertPool
+	auth      *sasauth.Authenticator
+	broker    *broker.Broker
+	api       *httpapi.Server
+	servers   []*http.Server
+	listener  map[string]net.Listener
+	caPEM     []byte
+	caFile    string
+	tmpDir    string
+	policies  []sasauth.Policy
 
 	closeOnce sync.Once
 	closeErr  error
@@ -129,17 +136,30 @@ type Hub struct {
 	Seeded []SeedIdentity
 }
 
+// stores are the SQLite implementations of the domain's store interfaces.
+type stores struct {
+	registry *sqlite.RegistryStore
+	twins    *sqlite.TwinStore
+	sessions *sqlite.SessionStore
+	messages *sqlite.MessageLog
+	c2d      *sqlite.C2DQueue
+	jobs     *sqlite.JobStore
+	selector sqlite.Selector
+	query    *sqlite.QueryStore
+}
+
 // Open binds every listener, opens the database and starts serving. It
-// returns only when the hub is ready; bind errors come back here.
+// returns only when the hub is ready; bind errors come back here. The steps
+// run in dependency order: each builds its part from what the earlier ones
+// built, and Close undoes them in reverse.
 func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	h = &Hub{cfg: cfg, log: log, listener: map[string]net.Listener{}}
+	h = &Hub{cfg: cfg, log: cfg.Logger, now: func() time.Time { return time.Now().UTC() }, listener: map[string]net.Listener{}}
 	// The error returns set h to nil; close what was opened through self.
 	self := h
 	defer func() {
@@ -147,72 +167,154 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 			self.Close()
 		}
 	}()
-
-	dbPath := ""
-	if !cfg.InMemory {
-		if cfg.DataDir == "" {
-			return nil, errors.New("a data directory is required unless running in memory")
-		}
-		dbPath = filepath.Join(cfg.DataDir, "iothub.db")
-	}
-	if h.db, err = sqlite.Open(ctx, dbPath); err != nil {
-		return nil, fmt.Errorf("open the database: %w", err)
-	}
-	regStore := &sqlite.RegistryStore{DB: h.db}
-	// No connection survives a restart.
-	if err := regStore.SetAllDisconnected(ctx); err != nil {
-		return nil, err
-	}
-
-	certs, err := h.loadCerts()
-	if err != nil {
-		return nil, err
-	}
-	h.caPEM = certs.caPEM
-	if err := h.writeCAFile(); err != nil {
-		return nil, err
-	}
-	deviceCAs, err := loadDeviceCAs(cfg.DeviceCAFiles)
-	if err != nil {
-		return nil, err
-	}
-
-	h.policies = sasauth.DefaultPolicies(cfg.OwnerKey)
-	auth := &sasauth.Authenticator{Policies: h.policies}
-	h.Registry = &registry.Service{Store: regStore}
-	h.broker = broker.New(broker.Config{
-		Auth: auth, Identities: h.Registry, Sessions: &sqlite.SessionStore{DB: h.db},
-		DeviceCAs: deviceCAs, Logger: log,
-	})
-	h.Registry.Sessions = sessionCloser{h.broker}
-	h.twinStore = sqlite.NewTwinStore(h.db)
-	h.Twins = twins.NewService(h.twinStore, desiredNotifier{h.broker})
-	if err := h.openMessaging(ctx); err != nil {
-		return nil, err
-	}
-
-	h.Jobs = &jobs.Engine{
-		Store: &sqlite.JobStore{DB: h.db}, Selector: sqlite.Selector{DB: h.db},
-		Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
-		Log: log.With("component", "jobs"), Workers: cfg.JobWorkers, MaxActive: cfg.MaxActiveJobs, Retention: cfg.JobRetention,
-	}
-	h.Registry.Twins = twinWriter{h.Twins}
-	if cfg.SeedFile != "" {
-		if err := h.seed(ctx, cfg.SeedFile); err != nil {
+	for _, step := range []func(context.Context) error{
+		h.openDatabase,     // SQLite and the stores over it
+		h.loadCertificates, // CA, server certificate, device CAs; SAS policies
+		h.newBroker,        // MQTT: authenticates devices against the registry's directory
+		h.newTwins,         // twins, notifying devices through the broker
+		h.newRegistry,      // registry, closing sessions in the broker and writing twins
+		h.newMessaging,     // telemetry log and C2D queue, delivering through the broker
+		h.newMethods,       // direct methods, through the broker
+		h.newJobs,          // jobs over twins and methods
+		h.wireDevices,      // device topics to the services (wire.go)
+		h.seedDevices,      // --seed
+		h.newAPI,           // the REST API over every service
+		h.bindListeners,    // 8883, 1883, 443, 8080
+		h.serve,            // broker, jobs and HTTP servers start
+	} {
+		if err := step(ctx); err != nil {
 			return nil, err
 		}
 	}
+	return h, nil
+}
 
-	api := &httpapi.Server{
-		Auth: auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D, Query: &sqlite.QueryStore{DB: h.db},
-		Logger:    log.With("component", "http"),
-		WebSocket: h.broker.WebSocketHandler(), CACert: h.caPEM, DeviceCAs: deviceCAs,
+func (h *Hub) openDatabase(ctx context.Context) error {
+	dbPath := ""
+	if !h.cfg.InMemory {
+		if h.cfg.DataDir == "" {
+			return errors.New("a data directory is required unless running in memory")
+		}
+		dbPath = filepath.Join(h.cfg.DataDir, "iothub.db")
 	}
-	h.wire(api)
+	var err error
+	if h.db, err = sqlite.Open(ctx, dbPath); err != nil {
+		return fmt.Errorf("open the database: %w", err)
+	}
+	h.stores = stores{
+		registry: &sqlite.RegistryStore{DB: h.db},
+		twins:    sqlite.NewTwinStore(h.db),
+		sessions: &sqlite.SessionStore{DB: h.db},
+		messages: &sqlite.MessageLog{DB: h.db},
+		c2d:      &sqlite.C2DQueue{DB: h.db},
+		jobs:     &sqlite.JobStore{DB: h.db},
+		selector: sqlite.Selector{DB: h.db},
+		query:    &sqlite.QueryStore{DB: h.db},
+	}
+	// No connection survives a restart: nobody is connected, and locks
+	// held on C2D messages are released.
+	if err := h.stores.registry.SetAllDisconnected(ctx); err != nil {
+		return err
+	}
+	return h.stores.c2d.ReleaseAll(ctx)
+}
 
+func (h *Hub) loadCertificates(context.Context) error {
+	var err error
+	if h.certs, err = h.loadCerts(); err != nil {
+		return err
+	}
+	h.caPEM = h.certs.caPEM
+	if err := h.writeCAFile(); err != nil {
+		return err
+	}
+	if h.deviceCAs, err = loadDeviceCAs(h.cfg.DeviceCAFiles); err != nil {
+		return err
+	}
+	h.policies = sasauth.DefaultPolicies(h.cfg.OwnerKey)
+	h.auth = &sasauth.Authenticator{Policies: h.policies}
+	return nil
+}
+
+func (h *Hub) newBroker(context.Context) error {
+	dir, err := registry.NewDirectory(h.stores.registry, registry.Config{Now: h.now})
+	if err != nil {
+		return err
+	}
+	h.broker = broker.New(broker.Config{
+		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
+		DeviceCAs: h.deviceCAs, Logger: h.log,
+	})
+	return nil
+}
+
+func (h *Hub) newTwins(context.Context) (err error) {
+	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: desiredNotifier{h.broker}}, twins.Config{Now: h.now})
+	return err
+}
+
+func (h *Hub) newRegistry(context.Context) (err error) {
+	h.Registry, err = registry.NewService(registry.Deps{
+		Store: h.stores.registry, Sessions: sessionCloser{h.broker}, Twins: twinWriter{h.Twins},
+	}, registry.Config{Now: h.now})
+	return err
+}
+
+func (h *Hub) newMessaging(context.Context) (err error) {
+	h.Telemetry, err = messaging.NewTelemetry(messaging.TelemetryDeps{Log: h.stores.messages}, messaging.TelemetryConfig{
+		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Now: h.now, Logger: h.log,
+	})
+	if err != nil {
+		return err
+	}
+	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: c2dLink{h.broker}},
+		messaging.C2DConfig{Now: h.now, Logger: h.log})
+	return err
+}
+
+func (h *Hub) newMethods(context.Context) error {
+	h.Methods = &methods.Invoker{
+		Transport:  methodTransport{h.broker},
+		Identities: identityChecker{h},
+		Logger:     h.log.With("component", "methods"),
+	}
+	return nil
+}
+
+func (h *Hub) newJobs(context.Context) (err error) {
+	h.Jobs, err = jobs.NewEngine(jobs.Deps{
+		Store: h.stores.jobs, Selector: h.stores.selector, Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
+	}, jobs.Config{
+		Now: h.now, Workers: h.cfg.JobWorkers, MaxActive: h.cfg.MaxActiveJobs, Retention: h.cfg.JobRetention,
+		Logger: h.log.With("component", "jobs"),
+	})
+	return err
+}
+
+func (h *Hub) wireDevices(context.Context) error {
+	h.wire()
+	return nil
+}
+
+func (h *Hub) seedDevices(ctx context.Context) error {
+	if h.cfg.SeedFile == "" {
+		return nil
+	}
+	return h.seed(ctx, h.cfg.SeedFile)
+}
+
+func (h *Hub) newAPI(context.Context) (err error) {
+	h.api, err = httpapi.New(httpapi.Deps{
+		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
+		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
+	}, httpapi.Config{CACert: h.caPEM, DeviceCAs: h.deviceCAs, Logger: h.log.With("component", "http")})
+	return err
+}
+
+func (h *Hub) bindListeners(context.Context) error {
 	serverTLS := &tls.Config{
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2
-		Certificates: []tls.Certificate{certs.server},
+		Certificates: []tls.Certificate{h.certs.server},
 		NextProtos:   []string{"http/1.1"},
 		// Client certificates are requested, never required, on every TLS
 		// listener: X.509 devices use them on MQTT, MQTT over WebSockets
@@ -226,45 +328,49 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		name, addr string
 		tls        *tls.Config
 	}{
-		{"mqtts", cfg.MQTTSAddr, mqttTLS},
-		{"mqtt", cfg.MQTTAddr, nil},
-		{"https", cfg.HTTPSAddr, serverTLS},
-		{"http", cfg.HTTPAddr, nil},
+		{"mqtts", h.cfg.MQTTSAddr, mqttTLS},
+		{"mqtt", h.cfg.MQTTAddr, nil},
+		{"https", h.cfg.HTTPSAddr, serverTLS},
+		{"http", h.cfg.HTTPAddr, nil},
 	} {
 		if l.addr == "" {
 			continue
 		}
 		ln, err := h.bind(l.name, l.addr)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if l.tls != nil {
 			ln = tls.NewListener(ln, l.tls)
 		}
 		h.listener[l.name] = ln
 	}
+	return nil
+}
+
+func (h *Hub) serve(context.Context) error {
 	for _, name := range []string{"mqtts", "mqtt"} {
 		if ln, ok := h.listener[name]; ok {
 			if err := h.broker.AddListener(name, ln); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
 	if err := h.broker.Start(); err != nil {
-		return nil, fmt.Errorf("start the MQTT broker: %w", err)
+		return fmt.Errorf("start the MQTT broker: %w", err)
 	}
 	h.Jobs.Start(context.Background())
-	handler := api.Handler()
+	handler := h.api.Handler()
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
 		if !ok {
 			continue
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)}
 		h.servers = append(h.servers, srv)
 		go func() { _ = srv.Serve(ln) }()
 	}
-	return h, nil
+	return nil
 }
 
 // bind listens on addr; with FallbackPorts, a privileged port refused for
@@ -375,9 +481,14 @@ func (h *Hub) close() error {
 	for _, ln := range h.listener {
 		_ = ln.Close()
 	}
-	h.closeMessaging()
-	if h.twinStore != nil {
-		h.twinStore.Close()
+	if h.Telemetry != nil {
+		h.Telemetry.Close()
+	}
+	if h.C2D != nil {
+		h.C2D.Close()
+	}
+	if h.stores.twins != nil {
+		h.stores.twins.Close()
 	}
 	var err error
 	if h.db != nil {

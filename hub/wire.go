@@ -3,32 +3,20 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"net/http"
 	"strconv"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
-	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
-	"github.com/iothub-emulator/iothub-emulator/sasauth"
-	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 	"github.com/iothub-emulator/iothub-emulator/wire"
 )
 
-// wire connects the domain services to the broker's hub topics and the REST
-// API's extra routes. Each capability adds its lines here.
-func (h *Hub) wire(api *httpapi.Server) {
-	h.Methods = &methods.Invoker{
-		Transport:  methodTransport{h.broker},
-		Identities: identityChecker{h},
-		Logger:     h.log.With("component", "methods"),
-	}
-	for _, p := range []string{"/twins/{id}/methods", "/twins/{id}/modules/{mid}/methods"} {
-		api.Route(p, sasauth.ServiceConnect, api.InvokeMethod(h.Methods), http.MethodPost)
-	}
+// wire connects the domain services to the broker's hub topics. Each
+// capability adds its lines here.
+func (h *Hub) wire() {
 	h.broker.SetHandlers(broker.Handlers{
 		TwinGet: func(ctx context.Context, d broker.Device) ([]byte, error) {
 			t, err := h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
@@ -66,29 +54,6 @@ func (h *Hub) wire(api *httpapi.Server) {
 			h.Methods.SessionChanged(d.DeviceID, d.ModuleID)
 		},
 	})
-}
-
-// openMessaging starts the telemetry log and the C2D queue. Locks held when
-// the hub stopped are released: no connection survives a restart.
-func (h *Hub) openMessaging(ctx context.Context) error {
-	h.Telemetry = messaging.NewTelemetry(&sqlite.MessageLog{DB: h.db}, messaging.TelemetryConfig{
-		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Logger: h.log,
-	})
-	q := &sqlite.C2DQueue{DB: h.db}
-	if err := q.ReleaseAll(ctx); err != nil {
-		return err
-	}
-	h.C2D = messaging.NewCloudToDevice(q, c2dLink{h.broker}, messaging.C2DConfig{Logger: h.log})
-	return nil
-}
-
-func (h *Hub) closeMessaging() {
-	if h.Telemetry != nil {
-		h.Telemetry.Close()
-	}
-	if h.C2D != nil {
-		h.C2D.Close()
-	}
 }
 
 // c2dLink delivers C2D messages over the broker.

@@ -53,7 +53,10 @@ func (f *fleet) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.TwinPa
 }
 
 func newEngine(t *testing.T, db *sqlite.DB, f *fleet) *jobs.Engine {
-	e := &jobs.Engine{Store: &sqlite.JobStore{DB: db}, Selector: f, Methods: f, Twins: f, Workers: 4, PollInterval: 20 * time.Millisecond}
+	e, err := jobs.NewEngine(jobs.Deps{Store: &sqlite.JobStore{DB: db}, Selector: f, Methods: f, Twins: f}, jobs.Config{Workers: 4, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.Start(context.Background())
 	t.Cleanup(e.Close)
 	return e
@@ -217,7 +220,10 @@ func TestEngine_ResumesAfterRestart(t *testing.T) {
 		f.online[d.DeviceID] = true
 	}
 	f.gate = make(chan struct{})
-	e := &jobs.Engine{Store: &sqlite.JobStore{DB: db}, Selector: f, Methods: f, Twins: f, Workers: 2, PollInterval: 20 * time.Millisecond}
+	e, err := jobs.NewEngine(jobs.Deps{Store: &sqlite.JobStore{DB: db}, Selector: f, Methods: f, Twins: f}, jobs.Config{Workers: 2, PollInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.Start(context.Background())
 	if _, err := e.Create(context.Background(), methodJob("r1")); err != nil {
 		t.Fatal(err)

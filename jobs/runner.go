@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/groupcommit"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
@@ -17,7 +18,6 @@ const batchSize = 512
 // active by a previous process (a crash included) resume: devices already
 // finished keep their outcome and are not called again.
 func (e *Engine) Start(ctx context.Context) {
-	e.init()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -28,7 +28,6 @@ func (e *Engine) Start(ctx context.Context) {
 // Close stops the scheduler and waits for running jobs to stop dispatching.
 // Device operations aborted by it are not recorded and run again next start.
 func (e *Engine) Close() {
-	e.init()
 	select {
 	case <-e.done:
 	default:
@@ -55,7 +54,7 @@ func (e *Engine) loop(ctx context.Context) {
 		if now := e.now(); now.Sub(lastSweep) > time.Hour {
 			lastSweep = now
 			if n, err := e.Store.DeleteFinishedBefore(ctx, now.Add(-e.Retention)); err == nil && n > 0 {
-				e.Log.Info("finished jobs past retention deleted", "count", n)
+				e.log.Info("finished jobs past retention deleted", "count", n)
 			}
 		}
 		select {
@@ -72,7 +71,7 @@ func (e *Engine) schedule(ctx context.Context) {
 	active, err := e.Store.Active(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			e.Log.Error("list active jobs", "error", err)
+			e.log.Error("list active jobs", "error", err)
 		}
 		return
 	}
@@ -100,7 +99,7 @@ func (e *Engine) schedule(ctx context.Context) {
 				e.mu.Unlock()
 			}()
 			if err := e.runJob(ctx, j, r); err != nil && ctx.Err() == nil {
-				e.Log.Error("job interrupted; it resumes on the next pass", "job", j.ID, "error", err)
+				e.log.Error("job interrupted; it resumes on the next pass", "job", j.ID, "error", err)
 			}
 		}(j)
 	}
@@ -123,9 +122,9 @@ func (e *Engine) runJob(ctx context.Context, j *Job, r *run) error {
 		if err := e.Store.Select(ctx, j.ID, devices, e.now()); err != nil {
 			return err
 		}
-		e.Log.Info("job started", "job", j.ID, "type", j.Type, "devices", len(devices))
+		e.log.Info("job started", "job", j.ID, "type", j.Type, "devices", len(devices))
 	} else {
-		e.Log.Info("job resumed", "job", j.ID, "type", j.Type)
+		e.log.Info("job resumed", "job", j.ID, "type", j.Type)
 	}
 	deadline := j.StartTime.Add(j.MaxExecutionTime)
 	p := &progress{e: e, job: j.ID}
@@ -162,7 +161,7 @@ func (e *Engine) complete(ctx context.Context, j *Job) error {
 		return nil
 	})
 	if err == nil {
-		e.Log.Info("job finished", "job", j.ID, "status", out.Status, "devices", out.Stats.DeviceCount,
+		e.log.Info("job finished", "job", j.ID, "status", out.Status, "devices", out.Stats.DeviceCount,
 			"succeeded", out.Stats.SucceededCount, "failed", out.Stats.FailedCount)
 	}
 	return err
@@ -184,7 +183,7 @@ func (e *Engine) expire(ctx context.Context, j *Job) error {
 		}
 		return nil
 	})
-	e.Log.Info("job timed out", "job", j.ID, "devices not reached", n)
+	e.log.Info("job timed out", "job", j.ID, "devices not reached", n)
 	return err
 }
 
@@ -194,8 +193,19 @@ func (e *Engine) runBatch(ctx context.Context, j *Job, r *run, batch []*DeviceJo
 	if bt, ok := e.Twins.(BatchTwins); ok && j.Type == TypeUpdateTwin {
 		return e.runTwinBatch(ctx, j, r, batch, deadline, p, bt)
 	}
+	// Outcomes are recorded as they come, group-committed, so progress
+	// shows while the job runs; after a failed commit the rest is dropped
+	// (the devices stay pending and run again on the next pass).
+	var ferr error
+	finish := groupcommit.New(func(done []*DeviceJob) {
+		if ferr != nil {
+			return
+		}
+		if ferr = e.Store.Finish(ctx, done); ferr == nil {
+			p.done(len(done))
+		}
+	}, groupcommit.Config{MaxBatch: finishBatch, QueueLen: len(batch)})
 	work := make(chan *DeviceJob)
-	results := make(chan *DeviceJob, len(batch))
 	var wg sync.WaitGroup
 	workers := min(e.Workers, len(batch))
 	for i := 0; i < workers; i++ {
@@ -205,66 +215,34 @@ func (e *Engine) runBatch(ctx context.Context, j *Job, r *run, batch []*DeviceJo
 			for dj := range work {
 				p.add(1)
 				if e.execute(ctx, j, dj) {
-					results <- dj
+					// The queue holds the whole batch: this never waits.
+					_ = finish.Add(context.Background(), dj)
 				}
 				p.add(-1)
 			}
 		}()
 	}
-	go func() {
-	dispatch:
-		for _, dj := range batch {
-			if e.now().After(deadline) {
-				break
-			}
-			select {
-			case work <- dj:
-			case <-r.stop:
-				break dispatch
-			case <-ctx.Done():
-				break dispatch
-			}
+dispatch:
+	for _, dj := range batch {
+		if e.now().After(deadline) {
+			break
 		}
-		close(work)
-		wg.Wait()
-		close(results)
-	}()
-
-	var pending []*DeviceJob
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		if err := e.Store.Finish(ctx, pending); err != nil {
-			return err
-		}
-		p.done(len(pending))
-		pending = pending[:0]
-		return nil
-	}
-	ticker := time.NewTicker(100 * time.Millisecond)
-	defer ticker.Stop()
-	var ferr error
-	for {
 		select {
-		case dj, ok := <-results:
-			if !ok {
-				if ferr != nil {
-					return ferr
-				}
-				return flush()
-			}
-			pending = append(pending, dj)
-			if len(pending) >= 128 && ferr == nil {
-				ferr = flush()
-			}
-		case <-ticker.C:
-			if ferr == nil {
-				ferr = flush()
-			}
+		case work <- dj:
+		case <-r.stop:
+			break dispatch
+		case <-ctx.Done():
+			break dispatch
 		}
 	}
+	close(work)
+	wg.Wait()
+	finish.Close() // commits what is queued; ferr is final after it
+	return ferr
 }
+
+// finishBatch bounds the device outcomes one transaction records.
+const finishBatch = 128
 
 // twinChunk is how many twins one transaction of a twin job updates.
 const twinChunk = 128
@@ -346,7 +324,7 @@ func (e *Engine) execute(ctx context.Context, j *Job, dj *DeviceJob) bool {
 		var he *iothub.Error
 		dj.Status, dj.ErrorCode, dj.ErrorMessage = DeviceFailed, iothub.CodeOf(err).Name(), iothub.MessageOf(err)
 		if !errors.As(err, &he) {
-			e.Log.Error("job device operation failed", "job", j.ID, "device", dj.DeviceID, "error", err)
+			e.log.Error("job device operation failed", "job", j.ID, "device", dj.DeviceID, "error", err)
 		}
 	} else {
 		dj.Status = DeviceCompleted
@@ -366,9 +344,6 @@ type progress struct {
 
 func (p *progress) add(n int) {
 	p.e.mu.Lock()
-	if p.e.inflight == nil {
-		p.e.inflight = map[string]int{}
-	}
 	p.e.inflight[p.job] += n
 	if p.e.inflight[p.job] == 0 {
 		delete(p.e.inflight, p.job)
@@ -386,7 +361,7 @@ func (p *progress) done(n int) {
 	p.lastLog = time.Now()
 	if j, err := p.e.Store.Get(context.Background(), p.job); err == nil && j.Stats.DeviceCount > 0 {
 		s := j.Stats
-		p.e.Log.Info("job progress", "job", p.job, "percent", 100*(s.SucceededCount+s.FailedCount)/s.DeviceCount,
+		p.e.log.Info("job progress", "job", p.job, "percent", 100*(s.SucceededCount+s.FailedCount)/s.DeviceCount,
 			"succeeded", s.SucceededCount, "failed", s.FailedCount, "pending", s.PendingCount)
 	}
 }

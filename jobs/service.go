@@ -11,13 +11,25 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
-// Engine accepts, runs, cancels and reports jobs.
-type Engine struct {
+// Default settings of an Engine (the hub's values where it has them).
+const (
+	DefaultWorkers      = 64
+	DefaultMaxActive    = 10 // the hub's S3 tier
+	DefaultRetention    = 30 * 24 * time.Hour
+	DefaultPollInterval = time.Second
+)
+
+// Deps are the Engine's collaborators, all required.
+type Deps struct {
 	Store    Store
 	Selector Selector
 	Methods  Methods
 	Twins    Twins
-	Log      *slog.Logger
+}
+
+// Config configures an Engine; zero values take the defaults above, except
+// MaxActive, where 0 means no limit.
+type Config struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Workers bounds the device operations a job runs at once.
@@ -30,13 +42,20 @@ type Engine struct {
 	// PollInterval is how often the engine looks for due jobs besides being
 	// woken by a new one; it bounds how late a scheduled job starts.
 	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// Engine accepts, runs, cancels and reports jobs.
+type Engine struct {
+	Deps
+	Config
+	log *slog.Logger
 
 	mu       sync.Mutex
 	running  map[string]*run
 	inflight map[string]int // device operations in flight per job
 	wake     chan struct{}
-	once     sync.Once
-	done     chan struct{}
+	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
 }
 
@@ -44,32 +63,42 @@ type run struct {
 	stop chan struct{} // closed on cancel
 }
 
-func (e *Engine) init() {
-	e.once.Do(func() {
-		e.running = map[string]*run{}
-		e.wake = make(chan struct{}, 1)
-		e.done = make(chan struct{})
-		if e.Workers <= 0 {
-			e.Workers = 64
-		}
-		if e.PollInterval <= 0 {
-			e.PollInterval = time.Second
-		}
-		if e.Retention <= 0 {
-			e.Retention = 30 * 24 * time.Hour
-		}
-		if e.Log == nil {
-			e.Log = slog.Default()
-		}
-	})
+// NewEngine returns an Engine; Start runs its scheduler, Close stops it.
+func NewEngine(deps Deps, cfg Config) (*Engine, error) {
+	if err := iothub.CheckDeps("jobs", deps); err != nil {
+		return nil, err
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{Deps: deps, Config: cfg, log: log, running: map[string]*run{}, inflight: map[string]int{},
+		wake: make(chan struct{}, 1), done: make(chan struct{})}, nil
 }
 
-func (e *Engine) now() time.Time {
-	if e.Now != nil {
-		return e.Now().UTC()
+// closed returns iothub.ErrClosed once Close was called.
+func (e *Engine) closed() error {
+	select {
+	case <-e.done:
+		return iothub.ErrClosed
+	default:
+		return nil
 	}
-	return time.Now().UTC()
 }
+
+func (e *Engine) now() time.Time { return e.Now().UTC() }
 
 func badRequest(format string, args ...any) error {
 	return iothub.Errorf(iothub.ArgumentInvalid, format, args...)
@@ -81,7 +110,9 @@ func badRequest(format string, args ...any) error {
 // the hub returns: the C# SDK calls 403003 JobQuotaExceeded unused and its
 // e2e tests retry job creation on a ThrottlingException).
 func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
-	e.init()
+	if err := e.closed(); err != nil {
+		return nil, err
+	}
 	if j.ID == "" {
 		return nil, iothub.Errorf(iothub.ArgumentNull, "jobId cannot be null or empty.")
 	}
@@ -154,7 +185,7 @@ func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 	if err := e.Store.Create(ctx, j); err != nil {
 		return nil, err
 	}
-	e.Log.Info("job created", "job", j.ID, "type", j.Type, "query", j.QueryCondition, "start", j.StartTime.Format(time.RFC3339))
+	e.log.Info("job created", "job", j.ID, "type", j.Type, "query", j.QueryCondition, "start", j.StartTime.Format(time.RFC3339))
 	e.poke()
 	return j, nil
 }
@@ -190,7 +221,6 @@ func (e *Engine) List(ctx context.Context, f Filter, after string, limit int) ([
 // withRunning moves device operations in flight from pending to running:
 // the store only knows finished and unfinished records.
 func (e *Engine) withRunning(j *Job) {
-	e.init()
 	e.mu.Lock()
 	n := e.inflight[j.ID]
 	e.mu.Unlock()
@@ -203,7 +233,9 @@ func (e *Engine) withRunning(j *Job) {
 // device operations in flight finish. Cancelling a finished job returns it
 // unchanged.
 func (e *Engine) Cancel(ctx context.Context, id string) (*Job, error) {
-	e.init()
+	if err := e.closed(); err != nil {
+		return nil, err
+	}
 	now := e.now()
 	j, err := e.Store.Update(ctx, id, func(j *Job) error {
 		if !j.Active() {
@@ -229,7 +261,7 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Job, error) {
 			}
 		}
 		e.mu.Unlock()
-		e.Log.Info("job cancelled", "job", id)
+		e.log.Info("job cancelled", "job", id)
 	}
 	return e.Store.Get(ctx, id)
 }

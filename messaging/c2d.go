@@ -53,8 +53,18 @@ type CloudToDevice struct {
 	pending map[string]bool // devices to push to
 }
 
+// C2DDeps are the C2D queue's collaborators, all required.
+type C2DDeps struct {
+	Queue Queue
+	// Link pushes messages to connected devices.
+	Link Link
+}
+
 // NewCloudToDevice starts the delivery worker; Close stops it.
-func NewCloudToDevice(q Queue, link Link, cfg C2DConfig) *CloudToDevice {
+func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
+	if err := iothub.CheckDeps("cloud-to-device", deps); err != nil {
+		return nil, err
+	}
 	if cfg.QueueLimit <= 0 {
 		cfg.QueueLimit = DefaultQueueLimit
 	}
@@ -79,10 +89,10 @@ func NewCloudToDevice(q Queue, link Link, cfg C2DConfig) *CloudToDevice {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &CloudToDevice{cfg: cfg, q: q, link: link, kicks: make(chan struct{}, 1), stop: make(chan struct{}),
+	c := &CloudToDevice{cfg: cfg, q: deps.Queue, link: deps.Link, kicks: make(chan struct{}, 1), stop: make(chan struct{}),
 		done: make(chan struct{}), pending: map[string]bool{}}
 	go c.worker()
-	return c
+	return c, nil
 }
 
 // Close stops the worker.
@@ -245,9 +255,6 @@ func (c *CloudToDevice) feedback(ctx context.Context, status string, m *C2DMessa
 // Kick asks the worker to push the device's deliverable messages, if it is
 // connected and subscribed. Connects, subscriptions and sends call it.
 func (c *CloudToDevice) Kick(deviceID string) {
-	if c.link == nil {
-		return
-	}
 	c.mu.Lock()
 	c.pending[deviceID] = true
 	c.mu.Unlock()

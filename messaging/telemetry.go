@@ -2,17 +2,30 @@ package messaging
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/groupcommit"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
-// TelemetryConfig configures the telemetry log.
+// Defaults of TelemetryConfig.
+const (
+	DefaultTelemetryMaxBatch     = 1000
+	DefaultTelemetryQueueLen     = 4096
+	DefaultTelemetryQueuedBytes  = 32 << 20
+	DefaultTelemetryTrimInterval = 10 * time.Second
+)
+
+// TelemetryDeps are the telemetry log's collaborators, all required.
+type TelemetryDeps struct {
+	Log Log
+}
+
+// TelemetryConfig configures the telemetry log; zero values take the
+// defaults above.
 type TelemetryConfig struct {
 	// RetentionCount keeps at most this many messages (0: unbounded).
 	RetentionCount int
@@ -21,7 +34,13 @@ type TelemetryConfig struct {
 	RetentionAge time.Duration
 	// MaxBatch caps the messages written in one transaction.
 	MaxBatch int
-	// TrimInterval is how often retention runs; 0 means 10 s.
+	// QueueLen bounds the messages waiting for the writer.
+	QueueLen int
+	// MaxQueuedBytes bounds the size of the messages queued by Enqueue
+	// (QoS 0) and not yet stored; Enqueue waits while it is reached. Send
+	// needs no such bound: each sender waits for its own message.
+	MaxQueuedBytes int64
+	// TrimInterval is how often retention runs.
 	TrimInterval time.Duration
 	Now          func() time.Time
 	Logger       *slog.Logger
@@ -33,11 +52,13 @@ type TelemetryConfig struct {
 // So an acknowledgement always means "stored", and under load many messages
 // share one commit. Readers follow the log with List and Subscribe.
 type Telemetry struct {
-	cfg  TelemetryConfig
-	log  Log
-	reqs chan *appendReq
-	stop chan struct{}
-	done chan struct{}
+	cfg    TelemetryConfig
+	log    Log
+	writes *groupcommit.Batcher[*appendReq]
+	queued *byteBudget
+	stop   chan struct{} // closed by Close
+	done   chan struct{} // closed when the retention loop has stopped
+	once   sync.Once
 
 	mu   sync.Mutex
 	subs map[*Subscription]struct{}
@@ -60,19 +81,29 @@ func (t *Telemetry) Stats() TelemetryStats {
 
 type appendReq struct {
 	m     *Message
-	async bool // Enqueue: nobody waits on done; the writer recycles it
+	async bool  // Enqueue: nobody waits on done; the writer recycles it
+	size  int64 // held from queued while async
 	done  chan error
 }
 
 var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
 
-// NewTelemetry starts the writer; Close stops it.
-func NewTelemetry(l Log, cfg TelemetryConfig) *Telemetry {
+// NewTelemetry starts the writer and the retention loop; Close stops them.
+func NewTelemetry(deps TelemetryDeps, cfg TelemetryConfig) (*Telemetry, error) {
+	if err := iothub.CheckDeps("telemetry", deps); err != nil {
+		return nil, err
+	}
 	if cfg.MaxBatch <= 0 {
-		cfg.MaxBatch = 1000
+		cfg.MaxBatch = DefaultTelemetryMaxBatch
+	}
+	if cfg.QueueLen <= 0 {
+		cfg.QueueLen = DefaultTelemetryQueueLen
+	}
+	if cfg.MaxQueuedBytes <= 0 {
+		cfg.MaxQueuedBytes = DefaultTelemetryQueuedBytes
 	}
 	if cfg.TrimInterval <= 0 {
-		cfg.TrimInterval = 10 * time.Second
+		cfg.TrimInterval = DefaultTelemetryTrimInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = func() time.Time { return time.Now().UTC() }
@@ -80,24 +111,30 @@ func NewTelemetry(l Log, cfg TelemetryConfig) *Telemetry {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	t := &Telemetry{cfg: cfg, log: l, reqs: make(chan *appendReq, 4096), stop: make(chan struct{}), done: make(chan struct{}),
-		subs: map[*Subscription]struct{}{}}
-	go t.writer()
-	return t
+	t := &Telemetry{cfg: cfg, log: deps.Log, queued: newByteBudget(cfg.MaxQueuedBytes),
+		stop: make(chan struct{}), done: make(chan struct{}), subs: map[*Subscription]struct{}{}}
+	// Commits cost the same for 1 and for 100 rows, and under load every
+	// publisher waiting for its ack is a goroutine about to queue: yielding
+	// to them before a commit took batches from 3-5 messages to hundreds.
+	// An idle hub pays one Gosched per message.
+	t.writes = groupcommit.New(t.commit, groupcommit.Config{MaxBatch: cfg.MaxBatch, QueueLen: cfg.QueueLen, Yields: 8})
+	go t.retention()
+	return t, nil
 }
 
-// ErrClosed is returned by Send after Close.
-var ErrClosed = errors.New("the telemetry log is closed")
+// ErrClosed is returned by Send and Enqueue after Close.
+var ErrClosed = iothub.ErrClosed
 
 // Send stores m durably, stamping its enqueued time and sequence number.
-// Returns 413001 MessageTooLarge above 256 KB.
+// Returns 413001 MessageTooLarge above 256 KB, ErrClosed after Close.
 func (t *Telemetry) Send(ctx context.Context, m *Message) error {
 	r, err := t.enqueue(ctx, m, false)
 	if err != nil {
 		return err
 	}
 	// Once queued, wait for the outcome even if ctx ends: the writer owns r
-	// until it answers, and the device must not see an ack for a lost write.
+	// until it answers (Close commits what was queued), and the device must
+	// not see an ack for a lost write.
 	err = <-r.done
 	r.m = nil
 	reqPool.Put(r)
@@ -108,42 +145,46 @@ func (t *Telemetry) Send(ctx context.Context, m *Message) error {
 // messages nobody acknowledges (MQTT QoS 0). Messages go through the same
 // queue and writer as Send's, so what one caller enqueues and sends is
 // stored in call order, and a later Send returns only once every message
-// the caller enqueued before it is stored too. The queue is bounded:
-// Enqueue blocks while it is full, which slows the sender down instead of
-// growing memory. A failed write is logged; there is nobody to tell.
-// Returns 413001 MessageTooLarge above 256 KB, as Send does.
+// the caller enqueued before it is stored too. The queue is bounded by
+// count and by bytes: Enqueue blocks while either bound is reached, which
+// slows the sender down instead of growing memory. A failed write is
+// logged; there is nobody to tell. Returns 413001 MessageTooLarge above
+// 256 KB, as Send does, and ErrClosed after Close.
 func (t *Telemetry) Enqueue(ctx context.Context, m *Message) error {
 	_, err := t.enqueue(ctx, m, true)
 	return err
 }
 
 func (t *Telemetry) enqueue(ctx context.Context, m *Message, async bool) (*appendReq, error) {
-	if m.Size() > MaxTelemetrySize {
-		return nil, iothub.Errorf(iothub.MessageTooLarge, "Message size %d bytes exceeds the limit of %d bytes.", m.Size(), MaxTelemetrySize)
+	size := m.Size()
+	if size > MaxTelemetrySize {
+		return nil, iothub.Errorf(iothub.MessageTooLarge, "Message size %d bytes exceeds the limit of %d bytes.", size, MaxTelemetrySize)
 	}
 	r := reqPool.Get().(*appendReq)
-	r.m, r.async = m, async
-	select {
-	case t.reqs <- r:
-		return r, nil
-	case <-t.stop:
-	case <-ctx.Done():
+	r.m, r.async, r.size = m, async, 0
+	if async {
+		if err := t.queued.acquire(ctx, int64(size), t.stop); err != nil {
+			r.m = nil
+			reqPool.Put(r)
+			return nil, err
+		}
+		r.size = int64(size)
+	}
+	if err := t.writes.Add(ctx, r); err != nil {
+		t.queued.release(r.size)
 		r.m = nil
 		reqPool.Put(r)
-		return nil, ctx.Err()
+		return nil, err
 	}
-	r.m = nil
-	reqPool.Put(r)
-	return nil, ErrClosed
+	return r, nil
 }
 
-// Close stops the writer after it has answered every queued Send.
+// Close stores what is queued, stops the writer and the retention loop and
+// ends the subscriptions. Later calls of Send and Enqueue return ErrClosed
+// at once.
 func (t *Telemetry) Close() {
-	select {
-	case <-t.stop:
-	default:
-		close(t.stop)
-	}
+	t.once.Do(func() { close(t.stop) }) // first: Enqueues waiting for bytes give up
+	t.writes.Close()
 	<-t.done
 	t.EndSubscriptions()
 }
@@ -159,70 +200,25 @@ func (t *Telemetry) EndSubscriptions() {
 	}
 }
 
-func (t *Telemetry) writer() {
+func (t *Telemetry) retention() {
 	defer close(t.done)
-	batch := make([]*appendReq, 0, t.cfg.MaxBatch)
-	msgs := make([]*Message, 0, t.cfg.MaxBatch)
-	trim := time.NewTicker(t.cfg.TrimInterval)
-	defer trim.Stop()
+	tick := time.NewTicker(t.cfg.TrimInterval)
+	defer tick.Stop()
 	for {
-		var first *appendReq
 		select {
-		case first = <-t.reqs:
-		case <-trim.C:
+		case <-tick.C:
 			t.trim()
-			continue
 		case <-t.stop:
-			// Answer what is still queued, then stop.
-			for {
-				select {
-				case r := <-t.reqs:
-					t.commit([]*appendReq{r}, []*Message{r.m})
-				default:
-					return
-				}
-			}
-		}
-		batch = append(batch[:0], first)
-		// Take what is queued; then let the goroutines that are ready to
-		// run (connections with a publish read and about to queue it) go
-		// first, as long as that brings more. Commits cost the same for 1
-		// and for 100 rows, and under load every publisher waiting for its
-		// ack is one of these: without the yield, batches stayed at 3 to 5
-		// messages. An idle hub pays one Gosched per message.
-		for yields := 0; len(batch) < t.cfg.MaxBatch && yields < maxYields; yields++ {
-			n := len(batch)
-			t.drain(&batch)
-			if len(batch) == n && yields > 0 {
-				break
-			}
-			runtime.Gosched()
-		}
-		t.drain(&batch)
-		msgs = msgs[:0]
-		for _, r := range batch {
-			msgs = append(msgs, r.m)
-		}
-		t.commit(batch, msgs)
-	}
-}
-
-// maxYields bounds how often the writer yields before one commit.
-const maxYields = 8
-
-// drain moves queued requests into batch, up to MaxBatch, without waiting.
-func (t *Telemetry) drain(batch *[]*appendReq) {
-	for len(*batch) < t.cfg.MaxBatch {
-		select {
-		case r := <-t.reqs:
-			*batch = append(*batch, r)
-		default:
 			return
 		}
 	}
 }
 
-func (t *Telemetry) commit(batch []*appendReq, msgs []*Message) {
+func (t *Telemetry) commit(batch []*appendReq) {
+	msgs := make([]*Message, len(batch))
+	for i, r := range batch {
+		msgs[i] = r.m
+	}
 	now := t.cfg.Now()
 	start := time.Now()
 	for _, m := range msgs {
@@ -242,6 +238,7 @@ func (t *Telemetry) commit(batch []*appendReq, msgs []*Message) {
 	}
 	for _, r := range batch {
 		if r.async {
+			t.queued.release(r.size)
 			r.m = nil
 			reqPool.Put(r)
 			continue
@@ -338,4 +335,49 @@ func (t *Telemetry) publish(msgs []*Message) {
 			}
 		}
 	}
+}
+
+// byteBudget bounds the bytes of messages queued and not yet stored.
+type byteBudget struct {
+	mu    sync.Mutex
+	used  int64
+	max   int64
+	freed chan struct{} // closed and replaced by every release
+}
+
+func newByteBudget(max int64) *byteBudget {
+	return &byteBudget{max: max, freed: make(chan struct{})}
+}
+
+// acquire takes n bytes, waiting while they do not fit. A message larger
+// than the whole budget still goes through when nothing else is queued.
+func (b *byteBudget) acquire(ctx context.Context, n int64, stop <-chan struct{}) error {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.max {
+			b.used += n
+			b.mu.Unlock()
+			return nil
+		}
+		freed := b.freed
+		b.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-stop:
+			return ErrClosed
+		}
+	}
+}
+
+func (b *byteBudget) release(n int64) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.used -= n
+	close(b.freed)
+	b.freed = make(chan struct{})
+	b.mu.Unlock()
 }

@@ -149,12 +149,10 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 
 	// Modules of deleted devices lose their sessions too; list them first.
 	var modules []*Identity
-	if s.Sessions != nil {
-		for _, j := range idx {
-			if op := ops[j]; (op.Mode == Delete || op.Mode == DeleteIfMatchETag) && op.Identity.ModuleID == "" {
-				ms, _ := s.Store.ListModules(ctx, op.Identity.DeviceID)
-				modules = append(modules, ms...)
-			}
+	for _, j := range idx {
+		if op := ops[j]; (op.Mode == Delete || op.Mode == DeleteIfMatchETag) && op.Identity.ModuleID == "" {
+			ms, _ := s.Store.ListModules(ctx, op.Identity.DeviceID)
+			modules = append(modules, ms...)
 		}
 	}
 	var closeDisabled, forget []Key
@@ -184,17 +182,15 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 			}
 		}
 	}
-	if s.Sessions != nil {
-		for _, k := range closeDisabled {
-			s.Sessions.CloseSession(k.DeviceID, k.ModuleID, false)
-		}
-		for _, k := range forget {
-			s.Sessions.CloseSession(k.DeviceID, k.ModuleID, true)
-		}
-		for _, m := range modules {
-			if deletedDevice[m.DeviceID] {
-				s.Sessions.CloseSession(m.DeviceID, m.ModuleID, true)
-			}
+	for _, k := range closeDisabled {
+		s.Sessions.CloseSession(k.DeviceID, k.ModuleID, false)
+	}
+	for _, k := range forget {
+		s.Sessions.CloseSession(k.DeviceID, k.ModuleID, true)
+	}
+	for _, m := range modules {
+		if deletedDevice[m.DeviceID] {
+			s.Sessions.CloseSession(m.DeviceID, m.ModuleID, true)
 		}
 	}
 
@@ -205,10 +201,6 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 		op := &ops[i]
 		twinOnly := op.Mode == UpdateTwin || op.Mode == UpdateTwinIfMatchETag
 		if errs[i] != nil || op.Mode == Delete || op.Mode == DeleteIfMatchETag || (!twinOnly && op.Tags == nil && op.Desired == nil) {
-			continue
-		}
-		if s.Twins == nil {
-			errs[i] = iothub.Errorf(iothub.InvalidOperation, "Twin updates are not available.")
 			continue
 		}
 		ifMatch := ""

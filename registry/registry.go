@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"strings"
 	"time"
 
@@ -109,21 +110,72 @@ type SessionCloser interface {
 	CloseSession(deviceID, moduleID string, forget bool)
 }
 
-// Service holds the registry's rules: validation, key generation, etag
-// checks, and closing sessions of disabled or deleted identities.
-type Service struct {
-	Store    Store
+// Deps are the Service's collaborators, all required.
+type Deps struct {
+	Store Store
+	// Sessions closes the live connections of disabled or deleted identities.
 	Sessions SessionCloser
 	// Twins writes the twin part of bulk and seed entries (tags, desired).
 	Twins TwinWriter
-	Now   func() time.Time
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now().UTC()
+// Config configures the registry.
+type Config struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Directory is the part of the registry a device transport needs to
+// authenticate devices and record their connection state. It exists apart
+// from the Service because the transports are built before it: the Service
+// closes their sessions.
+type Directory struct {
+	store Store
+	clock func() time.Time
+}
+
+// NewDirectory returns the Directory over store.
+func NewDirectory(store Store, cfg Config) (*Directory, error) {
+	if store == nil {
+		return nil, errors.New("registry directory: missing required dependency: Store")
 	}
-	return time.Now().UTC()
+	clock := cfg.Now
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Directory{store: store, clock: clock}, nil
+}
+
+// Get returns an identity, or 404001 / 404010.
+func (d *Directory) Get(ctx context.Context, deviceID, moduleID string) (*Identity, error) {
+	return d.store.Get(ctx, deviceID, moduleID)
+}
+
+// SetConnection records that a device connected or disconnected (state
+// "Connected" or "Disconnected"), and the model id it announced.
+func (d *Directory) SetConnection(ctx context.Context, deviceID, moduleID, state, modelID string) error {
+	return d.store.SetConnection(ctx, deviceID, moduleID, state, d.now(), modelID)
+}
+
+func (d *Directory) now() time.Time { return d.clock().UTC() }
+
+// Service holds the registry's rules: validation, key generation, etag
+// checks, and closing sessions of disabled or deleted identities.
+type Service struct {
+	Deps
+	*Directory
+}
+
+// NewService returns the registry over deps.
+func NewService(deps Deps, cfg Config) (*Service, error) {
+	if err := iothub.CheckDeps("registry", deps); err != nil {
+		return nil, err
+	}
+	dir, err := NewDirectory(deps.Store, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{Deps: deps, Directory: dir}, nil
 }
 
 // notFound returns the hub's not-found error for an identity.
@@ -354,22 +406,17 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 	if err != nil {
 		return nil, err
 	}
-	if disabled && s.Sessions != nil {
+	if disabled {
 		s.Sessions.CloseSession(out.DeviceID, out.ModuleID, false)
 	}
 	return out, nil
-}
-
-// Get returns an identity.
-func (s *Service) Get(ctx context.Context, deviceID, moduleID string) (*Identity, error) {
-	return s.Store.Get(ctx, deviceID, moduleID)
 }
 
 // Delete removes an identity when ifMatch matches, and closes its session
 // (and, for a device, its modules' sessions).
 func (s *Service) Delete(ctx context.Context, deviceID, moduleID, ifMatch string) error {
 	var modules []*Identity
-	if moduleID == "" && s.Sessions != nil {
+	if moduleID == "" {
 		modules, _ = s.Store.ListModules(ctx, deviceID)
 	}
 	err := s.Store.Delete(ctx, deviceID, moduleID, func(cur *Identity) error {
@@ -381,11 +428,9 @@ func (s *Service) Delete(ctx context.Context, deviceID, moduleID, ifMatch string
 	if err != nil {
 		return err
 	}
-	if s.Sessions != nil {
-		s.Sessions.CloseSession(deviceID, moduleID, true)
-		for _, m := range modules {
-			s.Sessions.CloseSession(m.DeviceID, m.ModuleID, true)
-		}
+	s.Sessions.CloseSession(deviceID, moduleID, true)
+	for _, m := range modules {
+		s.Sessions.CloseSession(m.DeviceID, m.ModuleID, true)
 	}
 	return nil
 }
@@ -412,9 +457,4 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) { return s.Store.Sta
 // ConnectedCount returns the number of connected devices.
 func (s *Service) ConnectedCount(ctx context.Context) (int, error) {
 	return s.Store.ConnectedCount(ctx)
-}
-
-// SetConnection records a connection state change from the broker.
-func (s *Service) SetConnection(ctx context.Context, deviceID, moduleID, state, modelID string) error {
-	return s.Store.SetConnection(ctx, deviceID, moduleID, state, s.now(), modelID)
 }

@@ -90,7 +90,10 @@ func TestETagString(t *testing.T) {
 func key(n int) string { return base64.StdEncoding.EncodeToString(make([]byte, n)) }
 
 func TestNormalize(t *testing.T) {
-	s := &registry.Service{}
+	s, err := registry.NewService(registry.Deps{Store: nopStore{}, Sessions: &fakeSessions{}, Twins: &twinsRecorder{}}, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	good := key(32)
 	for _, tc := range []struct {
 		name string
@@ -190,7 +193,7 @@ func TestParseImportMode(t *testing.T) {
 }
 
 // newService is a Service over a private in-memory SQLite store.
-func newService(t *testing.T) (*registry.Service, *fakeSessions) {
+func newService(t *testing.T, clock func() time.Time) (*registry.Service, *fakeSessions) {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), "")
 	if err != nil {
@@ -198,7 +201,11 @@ func newService(t *testing.T) (*registry.Service, *fakeSessions) {
 	}
 	t.Cleanup(func() { db.Close() })
 	sess := &fakeSessions{}
-	return &registry.Service{Store: &sqlite.RegistryStore{DB: db}, Sessions: sess}, sess
+	s, err := registry.NewService(registry.Deps{Store: &sqlite.RegistryStore{DB: db}, Sessions: sess, Twins: &twinsRecorder{}}, registry.Config{Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, sess
 }
 
 // fakeSessions records CloseSession calls: the one seam where the registry
@@ -217,9 +224,8 @@ var _ registry.SessionCloser = (*fakeSessions)(nil)
 
 func TestService_CreateUpdateDelete(t *testing.T) {
 	ctx := context.Background()
-	s, sess := newService(t)
 	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	s.Now = func() time.Time { return now }
+	s, sess := newService(t, func() time.Time { return now })
 
 	d, err := s.Create(ctx, &registry.Identity{DeviceID: "dev1"})
 	if err != nil {
@@ -292,7 +298,7 @@ func (r *twinsRecorder) MergeTwin(_ context.Context, deviceID, moduleID, ifMatch
 
 func TestService_Bulk(t *testing.T) {
 	ctx := context.Background()
-	s, _ := newService(t)
+	s, _ := newService(t, nil)
 	tw := &twinsRecorder{}
 	s.Twins = tw
 	op := func(mode registry.ImportMode, dev, mod string) registry.BulkOp {
@@ -391,3 +397,6 @@ func TestService_Bulk(t *testing.T) {
 		}
 	})
 }
+
+// nopStore is a Store for tests of rules that never reach storage.
+type nopStore struct{ registry.Store }

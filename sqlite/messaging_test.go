@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -26,7 +27,10 @@ func openDB(t *testing.T) *sqlite.DB {
 func TestTelemetry_GroupCommitAndRetention(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
-	tel := messaging.NewTelemetry(&sqlite.MessageLog{DB: db}, messaging.TelemetryConfig{RetentionCount: 50, MaxBatch: 64})
+	tel, err := messaging.NewTelemetry(messaging.TelemetryDeps{Log: &sqlite.MessageLog{DB: db}}, messaging.TelemetryConfig{RetentionCount: 50, MaxBatch: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer tel.Close()
 	sub := tel.Subscribe(messaging.Filter{DeviceID: "d3"})
 	var wg sync.WaitGroup
@@ -93,13 +97,19 @@ func (c *clock) Add(d time.Duration) {
 func TestCloudToDevice_LocksExpiryAndFeedback(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
-	reg := &registry.Service{Store: &sqlite.RegistryStore{DB: db}}
+	reg, err := registry.NewService(registry.Deps{Store: &sqlite.RegistryStore{DB: db}, Sessions: noSessions{}, Twins: noTwins{}}, registry.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := reg.Create(ctx, &registry.Identity{DeviceID: "d1", Auth: registry.Authentication{Type: registry.AuthSAS}}); err != nil {
 		t.Fatal(err)
 	}
 	clk := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
 	q := &sqlite.C2DQueue{DB: db}
-	c := messaging.NewCloudToDevice(q, nil, messaging.C2DConfig{Now: clk.Now, MaxDeliveryCount: 2, SweepInterval: time.Hour})
+	c, err := messaging.NewCloudToDevice(messaging.C2DDeps{Queue: q, Link: offlineLink{}}, messaging.C2DConfig{Now: clk.Now, MaxDeliveryCount: 2, SweepInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer c.Close()
 
 	send := func(id string, ttl time.Duration) {
@@ -198,7 +208,10 @@ func TestMessageLog_AppendChunks(t *testing.T) {
 // returns only once the enqueued messages before it are stored.
 func TestTelemetry_EnqueueThenSend(t *testing.T) {
 	ctx := context.Background()
-	tel := messaging.NewTelemetry(&sqlite.MessageLog{DB: openDB(t)}, messaging.TelemetryConfig{MaxBatch: 16})
+	tel, err := messaging.NewTelemetry(messaging.TelemetryDeps{Log: &sqlite.MessageLog{DB: openDB(t)}}, messaging.TelemetryConfig{MaxBatch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer tel.Close()
 	var wg sync.WaitGroup
 	for d := range 4 {
@@ -231,4 +244,21 @@ func TestTelemetry_EnqueueThenSend(t *testing.T) {
 	if err := tel.Enqueue(ctx, big); !iothub.Is(err, iothub.MessageTooLarge) {
 		t.Fatalf("enqueue of a too large message: %v", err)
 	}
+}
+
+// offlineLink is a C2D link whose devices are never connected: they poll
+// over HTTPS.
+type offlineLink struct{}
+
+func (offlineLink) Ready(string) bool                   { return false }
+func (offlineLink) Deliver(*messaging.C2DMessage) error { return errors.New("not connected") }
+
+type noSessions struct{}
+
+func (noSessions) CloseSession(string, string, bool) {}
+
+type noTwins struct{}
+
+func (noTwins) MergeTwin(context.Context, string, string, string, map[string]any, map[string]any) error {
+	return nil
 }

@@ -6,29 +6,26 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
-	"sync"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/groupcommit"
+	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // TwinStore implements twins.Store over the identities table. Updates are
-// group-committed: a writer goroutine runs every update that queued while
-// the previous transaction committed in one transaction, so a thousand
-// devices patching reported properties share commits instead of queueing
-// one commit each for the single writer. Build it with NewTwinStore and
-// Close it.
+// group-committed: every update that queued while the previous transaction
+// committed runs in the next one, so a thousand devices patching reported
+// properties share commits instead of queueing one commit each for the
+// single writer. Build it with NewTwinStore and Close it.
 type TwinStore struct {
 	DB      *DB
-	updates chan *twinUpdate
-	quit    chan struct{} // closed by Close
-	done    chan struct{} // closed when the writer has stopped
-	once    sync.Once
+	updates *groupcommit.Batcher[*twinUpdate]
 }
 
 // errStoreClosed answers updates that arrive while the hub shuts down.
-var errStoreClosed = errors.New("the twin store is closed")
+var errStoreClosed = iothub.ErrClosed
 
 // maxTwinBatch bounds how many updates share one transaction.
 const maxTwinBatch = 256
@@ -44,39 +41,14 @@ type twinUpdate struct {
 
 // NewTwinStore starts the store's writer.
 func NewTwinStore(db *DB) *TwinStore {
-	s := &TwinStore{DB: db, updates: make(chan *twinUpdate, maxTwinBatch), quit: make(chan struct{}), done: make(chan struct{})}
-	go s.writer()
+	s := &TwinStore{DB: db}
+	s.updates = groupcommit.New(s.commit, groupcommit.Config{MaxBatch: maxTwinBatch})
 	return s
 }
 
-// Close stops the writer after the batch in progress; later updates fail.
-func (s *TwinStore) Close() {
-	s.once.Do(func() { close(s.quit) })
-	<-s.done
-}
-
-func (s *TwinStore) writer() {
-	defer close(s.done)
-	batch := make([]*twinUpdate, 0, maxTwinBatch)
-	for {
-		select {
-		case <-s.quit:
-			return
-		case first := <-s.updates:
-			batch = append(batch[:0], first)
-		}
-	drain:
-		for len(batch) < maxTwinBatch {
-			select {
-			case u := <-s.updates:
-				batch = append(batch, u)
-			default:
-				break drain
-			}
-		}
-		s.commit(batch)
-	}
-}
+// Close runs the updates already queued, then stops the writer; later
+// updates return iothub.ErrClosed.
+func (s *TwinStore) Close() { s.updates.Close() }
 
 // commit runs a batch in one transaction. An update whose twin is missing
 // or whose fn refuses gets its own error; a database error fails the batch.
@@ -218,25 +190,13 @@ func (s *TwinStore) Get(ctx context.Context, key twins.Key) (*twins.Twin, error)
 
 func (s *TwinStore) Update(ctx context.Context, key twins.Key, fn func(*twins.Twin) error) (*twins.Twin, error) {
 	u := &twinUpdate{ctx: ctx, key: key, fn: fn, done: make(chan struct{})}
-	select {
-	case s.updates <- u:
-	case <-s.done:
-		return nil, errStoreClosed
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := s.updates.Add(ctx, u); err != nil {
+		return nil, err
 	}
-	select {
-	case <-u.done:
-		return u.out, u.err
-	case <-s.done:
-		// The writer stopped; it may still have finished this update.
-		select {
-		case <-u.done:
-			return u.out, u.err
-		default:
-			return nil, errStoreClosed
-		}
-	}
+	// Accepted updates are always committed (or skipped, if ctx ended
+	// first), also when Close comes now, so this wait ends.
+	<-u.done
+	return u.out, u.err
 }
 
 var _ twins.BatchStore = (*TwinStore)(nil)

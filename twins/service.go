@@ -43,22 +43,37 @@ const lockStripes = 256
 //
 // A Service must not be copied after first use.
 type Service struct {
-	// Store persists the twins. Required.
+	Deps
+	cfg   Config
+	locks [lockStripes]sync.Mutex
+}
+
+// Deps are the Service's collaborators, all required.
+type Deps struct {
+	// Store persists the twins.
 	Store Store
-	// Notifier, if not nil, hears about every desired change.
+	// Notifier hears about every desired change.
 	Notifier Notifier
+}
+
+// Config configures the Service.
+type Config struct {
 	// Now is the clock for $metadata; nil means time.Now.
 	Now func() time.Time
 	// Limits are the twin limits; zero fields take the hub's values.
 	Limits Limits
-
-	locks [lockStripes]sync.Mutex
 }
 
-// NewService returns a Service with the hub's limits and the real clock.
-// notifier may be nil.
-func NewService(store Store, notifier Notifier) *Service {
-	return &Service{Store: store, Notifier: notifier, Now: time.Now, Limits: DefaultLimits()}
+// NewService returns a Service over deps.
+func NewService(deps Deps, cfg Config) (*Service, error) {
+	if err := iothub.CheckDeps("twins", deps); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	return &Service{Deps: deps, cfg: cfg}, nil
 }
 
 // Get returns the twin. Errors: 404001 DeviceNotFound, 404010 ModuleNotFound.
@@ -81,7 +96,7 @@ func (s *Service) Get(ctx context.Context, key Key) (*Twin, error) {
 // would grow past its size limit; 412001 PreconditionFailed for a stale
 // ifMatch; 404001/404010 when the twin does not exist.
 func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p ServicePatch) (*Twin, error) {
-	lim := s.Limits.withDefaults()
+	lim := s.cfg.Limits
 	tags, desired, err := lim.checkServicePatch(p)
 	if err != nil {
 		return nil, err
@@ -195,7 +210,7 @@ type BatchStore interface {
 // invalid or the batch failed as a whole. Desired notifications go out
 // after the commit, in version order per twin.
 func (s *Service) PatchMany(ctx context.Context, keys []Key, p ServicePatch) (errs []error, err error) {
-	lim := s.Limits.withDefaults()
+	lim := s.cfg.Limits
 	tags, desired, err := lim.checkServicePatch(p)
 	if err != nil {
 		return nil, err
@@ -234,7 +249,7 @@ func (s *Service) PatchMany(ctx context.Context, keys []Key, p ServicePatch) (er
 // full new desired document. Reported properties are untouched. Same
 // ifMatch rules and errors as PatchService.
 func (s *Service) ReplaceService(ctx context.Context, key Key, ifMatch string, tags, desired map[string]any) (*Twin, error) {
-	lim := s.Limits.withDefaults()
+	lim := s.cfg.Limits
 	tags, desired, err := lim.checkServicePatch(ServicePatch{Tags: tags, Desired: desired})
 	if err != nil {
 		return nil, err
@@ -280,7 +295,7 @@ func (s *Service) ReplaceService(ctx context.Context, key Key, ifMatch string, t
 // size limit; 404001/404010 when the twin does not exist. Nothing changes on
 // error.
 func (s *Service) PatchReported(ctx context.Context, key Key, patch map[string]any) (int64, error) {
-	lim := s.Limits.withDefaults()
+	lim := s.cfg.Limits
 	if patch == nil {
 		return 0, invalid("The reported properties patch must be a JSON object.")
 	}
@@ -329,9 +344,6 @@ func preconditionFailed() error {
 // notify hands the Notifier its own copy of patch. The caller holds the
 // twin's stripe lock, which orders notifications by version.
 func (s *Service) notify(key Key, patch map[string]any, version int64) {
-	if s.Notifier == nil {
-		return
-	}
 	s.Notifier.DesiredChanged(key, copyMap(patch), version)
 }
 
@@ -371,9 +383,4 @@ func (s *Service) lockMany(keys []Key) (unlock func()) {
 	}
 }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
+func (s *Service) now() time.Time { return s.cfg.Now() }

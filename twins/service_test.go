@@ -69,8 +69,10 @@ func newService(t *testing.T) (*twins.Service, *memstore.Store, *recorder) {
 	st.Put(twins.NewTwin(dev, created))
 	st.Put(twins.NewTwin(mod, created))
 	rec := &recorder{}
-	s := twins.NewService(st, rec)
-	s.Now = (&clock{t: created}).Now
+	s, err := twins.NewService(twins.Deps{Store: st, Notifier: rec}, twins.Config{Now: (&clock{t: created}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return s, st, rec
 }
 

@@ -55,8 +55,12 @@ func patched(t *testing.T) *twins.Twin {
 	key := twins.Key{DeviceID: "edge1", ModuleID: "m1"}
 	st := memstore.New()
 	st.Put(twins.NewTwin(key, created))
-	s := twins.NewService(st, nil)
-	s.Now = func() time.Time { return time.Date(2024, 6, 1, 8, 0, 0, 123456700, time.UTC) }
+	s, err := twins.NewService(twins.Deps{Store: st, Notifier: nopNotifier{}}, twins.Config{
+		Now: func() time.Time { return time.Date(2024, 6, 1, 8, 0, 0, 123456700, time.UTC) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	body := []byte(`{"deviceId":"edge1","etag":"*","tags":{"site":"<b&w>","floor":3},` +
 		`"properties":{"desired":{"interval":60,"cfg":{"mode":"fast","list":[1,2.5,"x"]},"$version":9}}}`)
 	p, err := wire.DecodeTwinPatch(body)
@@ -242,3 +246,8 @@ func TestDecodeReportedPatch(t *testing.T) {
 		}
 	}
 }
+
+// nopNotifier ignores desired changes: nobody is connected here.
+type nopNotifier struct{}
+
+func (nopNotifier) DesiredChanged(twins.Key, map[string]any, int64) {}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -34,7 +35,7 @@ func clientFlags(fs *flag.FlagSet) func() *apiClient {
 }
 
 func envOr(name, def string) string {
-	if v, ok := lookupEnv(name); ok && v != "" {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
 		return v
 	}
 	return def

@@ -20,9 +20,6 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/hub"
 )
 
-// lookupEnv is os.LookupEnv, replaceable in tests.
-var lookupEnv = os.LookupEnv
-
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
@@ -58,24 +55,31 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := flag.NewFlagSet("iothub-emulator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.bind, "bind", "127.0.0.1", "address to listen on (0.0.0.0 for all interfaces)")
-	fs.IntVar(&o.mqttsPort, "mqtts-port", 8883, "MQTT over TLS port, as devices use it (0 disables)")
-	fs.IntVar(&o.httpsPort, "https-port", 443, "HTTPS port: service REST API and MQTT over WebSockets (0 disables)")
-	fs.IntVar(&o.mqttPort, "mqtt-port", 1883, "plain MQTT port for raw clients (0 disables)")
-	fs.IntVar(&o.httpPort, "http-port", 8080, "plain HTTP port for curl and scripts (0 disables)")
-	fs.StringVar(&o.hostname, "hostname", "localhost", "the hub's host name, used in certificates, SAS resource URIs and connection strings")
-	fs.StringVar(&o.dataDir, "data-dir", "./data", "directory for the database and generated certificates")
-	fs.BoolVar(&o.inMemory, "in-memory", false, "keep nothing on disk (for tests)")
+	def := hub.DefaultConfig()
+	port := func(addr string) int {
+		_, p, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(p)
+		return n
+	}
+	bind, _, _ := net.SplitHostPort(def.HTTPAddr)
+	fs.StringVar(&o.bind, "bind", bind, "address to listen on (0.0.0.0 for all interfaces)")
+	fs.IntVar(&o.mqttsPort, "mqtts-port", port(def.MQTTSAddr), "MQTT over TLS port, as devices use it (0 disables)")
+	fs.IntVar(&o.httpsPort, "https-port", port(def.HTTPSAddr), "HTTPS port: service REST API and MQTT over WebSockets (0 disables)")
+	fs.IntVar(&o.mqttPort, "mqtt-port", port(def.MQTTAddr), "plain MQTT port for raw clients (0 disables)")
+	fs.IntVar(&o.httpPort, "http-port", port(def.HTTPAddr), "plain HTTP port for curl and scripts (0 disables)")
+	fs.StringVar(&o.hostname, "hostname", def.Hostname, "the hub's host name, used in certificates, SAS resource URIs and connection strings")
+	fs.StringVar(&o.dataDir, "data-dir", def.DataDir, "directory for the database and generated certificates")
+	fs.BoolVar(&o.inMemory, "in-memory", def.InMemory, "keep nothing on disk (for tests)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "server certificate (PEM chain) to use instead of the generated one")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key of --tls-cert")
 	fs.Var(&o.tlsSANs, "tls-san", "extra DNS name or IP for the generated certificate (repeatable)")
 	fs.Var(&o.deviceCAs, "device-ca", "CA certificate file for certificateAuthority X.509 devices (repeatable)")
 	fs.StringVar(&o.ownerKey, "owner-key", "", "base64 key of the iothubowner policy (default: the well-known key)")
-	fs.IntVar(&o.messageRetentionCount, "message-retention-count", 100000, "telemetry messages kept for /_emulator/messages (0: no count bound)")
-	fs.DurationVar(&o.messageRetention, "message-retention", 24*time.Hour, "how long telemetry messages are kept (0: no age bound)")
-	fs.IntVar(&o.jobWorkers, "job-workers", 64, "device operations one job runs at once")
-	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", 10, "jobs that may be queued, scheduled or running at once (0: no limit)")
-	fs.DurationVar(&o.jobRetention, "job-retention", 30*24*time.Hour, "how long finished jobs are kept")
+	fs.IntVar(&o.messageRetentionCount, "message-retention-count", def.MessageRetentionCount, "telemetry messages kept for /_emulator/messages (0: no count bound)")
+	fs.DurationVar(&o.messageRetention, "message-retention", def.MessageRetentionAge, "how long telemetry messages are kept (0: no age bound)")
+	fs.IntVar(&o.jobWorkers, "job-workers", def.JobWorkers, "device operations one job runs at once")
+	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
+	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -125,7 +129,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 	return hub.Config{
 		Hostname:  o.hostname,
 		MQTTSAddr: addr(o.mqttsPort), HTTPSAddr: addr(o.httpsPort), MQTTAddr: addr(o.mqttPort), HTTPAddr: addr(o.httpPort),
-		FallbackPorts: true,
+		FallbackPorts: hub.DefaultConfig().FallbackPorts,
 		DataDir:       o.dataDir, InMemory: o.inMemory,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
