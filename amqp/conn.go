@@ -172,7 +172,8 @@ func (c *Conn) serve(ctx context.Context) error {
 	}
 	c.nc.SetDeadline(time.Time{})
 	c.peer = open
-	c.peerMaxFrame = max(open.MaxFrameSize, minMaxFrameSize)
+	// Frames sent are within both limits, so the writer queue's bytes are bounded by ours.
+	c.peerMaxFrame = min(max(open.MaxFrameSize, minMaxFrameSize), cfg.MaxFrameSize)
 	c.peerIdle = time.Duration(open.IdleTimeout) * time.Millisecond
 	c.channelMax = min(cfg.ChannelMax, open.ChannelMax)
 
@@ -229,7 +230,8 @@ func (c *Conn) writeLoop() {
 	cfg := &c.srv.cfg
 	var tick <-chan time.Time
 	if c.peerIdle > 0 {
-		t := time.NewTicker(max(c.peerIdle/2, 50*time.Millisecond))
+		// Checking at a quarter of the period keeps the longest silence under 3/4 of it.
+		t := time.NewTicker(max(c.peerIdle/4, 25*time.Millisecond))
 		defer t.Stop()
 		tick = t.C
 	}
@@ -554,7 +556,7 @@ func (s *session) attach(p *attachFrame) error {
 		Handle:              local,
 		Role:                l.role,
 		SndSettleMode:       p.SndSettleMode,
-		RcvSettleMode:       p.RcvSettleMode,
+		RcvSettleMode:       l.replyRcvMode,
 		Source:              l.replySource,
 		Target:              l.replyTarget,
 		MaxMessageSize:      l.maxMessageSize,
@@ -683,7 +685,24 @@ func (s *session) disposition(p *dispositionFrame) error {
 			break
 		}
 	}
-	return nil
+	return s.settleForPeer(p, last)
+}
+
+// settleForPeer answers a receiver in rcv-settle-mode second, which waits for the sender to
+// settle what it has disposed: one settled disposition for the whole range, tracked deliveries
+// or not (SendSettled does not track).
+func (s *session) settleForPeer(p *dispositionFrame, last uint32) error {
+	if p.Role != RoleReceiver || p.Settled || p.State == nil {
+		return nil
+	}
+	if _, isReceived := p.State.(*received); isReceived {
+		return nil
+	}
+	f := &dispositionFrame{Role: RoleSender, First: p.First, Settled: true, State: p.State}
+	if last != p.First {
+		f.Last = &last
+	}
+	return s.conn.send(s.local, f)
 }
 
 func (s *session) dispositionSparse(p *dispositionFrame, last uint32) error {
@@ -701,7 +720,7 @@ func (s *session) dispositionSparse(p *dispositionFrame, last uint32) error {
 			}
 		}
 	}
-	return nil
+	return s.settleForPeer(p, last)
 }
 
 // disposeOne applies the peer's disposition to one delivery; conn.mu is held.
@@ -723,10 +742,6 @@ func (s *session) disposeOne(p *dispositionFrame, id uint32) {
 		od.link.unsettledOut--
 		od.link.wake()
 		od.result <- outcome
-		if !p.Settled {
-			// rcv-settle-mode second: the receiver waits for the sender to settle.
-			s.conn.send(s.local, &dispositionFrame{Role: RoleSender, First: id, Settled: true, State: outcome})
-		}
 		return
 	}
 	// The peer sent it: it settles a delivery the server already disposed (mode second).

@@ -76,7 +76,7 @@ func TestServeConnOverTLSWithTrace(t *testing.T) {
 	traceMu.Lock()
 	got := trace.String()
 	traceMu.Unlock()
-	for _, want := range []string{"amqp <- ch=0 *amqp.saslInit", "amqp <- ch=0 *amqp.openFrame", "amqp -> ch=0 *amqp.beginFrame"} {
+	for _, want := range []string{"amqp <- ch=0 saslInit{Mechanism:PLAIN", "amqp <- ch=0 open{ContainerID:", "amqp -> ch=0 begin{RemoteChannel:0 "} {
 		if !strings.Contains(got, want) {
 			t.Errorf("trace lacks %q:\n%s", want, got)
 		}

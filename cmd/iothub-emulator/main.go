@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/hub"
 )
 
@@ -39,6 +41,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type options struct {
 	bind                                     string
 	mqttsPort, httpsPort, mqttPort, httpPort int
+	amqpsPort                                int
 	hostname, dataDir                        string
 	inMemory                                 bool
 	tlsCert, tlsKey                          string
@@ -49,6 +52,10 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	maxConnections                           int
+	storageConnectionString                  string
+	fileUploadContainer                      string
+	configurationInterval                    time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -67,6 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.httpsPort, "https-port", port(def.HTTPSAddr), "HTTPS port: service REST API and MQTT over WebSockets (0 disables)")
 	fs.IntVar(&o.mqttPort, "mqtt-port", port(def.MQTTAddr), "plain MQTT port for raw clients (0 disables)")
 	fs.IntVar(&o.httpPort, "http-port", port(def.HTTPAddr), "plain HTTP port for curl and scripts (0 disables)")
+	fs.IntVar(&o.amqpsPort, "amqps-port", port(def.AMQPSAddr), "AMQP over TLS port: service-side C2D send and feedback (0 disables)")
 	fs.StringVar(&o.hostname, "hostname", def.Hostname, "the hub's host name, used in certificates, SAS resource URIs and connection strings")
 	fs.StringVar(&o.dataDir, "data-dir", def.DataDir, "directory for the database and generated certificates")
 	fs.BoolVar(&o.inMemory, "in-memory", def.InMemory, "keep nothing on disk (for tests)")
@@ -80,7 +88,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.jobWorkers, "job-workers", def.JobWorkers, "device operations one job runs at once")
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
-	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
+	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist, and of simulated devices to run (see examples/seed.json)")
+	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
+	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
+	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
+	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -129,14 +141,19 @@ func (o *options) config(log *slog.Logger) hub.Config {
 	return hub.Config{
 		Hostname:  o.hostname,
 		MQTTSAddr: addr(o.mqttsPort), HTTPSAddr: addr(o.httpsPort), MQTTAddr: addr(o.mqttPort), HTTPAddr: addr(o.httpPort),
+		AMQPSAddr:     addr(o.amqpsPort),
 		FallbackPorts: hub.DefaultConfig().FallbackPorts,
 		DataDir:       o.dataDir, InMemory: o.inMemory,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
 		OwnerKey: o.ownerKey, DeviceCAFiles: o.deviceCAs,
 		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
 		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
-		SeedFile: o.seed,
-		Logger:   log,
+		SeedFile:                o.seed,
+		StorageConnectionString: o.storageConnectionString,
+		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
+		Configurations:          configurations.Config{Interval: o.configurationInterval},
+		MaxConnections:          o.maxConnections,
+		Logger:                  log,
 	}
 }
 
@@ -200,13 +217,26 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	fmt.Fprintf(w, "IoT Hub emulator ready in %s\n", took.Round(time.Millisecond))
 	for _, l := range []struct{ name, what string }{
 		{"mqtts", "MQTT over TLS (devices)"},
-		{"https", "HTTPS: REST API, MQTT over WebSockets at /$iothub/websocket"},
+		{"https", "HTTPS: REST API, MQTT and AMQP over WebSockets at /$iothub/websocket"},
+		{"amqps", "AMQP over TLS (service: C2D send, feedback)"},
 		{"mqtt", "MQTT, no TLS"},
 		{"http", "HTTP: REST API, no TLS"},
 	} {
 		if a := h.Addr(l.name); a != "" {
 			fmt.Fprintf(w, "  %-6s %-22s %s\n", l.name, a, l.what)
 		}
+	}
+	if a := h.Addr("http"); a != "" {
+		fmt.Fprintf(w, "  Dashboard: http://%s/ui/\n", a)
+	} else if a := h.Addr("https"); a != "" {
+		fmt.Fprintf(w, "  Dashboard: https://%s/ui/\n", a)
+	}
+	if sims := h.Simulator.List(); len(sims) > 0 {
+		n := 0
+		for _, s := range sims {
+			n += s.DeviceCount
+		}
+		fmt.Fprintf(w, "  Simulated devices: %d (in %d simulations of the seed file)\n", n, len(sims))
 	}
 	fmt.Fprintf(w, "  CA certificate to trust: %s\n", h.CACertFile())
 	fmt.Fprintf(w, "  Service connection string:\n    %s\n", h.ServiceConnectionString(""))
