@@ -41,6 +41,7 @@ SUITES=(
   "tutorial node python"
   "dashboard node"
   "go       go"
+  "java     java"
 )
 OWN_EMULATOR=" tutorial "
 # Suites whose namespace also gets Azurite (file upload tests, azurite.sh),
@@ -67,6 +68,40 @@ prepare_go() { (cd "$HERE/go" && timeout "$INSTALL_TIMEOUT" go mod download); }
 run_go() {
   echo "== go test e2e/sdk/go ($(go version | cut -d' ' -f3))"
   (cd "$HERE/go" && timeout "$SUITE_TIMEOUT" go test -count=1 ./...)
+}
+
+# The Java SDKs refuse a host name without a dot, so the Java suite reaches
+# the emulator as iothub.localhost: the emulator's certificate covers it
+# (--tls-san in lib.sh), the JVM resolves it from a hosts file of its own
+# (-Djdk.net.hosts.file, nothing on the machine changes) and trusts the CA
+# from a PKCS12 trust store. The emulator ignores the host part of SAS
+# resource URIs and MQTT user names, so one emulator serves every suite.
+JAVA_IOTHUB_HOSTNAME=iothub.localhost
+prepare_java() {
+  if ! command -v mvn >/dev/null || ! command -v keytool >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "== installing Maven and a JDK (apt)"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends maven default-jdk-headless >/dev/null
+    else
+      echo "run.sh: the java suite needs mvn and a JDK 11+ (keytool)" >&2; exit 2
+    fi
+  fi
+  # Fetches everything a test run needs, so the run itself needs no network:
+  # the SDKs and plugins (a run of no test at all) and the JUnit provider,
+  # which Surefire would otherwise download only when tests start.
+  echo "== mvn in $HERE/java (downloads the SDKs and plugins on first run)"
+  (cd "$HERE/java" && timeout "$INSTALL_TIMEOUT" mvn -B -q test -Dtest=NoTestHasThisName -Dsurefire.failIfNoSpecifiedTests=false &&
+    timeout "$INSTALL_TIMEOUT" mvn -B -q dependency:get -Dartifact=org.apache.maven.surefire:surefire-junit-platform:3.5.2)
+}
+run_java() {
+  local store="$WORK/java-truststore.p12" hosts="$WORK/java-hosts"
+  echo "== mvn test e2e/sdk/java ($(java -version 2>&1 | head -1)) as $JAVA_IOTHUB_HOSTNAME"
+  rm -f "$store"
+  keytool -importcert -noprompt -alias iothub-emulator -file "$IOTHUB_CA_FILE" \
+    -keystore "$store" -storetype PKCS12 -storepass changeit >/dev/null
+  echo "127.0.0.1 $JAVA_IOTHUB_HOSTNAME" >"$hosts"
+  (cd "$HERE/java" && JAVA_IOTHUB_HOSTNAME=$JAVA_IOTHUB_HOSTNAME timeout "$SUITE_TIMEOUT" mvn -B --no-transfer-progress test \
+    -DargLine="-Djavax.net.ssl.trustStore=$store -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=PKCS12 -Djdk.net.hosts.file=$hosts")
 }
 
 # The dashboard in headless Chromium (Debian's chromium, installed with apt
