@@ -64,8 +64,13 @@ type Deps struct {
 type Config struct {
 	// CACert is served at /_emulator/ca.pem (404 when empty).
 	CACert []byte
-	// Ready is reported by /_emulator/health; nil means always ready.
+	// Ready is reported by /_emulator/health; nil means always ready, false
+	// (a listener stopped accepting) answers 503.
 	Ready func() bool
+	// Unavailable tells storage failures that make the hub unavailable (a
+	// full disk: 503 ServiceUnavailable, which clients retry) from other
+	// internal errors (500); nil means none are.
+	Unavailable func(error) bool
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -209,7 +214,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		status = http.StatusServiceUnavailable
 	}
-	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "starting"}[ok]})
+	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[ok]})
 }
 
 func (s *Server) caPEM(w http.ResponseWriter, r *http.Request) {

@@ -77,6 +77,14 @@ type Config struct {
 	MaxActiveJobs int
 	// JobRetention is how long finished jobs are kept (the hub: 30 days).
 	JobRetention time.Duration
+	// HandshakeTimeout and ConnectTimeout bound a new MQTT connection's TLS
+	// handshake and its wait for CONNECT (0: the broker's defaults, 10 s and
+	// 30 s).
+	HandshakeTimeout, ConnectTimeout time.Duration
+	// MaxConnections bounds the connections open at once over all
+	// listeners; more are closed as soon as they are accepted. 0 derives it
+	// from the open-file limit (less a reserve for the process itself).
+	MaxConnections int
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
@@ -131,10 +139,13 @@ type Hub struct {
 	api       *httpapi.Server
 	servers   []*http.Server
 	listener  map[string]net.Listener
+	tlsOf     map[string]*tls.Config // by listener name
 	caPEM     []byte
 	caFile    string
 	tmpDir    string
 	policies  []sasauth.Policy
+	served    []*servedListener
+	lock      *os.File // held on the data directory
 
 	closeOnce sync.Once
 	closeErr  error
@@ -232,6 +243,10 @@ func (h *Hub) openDatabase(ctx context.Context) error {
 		if h.cfg.DataDir == "" {
 			return errors.New("a data directory is required unless running in memory")
 		}
+		var err error
+		if h.lock, err = lockDataDir(h.cfg.DataDir); err != nil {
+			return err
+		}
 		dbPath = filepath.Join(h.cfg.DataDir, "iothub.db")
 	}
 	var err error
@@ -282,12 +297,13 @@ func (h *Hub) newBroker(context.Context) error {
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
 		DeviceCAs: h.deviceCAs, Logger: h.log,
+		HandshakeTimeout: h.cfg.HandshakeTimeout, ConnectTimeout: h.cfg.ConnectTimeout,
 	})
 	return nil
 }
 
 func (h *Hub) newTwins(context.Context) (err error) {
-	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: desiredNotifier{h.broker}}, twins.Config{Now: h.now})
+	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: h.broker.DesiredNotifier()}, twins.Config{Now: h.now})
 	return err
 }
 
@@ -305,14 +321,14 @@ func (h *Hub) newMessaging(context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: c2dLink{h.broker}},
+	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: h.broker.C2DLink()},
 		messaging.C2DConfig{Now: h.now, Logger: h.log})
 	return err
 }
 
 func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
-		Transport:  methodTransport{h.broker},
+		Transport:  h.broker.MethodTransport(),
 		Identities: identityChecker{h},
 		Logger:     h.log.With("component", "methods"),
 	}
@@ -347,7 +363,8 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 		Simulations: h.Simulator, Connections: h.directory,
-	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http")})
+	}, httpapi.Config{CACert: h.caPEM, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+		Logger: h.log.With("component", "http")})
 	return err
 }
 
@@ -365,15 +382,15 @@ func (h *Hub) bindListeners(context.Context) error {
 	amqpTLS := serverTLS.Clone()
 	amqpTLS.NextProtos = nil
 
-	for _, l := range []struct {
-		name, addr string
-		tls        *tls.Config
-	}{
-		{"mqtts", h.cfg.MQTTSAddr, mqttTLS},
-		{"mqtt", h.cfg.MQTTAddr, nil},
-		{"https", h.cfg.HTTPSAddr, serverTLS},
-		{"http", h.cfg.HTTPAddr, nil},
-		{"amqps", h.cfg.AMQPSAddr, amqpTLS},
+	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS, "amqps": amqpTLS}
+	maxConns := h.cfg.MaxConnections
+	if maxConns <= 0 {
+		maxConns = defaultMaxConnections()
+	}
+	limit := &connLimit{max: int64(maxConns), log: h.log}
+	for _, l := range []struct{ name, addr string }{
+		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},
+		{"amqps", h.cfg.AMQPSAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -382,18 +399,16 @@ func (h *Hub) bindListeners(context.Context) error {
 		if err != nil {
 			return err
 		}
-		if l.tls != nil {
-			ln = tls.NewListener(ln, l.tls)
-		}
-		h.listener[l.name] = ln
+		h.listener[l.name] = &limitListener{Listener: ln, limit: limit}
 	}
 	return nil
 }
 
 func (h *Hub) serve(context.Context) error {
+	// The broker does TLS itself, with a handshake deadline.
 	for _, name := range []string{"mqtts", "mqtt"} {
 		if ln, ok := h.listener[name]; ok {
-			if err := h.broker.AddListener(name, ln); err != nil {
+			if err := h.broker.AddListener(name, ln, h.tlsOf[name]); err != nil {
 				return err
 			}
 		}
@@ -404,6 +419,7 @@ func (h *Hub) serve(context.Context) error {
 	h.Jobs.Start(context.Background())
 	h.Configurations.Start()
 	if ln, ok := h.listener["amqps"]; ok {
+		ln = tls.NewListener(ln, h.tlsOf["amqps"])
 		go func() { _ = h.amqp.Serve(ln) }()
 	}
 	handler := withDashboard(h.api.Handler())
@@ -412,10 +428,22 @@ func (h *Hub) serve(context.Context) error {
 		if !ok {
 			continue
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)}
+		if c := h.tlsOf[name]; c != nil {
+			ln = tls.NewListener(ln, c)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: httpReadHeaderTimeout, IdleTimeout: httpIdleTimeout,
+			ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)}
 		srv.RegisterOnShutdown(h.api.EndLiveStreams)
 		h.servers = append(h.servers, srv)
-		go func() { _ = srv.Serve(ln) }()
+		h.served = append(h.served, &servedListener{name: name, srv: srv, ln: ln})
+	}
+	for _, sl := range h.served {
+		go func() {
+			if err := sl.srv.Serve(sl.ln); !errors.Is(err, http.ErrServerClosed) {
+				sl.dead.Store(true)
+				h.log.Error("http listener stopped", "listener", sl.name, "error", err)
+			}
+		}()
 	}
 	return nil
 }
@@ -553,6 +581,9 @@ func (h *Hub) close() error {
 	if h.tmpDir != "" {
 		_ = os.RemoveAll(h.tmpDir)
 	}
+	if h.lock != nil {
+		_ = h.lock.Close() // releases the data directory
+	}
 	return err
 }
 
@@ -566,6 +597,20 @@ func (s sessionCloser) CloseSession(deviceID, moduleID string, forget bool) {
 		s.b.CloseSession(deviceID, moduleID)
 	}
 }
+
+// DeadListeners names the listeners that stopped accepting connections
+// for good; /_emulator/health reports the hub unhealthy while any is.
+func (h *Hub) DeadListeners() []string {
+	dead := h.broker.DeadListeners()
+	for _, sl := range h.served {
+		if sl.dead.Load() {
+			dead = append(dead, sl.name)
+		}
+	}
+	return dead
+}
+
+func (h *Hub) listenersAlive() bool { return len(h.DeadListeners()) == 0 }
 
 // Addr returns the bound address of a listener ("mqtts", "mqtt", "https",
 // "http", "amqps"), or "" when it is disabled.

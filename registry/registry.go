@@ -402,6 +402,13 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 	}
 	if disabled {
 		s.Sessions.CloseSession(out.DeviceID, out.ModuleID, false)
+		if out.ModuleID == "" {
+			// A disabled device's modules cannot connect either.
+			modules, _ := s.Store.ListModules(ctx, out.DeviceID)
+			for _, m := range modules {
+				s.Sessions.CloseSession(m.DeviceID, m.ModuleID, false)
+			}
+		}
 	}
 	return out, nil
 }

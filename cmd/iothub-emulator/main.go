@@ -52,6 +52,7 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	maxConnections                           int
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
@@ -91,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
 	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
+	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -150,6 +152,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		StorageConnectionString: o.storageConnectionString,
 		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
+		MaxConnections:          o.maxConnections,
 		Logger:                  log,
 	}
 }
