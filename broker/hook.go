@@ -3,11 +3,7 @@ package broker
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -110,22 +106,9 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) 
 		return Device{}, refusal("client id %q names no device or module", cl.ID)
 	}
 	ctx := context.Background()
-	id, err := h.b.cfg.Identities.Get(ctx, deviceID, moduleID)
+	id, err := registry.Connectable(ctx, h.b.cfg.Identities, deviceID, moduleID)
 	if err != nil {
 		return Device{}, err
-	}
-	if id.Status != registry.StatusEnabled {
-		return Device{}, refusal("%s is disabled", path)
-	}
-	if moduleID != "" {
-		// A disabled device takes its modules with it.
-		parent, err := h.b.cfg.Identities.Get(ctx, deviceID, "")
-		if err != nil {
-			return Device{}, err
-		}
-		if parent.Status != registry.StatusEnabled {
-			return Device{}, refusal("device %s is disabled", deviceID)
-		}
 	}
 	dev := Device{DeviceID: deviceID, ModuleID: moduleID, AuthMethod: "sas", GenerationID: id.GenerationID, Transport: "mqtt"}
 	if cl.Net.Listener == h.b.ws.id {
@@ -147,51 +130,14 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) 
 	return dev, nil
 }
 
-// verifyCertificate checks an X.509 device's TLS client certificate: by
-// thumbprint for selfSigned, by chain to a registered CA (with the device id
-// as subject CN) for certificateAuthority.
+// verifyCertificate checks an X.509 device's TLS client certificate
+// (registry.VerifyCertificate).
 func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
 	tc, ok := cl.Net.Conn.(*tls.Conn)
 	if !ok {
 		return refusal("no password and no TLS client certificate")
 	}
-	certs := tc.ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return refusal("no password and no TLS client certificate")
-	}
-	leaf := certs[0]
-	switch id.Auth.Type {
-	case registry.AuthSelfSigned:
-		s1 := sha1.Sum(leaf.Raw)
-		s256 := sha256.Sum256(leaf.Raw)
-		for _, tp := range []string{id.Auth.PrimaryThumbprint, id.Auth.SecondaryThumbprint} {
-			if tp != "" && (strings.EqualFold(tp, hex.EncodeToString(s1[:])) || strings.EqualFold(tp, hex.EncodeToString(s256[:]))) {
-				return nil
-			}
-		}
-		return refusal("certificate thumbprint does not match the device's")
-	case registry.AuthCertificateAuthority:
-		if h.b.cfg.DeviceCAs == nil {
-			return refusal("no device CA is registered (--device-ca)")
-		}
-		inter := x509.NewCertPool()
-		for _, c := range certs[1:] {
-			inter.AddCert(c)
-		}
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: h.b.cfg.DeviceCAs, Intermediates: inter,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageAny}}); err != nil {
-			return refusal("certificate chain: %v", err)
-		}
-		want := id.DeviceID
-		if id.ModuleID != "" {
-			want += "/" + id.ModuleID
-		}
-		if leaf.Subject.CommonName != want {
-			return refusal("certificate CN %q is not %q", leaf.Subject.CommonName, want)
-		}
-		return nil
-	}
-	return refusal("authentication type %q needs a SAS token", id.Auth.Type)
+	return registry.VerifyCertificate(id, tc.ConnectionState().PeerCertificates, h.b.cfg.DeviceCAs)
 }
 
 // OnConnectAuthenticate accepts what OnConnect already authenticated.
