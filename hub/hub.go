@@ -419,9 +419,9 @@ func (h *Hub) serve(context.Context) error {
 	}
 	h.Jobs.Start(context.Background())
 	h.Configurations.Start()
+	// The AMQP engine's handshake deadline covers the TLS handshake.
 	if ln, ok := h.listener["amqps"]; ok {
-		ln = tls.NewListener(ln, h.tlsOf["amqps"])
-		go func() { _ = h.amqp.Serve(ln) }()
+		go func() { _ = h.amqp.Serve(tls.NewListener(ln, h.tlsOf["amqps"])) }()
 	}
 	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
