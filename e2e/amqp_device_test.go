@@ -33,14 +33,6 @@ func deviceSession(t *testing.T, h *hubtest.Hub, d *hubtest.Device) (*goamqp.Con
 	return c, s
 }
 
-func devicePath(d *hubtest.Device) string {
-	p := "/devices/" + d.ID
-	if d.ModuleID != "" {
-		p += "/modules/" + d.ModuleID
-	}
-	return p
-}
-
 func TestAMQPDevice_TelemetryIsStoredWithItsProperties(t *testing.T) {
 	t.Parallel()
 	h := hubtest.Start(t)
