@@ -155,7 +155,9 @@ func (cs *connState) authorizeDevice(l *amqp.Link, k devKey) (*deviceClaim, erro
 			defer cancel()
 			id, err := registry.Connectable(ctx, cs.srv.deps.Identities, k.device, k.module)
 			if err == nil {
-				err = registry.VerifyCertificate(id, tlsState.PeerCertificates, cs.srv.cfg.DeviceCAs)
+				if verr := registry.VerifyCertificate(id, tlsState.PeerCertificates, cs.srv.cfg.DeviceCAs); verr != nil {
+					err = iothub.Errorf(iothub.IotHubUnauthorizedAccess, "%v", verr)
+				}
 			}
 			if err != nil {
 				return nil, amqpError(err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"strconv"
 	"strings"
@@ -130,14 +131,20 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) 
 	return dev, nil
 }
 
-// verifyCertificate checks an X.509 device's TLS client certificate
-// (registry.VerifyCertificate).
+// verifyCertificate checks an X.509 device's TLS client certificate, from
+// a direct TLS connection or the HTTPS connection a WebSocket came over.
 func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
-	if !ok {
-		return refusal("no password and no TLS client certificate")
+	var chain []*x509.Certificate
+	switch c := cl.Net.Conn.(type) {
+	case *tls.Conn:
+		chain = c.ConnectionState().PeerCertificates
+	case *wsConn:
+		chain = c.peerCerts
 	}
-	return registry.VerifyCertificate(id, tc.ConnectionState().PeerCertificates, h.b.cfg.DeviceCAs)
+	if err := registry.VerifyCertificate(id, chain, h.b.cfg.DeviceCAs); err != nil {
+		return refusal("%v", err)
+	}
+	return nil
 }
 
 // OnConnectAuthenticate accepts what OnConnect already authenticated.

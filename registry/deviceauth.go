@@ -2,11 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"strings"
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
@@ -49,47 +44,4 @@ func Connectable(ctx context.Context, ids Getter, deviceID, moduleID string) (*I
 		}
 	}
 	return id, nil
-}
-
-// VerifyCertificate checks an X.509 identity's TLS client certificate chain
-// (leaf first): by thumbprint for selfSigned, by chain to a registered CA
-// (with the device id, or "device/module", as subject CN) for
-// certificateAuthority.
-func VerifyCertificate(id *Identity, certs []*x509.Certificate, deviceCAs *x509.CertPool) error {
-	if len(certs) == 0 {
-		return refusal("no password and no TLS client certificate")
-	}
-	leaf := certs[0]
-	switch id.Auth.Type {
-	case AuthSelfSigned:
-		s1 := sha1.Sum(leaf.Raw)
-		s256 := sha256.Sum256(leaf.Raw)
-		for _, tp := range []string{id.Auth.PrimaryThumbprint, id.Auth.SecondaryThumbprint} {
-			if tp != "" && (strings.EqualFold(tp, hex.EncodeToString(s1[:])) || strings.EqualFold(tp, hex.EncodeToString(s256[:]))) {
-				return nil
-			}
-		}
-		return refusal("certificate thumbprint does not match the device's")
-	case AuthCertificateAuthority:
-		if deviceCAs == nil {
-			return refusal("no device CA is registered (--device-ca)")
-		}
-		inter := x509.NewCertPool()
-		for _, c := range certs[1:] {
-			inter.AddCert(c)
-		}
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: deviceCAs, Intermediates: inter,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageAny}}); err != nil {
-			return refusal("certificate chain: %v", err)
-		}
-		want := id.DeviceID
-		if id.ModuleID != "" {
-			want += "/" + id.ModuleID
-		}
-		if leaf.Subject.CommonName != want {
-			return refusal("certificate CN %q is not %q", leaf.Subject.CommonName, want)
-		}
-		return nil
-	}
-	return refusal("authentication type %q needs a SAS token", id.Auth.Type)
 }
