@@ -11,6 +11,7 @@ package amqphub
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
@@ -25,7 +26,9 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Deps are the services the transport calls.
@@ -34,6 +37,13 @@ type Deps struct {
 	C2D  *messaging.CloudToDevice
 	// FileNotifications feeds the file-notification node.
 	FileNotifications fileupload.NotificationSource
+
+	// The device side: devices authenticate against Identities and reach
+	// the same services as over MQTT.
+	Identities DeviceIdentities
+	Telemetry  *messaging.Telemetry
+	Twins      *twins.Service
+	Methods    *methods.Invoker
 }
 
 // Config configures the transport; zero values take the defaults of
@@ -48,6 +58,8 @@ type Config struct {
 	// SendTimeout bounds one C2D enqueue and the wait for a feedback
 	// receiver's credit. Default 30 s.
 	SendTimeout time.Duration
+	// DeviceCAs verifies certificateAuthority devices' client certificates.
+	DeviceCAs *x509.CertPool
 	// Engine tunes the protocol engine (frame sizes, credit, timeouts).
 	Engine amqp.Config
 	// Clock ends connections whose token expires; nil means the wall
@@ -90,8 +102,10 @@ type Server struct {
 	// fileDone is the sequence number up to which file notifications have
 	// been accepted by a receiver.
 	fileDone atomic.Int64
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// devices are the AMQP devices connected now.
+	devices *deviceTable
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -106,6 +120,7 @@ func New(deps Deps, cfg Config) (*Server, error) {
 	cfg = cfg.withDefaults()
 	s := &Server{deps: deps, cfg: cfg, log: cfg.Logger.With("component", "amqp"), slots: make(chan struct{}, cfg.MaxConnections)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.devices = &deviceTable{srv: s, cur: map[devKey]*deviceSession{}}
 	cfg.Engine.Authenticate = s.authenticate
 	s.engine = amqp.NewServer(s, cfg.Engine)
 	return s, nil
@@ -184,7 +199,8 @@ func (s *Server) Close() error {
 // Connected gives each connection its own state: the claims put on $cbs and
 // the links of the service nodes (amqp.Handler).
 func (s *Server) Connected(c *amqp.Conn) (amqp.ConnHandler, error) {
-	cs := &connState{srv: s, conn: c, links: map[*amqp.Link]struct{}{}}
+	cs := &connState{srv: s, conn: c, links: map[*amqp.Link]struct{}{},
+		devices: map[devKey]*deviceClaim{}, sessions: map[devKey]*deviceSession{}}
 	if g, ok := c.Identity().(*grant); ok {
 		cs.grant(g)
 	}
@@ -230,6 +246,9 @@ func (cs *connState) Attach(l *amqp.Link) error {
 		}
 		return nil
 	}
+	if k, kind, ok := deviceNode(l.Address()); ok {
+		return cs.attachDevice(l, k, kind)
+	}
 	var serve func(*amqp.Link)
 	switch {
 	case node == nodeDevicebound && l.Role() == amqp.RoleReceiver:
@@ -264,8 +283,9 @@ func peerRole(l *amqp.Link) string {
 // Closed stops the connection's claim timer (amqp.ConnHandler).
 func (cs *connState) Closed(error) {
 	cs.mu.Lock()
-	defer cs.mu.Unlock()
 	if cs.timer != nil {
 		cs.timer.Stop()
 	}
+	cs.mu.Unlock()
+	cs.closeDevices()
 }

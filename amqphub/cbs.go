@@ -31,6 +31,10 @@ type connState struct {
 	claim *grant // the latest-expiring claim; nil before any
 	timer clock.Timer
 	links map[*amqp.Link]struct{} // links of the protected nodes
+	// devices are the device claims put on this connection, sessions the
+	// devices' links (device.go).
+	devices  map[devKey]*deviceClaim
+	sessions map[devKey]*deviceSession
 }
 
 // authenticate decides SASL (amqp.Authenticator). MSSBCBS and ANONYMOUS
@@ -113,6 +117,10 @@ func (cs *connState) putToken(req *amqp.Message) (int, string) {
 	}
 	if token == "" {
 		return 400, "The put-token request carries no token."
+	}
+	name, _ := req.ApplicationProperties["name"].(string)
+	if k, ok := isDeviceToken(token, name); ok {
+		return cs.putDeviceToken(k, token)
 	}
 	g, err := cs.srv.checkToken(token)
 	if err != nil {

@@ -241,7 +241,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
-		h.newAMQP,           // the service AMQP endpoint over the C2D queue (amqp.go)
+		h.newAMQP,           // AMQP: service and device nodes over the same services (amqp.go)
 		h.newSimulator,      // simulated devices, clients of the MQTT listener (dashboard.go)
 		h.newAPI,            // the REST API over every service
 		h.bindListeners,     // 8883, 1883, 443, 8080, 5671
@@ -323,7 +323,7 @@ func (h *Hub) newBroker(context.Context) error {
 }
 
 func (h *Hub) newTwins(context.Context) (err error) {
-	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: h.broker.DesiredNotifier()}, twins.Config{Now: h.now})
+	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: deviceDesired{h}}, twins.Config{Now: h.now})
 	return err
 }
 
@@ -341,14 +341,14 @@ func (h *Hub) newMessaging(context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: h.broker.C2DLink()},
+	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: deviceC2D{h}},
 		messaging.C2DConfig{Clock: h.clock, Now: h.now, Logger: h.log})
 	return err
 }
 
 func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
-		Transport:  h.broker.MethodTransport(),
+		Transport:  deviceMethods{h},
 		Identities: identityChecker{h},
 		After:      h.clock.After,
 		Logger:     h.log.With("component", "methods"),
@@ -404,6 +404,7 @@ func (h *Hub) bindListeners(context.Context) error {
 	mqttTLS.NextProtos = nil
 	amqpTLS := serverTLS.Clone()
 	amqpTLS.NextProtos = nil
+	amqpTLS.ClientAuth = tls.RequestClientCert // X.509 devices, checked when they attach
 
 	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS, "amqps": amqpTLS}
 	maxConns := h.cfg.MaxConnections
