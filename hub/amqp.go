@@ -10,7 +10,8 @@ import (
 // newAMQP builds the service-side AMQP endpoint (C2D send, feedback, file
 // notifications) on the C2D queue and the SAS policies.
 func (h *Hub) newAMQP(context.Context) (err error) {
-	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D}, amqphub.Config{Hostname: h.cfg.Hostname, Now: h.now, Logger: h.log})
+	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D, EventHub: h.EventHub},
+		amqphub.Config{Hostname: h.cfg.Hostname, EventHubPort: h.eventHubPort, Now: h.now, Logger: h.log})
 	return err
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/amqphub"
 	"github.com/iothub-emulator/iothub-emulator/broker"
+	"github.com/iothub-emulator/iothub-emulator/eventhub"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -46,6 +47,12 @@ type Config struct {
 	// send, feedback and file notifications. AMQP over WebSockets shares
 	// HTTPSAddr.
 	AMQPSAddr string
+	// AMQPAddr serves the same AMQP endpoint without TLS (5672, loopback),
+	// for Event Hubs clients with UseDevelopmentEmulator=true.
+	AMQPAddr string
+	// Partitions is the partition count of the Event Hub-compatible
+	// endpoint (eventhub.go).
+	Partitions int
 	// FallbackPorts moves a listener whose privileged port cannot be bound
 	// (a non-root user) to 8443 for 443, port+8000 otherwise, and says so in
 	// Warnings.
@@ -90,6 +97,8 @@ func DefaultConfig() Config {
 		MQTTAddr:      "127.0.0.1:1883",
 		HTTPAddr:      "127.0.0.1:8080",
 		AMQPSAddr:     "127.0.0.1:5671",
+		AMQPAddr:      "127.0.0.1:5672",
+		Partitions:    eventhub.DefaultPartitions,
 		FallbackPorts: true,
 		DataDir:       "./data",
 
@@ -131,6 +140,8 @@ type Hub struct {
 	Twins *twins.Service
 	// Telemetry is the device-to-cloud message log.
 	Telemetry *messaging.Telemetry
+	// EventHub is the log seen as the Event Hub-compatible endpoint.
+	EventHub *eventhub.Hub
 	// C2D is the cloud-to-device queue.
 	C2D *messaging.CloudToDevice
 	// Jobs is the jobs engine.
@@ -181,6 +192,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newTwins,         // twins, notifying devices through the broker
 		h.newRegistry,      // registry, closing sessions in the broker and writing twins
 		h.newMessaging,     // telemetry log and C2D queue, delivering through the broker
+		h.newEventHub,      // the Event Hub-compatible endpoint over the log (eventhub.go)
 		h.newMethods,       // direct methods, through the broker
 		h.newJobs,          // jobs over twins and methods
 		h.newAMQP,          // the service AMQP endpoint over the C2D queue (amqp.go)
@@ -314,7 +326,7 @@ func (h *Hub) seedDevices(ctx context.Context) error {
 func (h *Hub) newAPI(context.Context) (err error) {
 	h.api, err = httpapi.New(httpapi.Deps{
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
-		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
+		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(), EventHub: eventHubInfo{h},
 	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http")})
 	return err
 }
@@ -342,6 +354,7 @@ func (h *Hub) bindListeners(context.Context) error {
 		{"https", h.cfg.HTTPSAddr, serverTLS},
 		{"http", h.cfg.HTTPAddr, nil},
 		{"amqps", h.cfg.AMQPSAddr, amqpTLS},
+		{"amqp", h.cfg.AMQPAddr, nil},
 	} {
 		if l.addr == "" {
 			continue
@@ -370,8 +383,10 @@ func (h *Hub) serve(context.Context) error {
 		return fmt.Errorf("start the MQTT broker: %w", err)
 	}
 	h.Jobs.Start(context.Background())
-	if ln, ok := h.listener["amqps"]; ok {
-		go func() { _ = h.amqp.Serve(ln) }()
+	for _, name := range []string{"amqps", "amqp"} {
+		if ln, ok := h.listener[name]; ok {
+			go func() { _ = h.amqp.Serve(ln) }()
+		}
 	}
 	handler := h.api.Handler()
 	for _, name := range []string{"https", "http"} {
@@ -493,6 +508,9 @@ func (h *Hub) close() error {
 	}
 	if h.amqp != nil {
 		_ = h.amqp.Close()
+	}
+	if h.EventHub != nil {
+		_ = h.EventHub.Close()
 	}
 	for _, ln := range h.listener {
 		_ = ln.Close()

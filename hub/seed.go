@@ -43,6 +43,8 @@ type SeedIdentity struct {
 //	  "modules": [{"id": "sensor"}]}]}
 type seedFile struct {
 	Devices []seedEntry `json:"devices" yaml:"devices"`
+	// ConsumerGroups are created on the Event Hub-compatible endpoint.
+	ConsumerGroups []string `json:"consumerGroups" yaml:"consumerGroups"`
 }
 
 // seedEntry is one device or module. Omitted keys are generated; authType
@@ -112,6 +114,11 @@ func (h *Hub) seed(ctx context.Context, path string) error {
 	f, err := readSeed(path)
 	if err != nil {
 		return fmt.Errorf("--seed: %w", err)
+	}
+	for _, g := range f.ConsumerGroups {
+		if _, err := h.EventHub.CreateConsumerGroup(g); err != nil {
+			return fmt.Errorf("--seed: %w", err)
+		}
 	}
 	var ops []registry.BulkOp
 	for i := range f.Devices {
