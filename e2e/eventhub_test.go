@@ -5,6 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
@@ -15,6 +19,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azeventhubs/v2"
 	goamqp "github.com/Azure/go-amqp"
 
+	"github.com/iothub-emulator/iothub-emulator/hub"
 	"github.com/iothub-emulator/iothub-emulator/hubtest"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
@@ -452,4 +457,53 @@ func policy(t *testing.T, h *hubtest.Hub, name string) sasauth.Policy {
 	}
 	t.Fatalf("no policy %s", name)
 	return sasauth.Policy{}
+}
+
+// TestEventHubEmulatorEndpoint checks GET /_emulator/eventhub, consumer
+// groups made through the emulator-only endpoint and the seed file, and the
+// --partitions setting.
+func TestEventHubEmulatorEndpoint(t *testing.T) {
+	seed := filepath.Join(t.TempDir(), "seed.json")
+	if err := os.WriteFile(seed, []byte(`{"devices": [], "consumerGroups": ["fromseed"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := hubtest.Start(t, hubtest.WithConfig(func(c *hub.Config) { c.Partitions = 2; c.SeedFile = seed }))
+	var info struct {
+		ConnectionString, DevelopmentConnectionString, Name string
+		PartitionCount                                      int
+	}
+	r := h.Do(t, http.MethodGet, "/_emulator/eventhub", nil)
+	r.JSON(t, &info)
+	owner := policy(t, h, "iothubowner")
+	wantCS := "Endpoint=sb://localhost:" + portOf(t, h.AMQPSAddr()) + "/;SharedAccessKeyName=iothubowner;SharedAccessKey=" + owner.PrimaryKey + ";EntityPath=localhost"
+	wantDev := "Endpoint=sb://localhost:" + portOf(t, h.AMQPAddr()) + "/;SharedAccessKeyName=iothubowner;SharedAccessKey=" + owner.PrimaryKey + ";EntityPath=localhost;UseDevelopmentEmulator=true"
+	if r.StatusCode != 200 || info.Name != "localhost" || info.PartitionCount != 2 || info.ConnectionString != wantCS || info.DevelopmentConnectionString != wantDev {
+		t.Fatalf("GET /_emulator/eventhub: %d %s", r.StatusCode, r.Body)
+	}
+	for _, c := range []struct {
+		name   string
+		status int
+	}{{"mygroup", 201}, {"MyGroup", 200}, {"fromseed", 200}, {"$Default", 200}, {"-bad", 400}} {
+		if r := h.Do(t, http.MethodPut, "/_emulator/eventhub/consumergroups/"+url.PathEscape(c.name), nil); r.StatusCode != c.status {
+			t.Fatalf("PUT consumer group %s: %d %s, want %d", c.name, r.StatusCode, r.Body, c.status)
+		}
+	}
+	var groups []struct{ Name string }
+	h.Do(t, http.MethodGet, "/_emulator/eventhub/consumergroups", nil).JSON(t, &groups)
+	if len(groups) != 3 {
+		t.Fatalf("consumer groups %v", groups)
+	}
+	d := h.CreateDevice(t, "eh-groups")
+	sendTelemetry(t, h, d, 0, 1)
+	for _, g := range []string{"mygroup", "fromseed"} {
+		c := eventHubConsumer(t, h, true, g)
+		props, err := c.GetEventHubProperties(context.Background(), nil)
+		if err != nil || len(props.PartitionIDs) != 2 {
+			t.Fatalf("properties %+v, %v", props, err)
+		}
+		pc := mustPartitionClient(t, c, strconv.Itoa(h.EventHub.Partition(d.ID)), azeventhubs.StartPosition{Earliest: ptr(true)})
+		if e := receive(t, pc, 1)[0]; string(e.Body) != `{"d":"eh-groups","i":0}` {
+			t.Fatalf("group %s: %s", g, e.Body)
+		}
+	}
 }

@@ -14,7 +14,7 @@ func TestDomainPackagesStayPure(t *testing.T) {
 		"github.com/iothub-emulator/iothub-emulator/httpapi", "github.com/iothub-emulator/iothub-emulator/hub",
 		"github.com/iothub-emulator/iothub-emulator/amqp"} // also amqphub
 
-	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging", "groupcommit"} {
+	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging", "groupcommit", "eventhub"} {
 		out, err := exec.Command("go", "list", "-deps", "../"+pkg).Output()
 		if err != nil {
 			t.Fatalf("go list %s: %v", pkg, err)
