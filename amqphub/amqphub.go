@@ -17,10 +17,12 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/amqp"
 	"github.com/iothub-emulator/iothub-emulator/eventhub"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -33,6 +35,8 @@ type Deps struct {
 	// EventHub serves the Event Hub-compatible nodes (eventhub.go); nil
 	// leaves them out.
 	EventHub *eventhub.Hub
+	// FileNotifications feeds the file-notification node.
+	FileNotifications fileupload.NotificationSource
 }
 
 // Config configures the transport; zero values take the defaults of
@@ -88,8 +92,11 @@ type Server struct {
 	log    *slog.Logger
 	engine *amqp.Server
 	slots  chan struct{} // one per open connection
-	ctx    context.Context
-	cancel context.CancelFunc
+	// fileDone is the sequence number up to which file notifications have
+	// been accepted by a receiver.
+	fileDone atomic.Int64
+	ctx      context.Context
+	cancel   context.CancelFunc
 
 	mu        sync.Mutex
 	listeners []net.Listener

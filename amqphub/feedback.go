@@ -64,16 +64,7 @@ func (cs *connState) serveFeedback(l *amqp.Link) {
 // sendFeedback sends one batch and waits for its outcome, at most as long as
 // the batch stays locked; nil means no outcome.
 func (cs *connState) sendFeedback(l *amqp.Link, b *messaging.FeedbackBatch) (amqp.Outcome, error) {
-	ctx, cancel := context.WithTimeout(l.Conn().Context(), messaging.DefaultLockDuration)
-	defer cancel()
-	go func() {
-		select {
-		case <-l.Done():
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return l.Send(ctx, &amqp.Message{
+	return cs.sendOne(l, &amqp.Message{
 		Properties: &amqp.Properties{
 			MessageID:   uuid.NewString(),
 			ContentType: wire.FeedbackContentType,
@@ -83,9 +74,79 @@ func (cs *connState) sendFeedback(l *amqp.Link, b *messaging.FeedbackBatch) (amq
 	})
 }
 
-// serveFileNotifications keeps a file-notification receiver attached; the
-// emulator has no file upload yet, so nothing arrives on it.
-func (cs *connState) serveFileNotifications(l *amqp.Link) { <-l.Done() }
+// sendOne sends m and waits for its outcome as long as a lock lasts, or
+// until the link ends; nil means no outcome.
+func (cs *connState) sendOne(l *amqp.Link, m *amqp.Message) (amqp.Outcome, error) {
+	ctx, cancel := context.WithTimeout(l.Conn().Context(), messaging.DefaultLockDuration)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return l.Send(ctx, m)
+}
+
+// serveFileNotifications hands file notifications to a receiver link, one
+// message each, oldest first, from the first one no receiver has accepted
+// yet. Accepted or rejected moves past it (for every link of the hub);
+// released, modified, or no outcome within a minute sends it again. The
+// position is kept in memory: after a restart the kept notifications (an
+// hour's) come again, so delivery is at least once.
+func (cs *connState) serveFileNotifications(l *amqp.Link) {
+	src := cs.srv.deps.FileNotifications
+	after := cs.srv.fileDone.Load()
+	for {
+		changed := src.Changed()
+		ns, err := src.Notifications(l.Conn().Context(), "", max(after, cs.srv.fileDone.Load()), 64)
+		if err != nil {
+			cs.srv.log.Error("read file notifications", "error", err)
+			l.Close(amqpError(err))
+			return
+		}
+		if len(ns) == 0 {
+			select {
+			case <-changed:
+			case <-time.After(feedbackRecheck):
+			case <-l.Done():
+				return
+			}
+			continue
+		}
+		for _, n := range ns {
+			outcome, _ := cs.sendOne(l, &amqp.Message{
+				Properties: &amqp.Properties{MessageID: uuid.NewString(), ContentType: wire.FileNotificationContentType,
+					UserID: []byte(hubName(cs.srv.cfg.Hostname))},
+				Data: [][]byte{wire.FileNotificationBody(n)},
+			})
+			select {
+			case <-l.Done():
+				return
+			default:
+			}
+			switch outcome.(type) {
+			case *amqp.Accepted, *amqp.Rejected:
+				after = n.Seq
+				cs.srv.advanceFileDone(n.Seq)
+				continue
+			}
+			break // not settled: list again from after, this one first
+		}
+	}
+}
+
+// advanceFileDone records that every file notification up to seq has been
+// accepted by some receiver.
+func (s *Server) advanceFileDone(seq int64) {
+	for {
+		cur := s.fileDone.Load()
+		if seq <= cur || s.fileDone.CompareAndSwap(cur, seq) {
+			return
+		}
+	}
+}
 
 // hubName is the hub's name: the first label of its host name.
 func hubName(hostname string) string {

@@ -102,9 +102,44 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/_emulator/eventhub/consumergroups", s.emulator(service, s.listConsumerGroups)},
 		{http.MethodPut, "/_emulator/eventhub/consumergroups/{name}", s.emulator(service, s.putConsumerGroup)},
 
+		// Emulator-only live streams for the dashboard (live.go) and
+		// simulated devices (simulations.go). Starting a simulation creates
+		// devices and reads their keys, hence RegistryWrite.
+		{http.MethodGet, "/_emulator/connections/stream", s.emulator(regRead, s.streamConnections)},
+		{http.MethodGet, "/_emulator/jobs/stream", s.emulator(service, s.streamJobs)},
+		{http.MethodGet, "/_emulator/simulations", s.emulator(regRead, s.listSimulations)},
+		{http.MethodPost, "/_emulator/simulations", s.emulator(regWrite, s.startSimulation)},
+		{http.MethodGet, "/_emulator/simulations/{id}", s.emulator(regRead, s.getSimulation)},
+		{http.MethodDelete, "/_emulator/simulations/{id}", s.emulator(regWrite, s.stopSimulation)},
+
 		// Direct methods (methods.go).
 		{http.MethodPost, "/twins/{id}/methods", s.hub(service, s.invokeMethod)},
 		{http.MethodPost, "/twins/{id}/modules/{mid}/methods", s.hub(service, s.invokeMethod)},
+
+		// Automatic device and module management (configurations.go);
+		// testQueries before {id}, which would match it too.
+		{http.MethodPost, "/configurations/testQueries", s.hub(regRead, s.testConfigurationQueries)},
+		{http.MethodGet, "/configurations", s.hub(regRead, s.listConfigurations)},
+		{http.MethodGet, "/configurations/", s.hub(regRead, s.listConfigurations)},
+		{http.MethodGet, "/configurations/{id}", s.hub(regRead, s.getConfiguration)},
+		{http.MethodPut, "/configurations/{id}", s.hub(regWrite, s.putConfiguration)},
+		{http.MethodDelete, "/configurations/{id}", s.hub(regWrite, s.deleteConfiguration)},
+		{http.MethodPost, "/devices/{id}/applyConfigurationContent", s.hub(regWrite, s.applyConfigurationContent)},
+
+		// IoT Plug and Play digital twins (digitaltwins.go): commands travel
+		// as direct methods named component*command.
+		{http.MethodGet, "/digitaltwins/{id}", s.hub(service, s.getDigitalTwin)},
+		{http.MethodPatch, "/digitaltwins/{id}", s.hub(service, s.patchDigitalTwin)},
+		{http.MethodPost, "/digitaltwins/{id}/commands/{command}", s.hub(service, s.invokeDigitalTwinCommand)},
+		{http.MethodPost, "/digitaltwins/{id}/components/{component}/commands/{command}", s.hub(service, s.invokeDigitalTwinCommand)},
+
+		// Device file upload (fileupload.go); the Node SDK puts the
+		// correlation id in the notification's path, the others in its body.
+		{http.MethodPost, "/devices/{id}/files", s.device(s.startFileUpload)},
+		{http.MethodPost, "/devices/{id}/files/notifications", s.device(s.completeFileUpload)},
+		{http.MethodPost, "/devices/{id}/files/notifications/{correlationId}", s.device(s.completeFileUpload)},
+		// Emulator-only stand-in for the AMQP filenotifications node.
+		{http.MethodGet, "/_emulator/filenotifications", s.emulator(service, s.listFileNotifications)},
 	}
 }
 

@@ -16,6 +16,10 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/iothub-emulator/iothub-emulator/changefeed"
+	"github.com/iothub-emulator/iothub-emulator/configurations"
+	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -43,14 +47,33 @@ type Deps struct {
 	// EventHub describes the Event Hub-compatible endpoint (eventhub.go);
 	// nil answers its routes with 404.
 	EventHub EventHubEndpoint
+	// Configurations, DigitalTwins and FileUpload serve automatic device
+	// management, IoT Plug and Play and file upload (configurations.go,
+	// digitaltwins.go, fileupload.go).
+	Configurations *configurations.Service
+	DigitalTwins   *digitaltwins.Service
+	FileUpload     *fileupload.Service
+	// Simulations runs simulated devices (/_emulator/simulations).
+	Simulations Simulations
+	// Connections is the feed of connection-state changes
+	// (/_emulator/connections/stream): the directory the device transports
+	// record them in.
+	Connections interface {
+		ConnectionChanges() *changefeed.Feed[registry.ConnectionChange]
+	}
 }
 
 // Config holds the REST API's settings.
 type Config struct {
 	// CACert is served at /_emulator/ca.pem (404 when empty).
 	CACert []byte
-	// Ready is reported by /_emulator/health; nil means always ready.
+	// Ready is reported by /_emulator/health; nil means always ready, false
+	// (a listener stopped accepting) answers 503.
 	Ready func() bool
+	// Unavailable tells storage failures that make the hub unavailable (a
+	// full disk: 503 ServiceUnavailable, which clients retry) from other
+	// internal errors (500); nil means none are.
+	Unavailable func(error) bool
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -61,6 +84,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
+	live    liveStreams // ends the live streams (live.go) on shutdown
 }
 
 // maxBody bounds request bodies; the hub's largest (bulk import of 100
@@ -193,7 +217,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		status = http.StatusServiceUnavailable
 	}
-	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "starting"}[ok]})
+	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[ok]})
 }
 
 func (s *Server) caPEM(w http.ResponseWriter, r *http.Request) {

@@ -8,9 +8,9 @@ import (
 )
 
 // newAMQP builds the service-side AMQP endpoint (C2D send, feedback, file
-// notifications) on the C2D queue and the SAS policies.
+// notifications) on the C2D queue, file upload and the SAS policies.
 func (h *Hub) newAMQP(context.Context) (err error) {
-	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D, EventHub: h.EventHub},
+	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload, EventHub: h.EventHub},
 		amqphub.Config{Hostname: h.cfg.Hostname, EventHubPort: h.eventHubPort, Now: h.now, Logger: h.log})
 	return err
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/simdevices"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
@@ -41,8 +42,13 @@ type SeedIdentity struct {
 //	{"devices": [{"id": "thermostat1", "primaryKey": "…", "status": "enabled",
 //	  "tags": {"site": "lab"}, "desired": {"interval": 10},
 //	  "modules": [{"id": "sensor"}]}]}
+//
+// "simulations" declares simulated devices (simdevices.Spec), started at
+// every start, so they survive restarts; their devices are created when
+// missing.
 type seedFile struct {
-	Devices []seedEntry `json:"devices" yaml:"devices"`
+	Devices     []seedEntry       `json:"devices" yaml:"devices"`
+	Simulations []simdevices.Spec `json:"simulations" yaml:"simulations"`
 	// ConsumerGroups are created on the Event Hub-compatible endpoint.
 	ConsumerGroups []string `json:"consumerGroups" yaml:"consumerGroups"`
 }
@@ -120,6 +126,7 @@ func (h *Hub) seed(ctx context.Context, path string) error {
 			return fmt.Errorf("--seed: %w", err)
 		}
 	}
+	h.seedSimulations = f.Simulations
 	var ops []registry.BulkOp
 	for i := range f.Devices {
 		d := &f.Devices[i]

@@ -8,8 +8,13 @@ const (
 	ArgumentInvalid                           Code = 400004
 	ArgumentNull                              Code = 400005
 	IotHubFormatError                         Code = 400006
+	BlobContainerValidationError              Code = 400008
 	DeviceDefinedMultipleTimes                Code = 400011
 	BulkRegistryOperationFailure              Code = 400013
+	InvalidConfigurationTargetCondition       Code = 400401
+	InvalidConfigurationContent               Code = 400402
+	CannotModifyImmutableConfigurationContent Code = 400403
+	InvalidConfigurationCustomMetricsQuery    Code = 400404
 	GenericBadRequest                         Code = 400020
 	ConnectionForcefullyClosedOnNewConnection Code = 400027
 	IotHubUnauthorizedAccess                  Code = 401002
@@ -20,6 +25,7 @@ const (
 	DeviceNotFound                            Code = 404001
 	JobNotFound                               Code = 404002
 	ModuleNotFound                            Code = 404010
+	ConfigurationNotFound                     Code = 404301
 	DeviceNotOnline                           Code = 404103
 	DeviceConnectionClosedRemotely            Code = 404104
 	GenericNotFound                           Code = 404000
@@ -27,6 +33,7 @@ const (
 	DeviceAlreadyExists                       Code = 409001
 	JobAlreadyExists                          Code = 409104
 	ModuleAlreadyExistsOnDevice               Code = 409301
+	ConfigurationAlreadyExists                Code = 409401
 	PreconditionFailed                        Code = 412001
 	DeviceMessageLockLost                     Code = 412002
 	MessageTooLarge                           Code = 413001
@@ -47,8 +54,13 @@ var codeNames = map[Code]string{
 	ArgumentInvalid:                           "ArgumentInvalid",
 	ArgumentNull:                              "ArgumentNull",
 	IotHubFormatError:                         "IotHubFormatError",
+	BlobContainerValidationError:              "BlobContainerValidationError",
 	DeviceDefinedMultipleTimes:                "DeviceDefinedMultipleTimes",
 	BulkRegistryOperationFailure:              "BulkRegistryOperationFailure",
+	InvalidConfigurationTargetCondition:       "InvalidConfigurationTargetCondition",
+	InvalidConfigurationContent:               "InvalidConfigurationContent",
+	CannotModifyImmutableConfigurationContent: "CannotModifyImmutableConfigurationContent",
+	InvalidConfigurationCustomMetricsQuery:    "InvalidConfigurationCustomMetricsQuery",
 	GenericBadRequest:                         "GenericBadRequest",
 	ConnectionForcefullyClosedOnNewConnection: "ConnectionForcefullyClosedOnNewConnection",
 	IotHubUnauthorizedAccess:                  "IotHubUnauthorizedAccess",
@@ -59,6 +71,7 @@ var codeNames = map[Code]string{
 	DeviceNotFound:                            "DeviceNotFound",
 	JobNotFound:                               "JobNotFound",
 	ModuleNotFound:                            "ModuleNotFound",
+	ConfigurationNotFound:                     "ConfigurationNotFound",
 	DeviceNotOnline:                           "DeviceNotOnline",
 	DeviceConnectionClosedRemotely:            "DeviceConnectionClosedRemotely",
 	GenericNotFound:                           "GenericNotFound",
@@ -66,6 +79,7 @@ var codeNames = map[Code]string{
 	DeviceAlreadyExists:                       "DeviceAlreadyExists",
 	JobAlreadyExists:                          "JobAlreadyExists",
 	ModuleAlreadyExistsOnDevice:               "ModuleAlreadyExistsOnDevice",
+	ConfigurationAlreadyExists:                "ConfigurationAlreadyExists",
 	PreconditionFailed:                        "PreconditionFailed",
 	DeviceMessageLockLost:                     "DeviceMessageLockLost",
 	MessageTooLarge:                           "MessageTooLarge",

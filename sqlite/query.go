@@ -396,7 +396,21 @@ func (s Selector) Select(ctx context.Context, cond string) ([]jobs.DeviceKey, er
 	if err != nil {
 		return nil, err
 	}
-	var out []jobs.DeviceKey
+	keys, err := s.selectKeys(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]jobs.DeviceKey, len(keys))
+	for i, k := range keys {
+		out[i] = jobs.DeviceKey{DeviceID: k.DeviceID, ModuleID: k.ModuleID}
+	}
+	return out, nil
+}
+
+// selectKeys returns the keys of the twins a SELECT * query matches, in key
+// order.
+func (s Selector) selectKeys(ctx context.Context, q *query.Query) ([]twins.Key, error) {
+	var out []twins.Key
 	if plan, err := query.Compile(q, schemaFor(q.From)); err == nil {
 		// Only the ids: a job over 100,000 devices should not decode twins.
 		s.DB.ensureIndexes(ctx, plan.Table, plan.Indexable)
@@ -407,7 +421,7 @@ func (s Selector) Select(ctx context.Context, cond string) ([]jobs.DeviceKey, er
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var k jobs.DeviceKey
+			var k twins.Key
 			if err := rows.Scan(&k.DeviceID, &k.ModuleID); err != nil {
 				return nil, err
 			}
@@ -424,7 +438,7 @@ func (s Selector) Select(ctx context.Context, cond string) ([]jobs.DeviceKey, er
 		}
 		for _, it := range page.Items {
 			t := it.(*twins.Twin)
-			out = append(out, jobs.DeviceKey{DeviceID: t.DeviceID, ModuleID: t.ModuleID})
+			out = append(out, t.Key)
 		}
 		if page.Next == "" {
 			return out, nil

@@ -149,15 +149,42 @@ test('Client.send beyond 50 pending messages fails with DeviceMaximumQueueDepthE
   }
 });
 
-test('getFileNotificationReceiver attaches (no file upload yet, so nothing arrives)', T, async () => {
+test('getFileNotificationReceiver gets the notification of a device\'s uploadToBlob (Azurite)', T, async () => {
+  const { Readable } = require('node:stream');
+  const reg = hub.registry();
+  const id = uniqueId('c2d-upload');
+  let device;
   let service;
   try {
+    const dev = await hub.createDevice(reg, id);
+    device = await hub.openClient(hub.deviceConnectionString(id, dev.authentication.symmetricKey.primaryKey));
     service = await openService(Amqp);
     const receiver = await withTimeout(new Promise((resolve, reject) => {
       service.getFileNotificationReceiver((err, r) => (err ? reject(err) : resolve(r)));
     }), OP_TIMEOUT_MS, 'getFileNotificationReceiver');
-    assert.equal(typeof receiver.on, 'function');
+    const notes = [];
+    receiver.on('message', (m) => {
+      notes.push(JSON.parse(m.data.toString()));
+      receiver.complete(m, () => {});
+    });
+
+    const content = Buffer.from(`archive of ${id}\n`.repeat(10));
+    await withTimeout(device.uploadToBlob('logs/a.log', Readable.from([content]), content.length), 60000, 'uploadToBlob');
+
+    const deadline = Date.now() + OP_TIMEOUT_MS;
+    while (!notes.some((n) => n.deviceId === id)) {
+      assert.ok(Date.now() < deadline, `no file notification for ${id}; got ${JSON.stringify(notes)}`);
+      await new Promise((r) => setTimeout(r, 100)); // poll what the handler collects
+    }
+    const note = notes.find((n) => n.deviceId === id);
+    assert.equal(note.blobName, `${id}/logs/a.log`);
+    assert.equal(note.blobSizeInBytes, content.length);
+    assert.match(note.blobUri, new RegExp(`/fileupload/${id}/logs/a\\.log$`));
+    assert.match(note.enqueuedTimeUtc, /Z$/);
+    assert.match(note.lastUpdatedTime, /Z$/);
   } finally {
     await closeService(service);
+    await hub.closeQuietly(device);
+    await hub.deleteQuietly(reg, id);
   }
 });
