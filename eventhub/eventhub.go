@@ -12,11 +12,13 @@
 package eventhub
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +41,9 @@ const (
 	MaxReadersPerPartition = 5
 	// readPage is how many log rows one read looks at.
 	readPage = 1000
+	// tailLen is how many of each partition's newest events are kept in
+	// memory, so that readers that keep up never go to the log.
+	tailLen = 2048
 )
 
 // Log is what the endpoint reads: the telemetry log.
@@ -87,6 +92,33 @@ type partitionState struct {
 	lastSeq  int64 // 0: no event seen
 	lastTime time.Time
 	changed  chan struct{} // closed and replaced when an event arrives
+	// tail holds the partition's newest events in sequence order: every
+	// event of the partition from sequence number tailFrom on.
+	tail     []*messaging.Message
+	tailFrom int64
+}
+
+// fromTail returns up to max events of the tail from sequence number next
+// on; ok is false when the tail does not reach back that far. h.mu is held.
+func (st *partitionState) fromTail(next int64, max int) (out []*messaging.Message, ok bool) {
+	if st.tailFrom == 0 || next < st.tailFrom {
+		return nil, false
+	}
+	i, _ := slices.BinarySearchFunc(st.tail, next, func(m *messaging.Message, seq int64) int { return cmp.Compare(m.SequenceNumber, seq) })
+	end := min(len(st.tail), i+max)
+	return slices.Clone(st.tail[i:end]), true
+}
+
+func (st *partitionState) append(m *messaging.Message) {
+	if st.tailFrom == 0 {
+		st.tailFrom = m.SequenceNumber
+	}
+	st.tail = append(st.tail, m)
+	if len(st.tail) > 2*tailLen {
+		drop := len(st.tail) - tailLen
+		st.tailFrom = st.tail[drop-1].SequenceNumber + 1
+		st.tail = slices.Clone(st.tail[drop:])
+	}
 }
 
 type readerKey struct {
@@ -406,6 +438,7 @@ func (h *Hub) observe(msgs []*messaging.Message) {
 			continue
 		}
 		st.lastSeq, st.lastTime = m.SequenceNumber, m.EnqueuedTime.UTC().Truncate(time.Millisecond)
+		st.append(m)
 		h.lastSeq = max(h.lastSeq, m.SequenceNumber)
 		woken[p] = true
 	}

@@ -214,10 +214,17 @@ func (r *Reader) Next(ctx context.Context, max int) ([]*messaging.Message, error
 	}
 	for {
 		h.mu.Lock()
-		changed := h.parts[r.key.partition].changed
-		last := h.parts[r.key.partition].lastSeq
+		st := &h.parts[r.key.partition]
+		changed, last := st.changed, st.lastSeq
+		out, inTail := st.fromTail(r.next, max)
 		h.mu.Unlock()
-		var out []*messaging.Message
+		if inTail {
+			if len(out) > 0 {
+				r.next = out[len(out)-1].SequenceNumber + 1
+				return out, nil
+			}
+			last = 0 // nothing newer: wait
+		}
 		for r.next <= last && len(out) < max {
 			page, err := h.log.List(ctx, messaging.Filter{From: r.next, Limit: readPage})
 			if err != nil {
