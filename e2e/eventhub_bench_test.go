@@ -8,6 +8,8 @@ package e2e
 // receive, and asserts none of them:
 //
 //	go test ./e2e -run '^$' -bench EventHub_Read -benchtime 20000x
+//
+// BenchmarkEventHub_Read1Device measures the same with one device.
 
 import (
 	"context"
@@ -26,8 +28,13 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/hubtest"
 )
 
-func BenchmarkEventHub_Read100Devices(b *testing.B) {
-	const devices = 100
+func BenchmarkEventHub_Read100Devices(b *testing.B) { benchEventHub(b, 100) }
+
+// BenchmarkEventHub_Read1Device is the latency of the path alone: one device
+// publishing one message at a time, so nothing queues behind it.
+func BenchmarkEventHub_Read1Device(b *testing.B) { benchEventHub(b, 1) }
+
+func benchEventHub(b *testing.B, devices int) {
 	h := hubtest.Start(b, hubtest.WithDataDir(b.TempDir()))
 	perDevice := max(1, b.N/devices)
 	total := perDevice * devices

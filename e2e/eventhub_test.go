@@ -467,7 +467,7 @@ func TestEventHubEmulatorEndpoint(t *testing.T) {
 	if err := os.WriteFile(seed, []byte(`{"devices": [], "consumerGroups": ["fromseed"]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	h := hubtest.Start(t, hubtest.WithConfig(func(c *hub.Config) { c.Partitions = 2; c.SeedFile = seed }))
+	h := hubtest.Start(t, hubtest.WithDataDir(t.TempDir()), hubtest.WithConfig(func(c *hub.Config) { c.Partitions = 2; c.SeedFile = seed }))
 	var info struct {
 		ConnectionString, DevelopmentConnectionString, Name string
 		PartitionCount                                      int
@@ -492,6 +492,12 @@ func TestEventHubEmulatorEndpoint(t *testing.T) {
 	h.Do(t, http.MethodGet, "/_emulator/eventhub/consumergroups", nil).JSON(t, &groups)
 	if len(groups) != 3 {
 		t.Fatalf("consumer groups %v", groups)
+	}
+	// Created groups are stored.
+	h.Restart(t)
+	h.Do(t, http.MethodGet, "/_emulator/eventhub/consumergroups", nil).JSON(t, &groups)
+	if len(groups) != 3 || groups[1].Name != "fromseed" || groups[2].Name != "mygroup" {
+		t.Fatalf("consumer groups after a restart %v", groups)
 	}
 	d := h.CreateDevice(t, "eh-groups")
 	sendTelemetry(t, h, d, 0, 1)

@@ -52,9 +52,16 @@ type Log interface {
 	Subscribe(f messaging.Filter) *messaging.Subscription
 }
 
+// GroupStore keeps the consumer groups besides $Default.
+type GroupStore interface {
+	ConsumerGroups(ctx context.Context) ([]string, error)
+	AddConsumerGroup(ctx context.Context, name string, now time.Time) (created bool, err error)
+}
+
 // Deps are the endpoint's collaborators, all required.
 type Deps struct {
 	Telemetry Log
+	Groups    GroupStore
 }
 
 // Config configures the endpoint; zero values take the defaults above.
@@ -73,11 +80,12 @@ type Config struct {
 
 // Hub is the Event Hub-compatible endpoint.
 type Hub struct {
-	cfg  Config
-	log  Log
-	stop chan struct{}
-	done chan struct{}
-	once sync.Once
+	cfg        Config
+	log        Log
+	groupStore GroupStore
+	stop       chan struct{}
+	done       chan struct{}
+	once       sync.Once
 
 	mu      sync.Mutex
 	groups  map[string]string // lower-case name -> name as created
@@ -149,14 +157,21 @@ func New(deps Deps, cfg Config) (*Hub, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Hub{cfg: cfg, log: deps.Telemetry, stop: make(chan struct{}), done: make(chan struct{}),
+	h := &Hub{cfg: cfg, log: deps.Telemetry, groupStore: deps.Groups, stop: make(chan struct{}), done: make(chan struct{}),
 		groups: map[string]string{strings.ToLower(DefaultConsumerGroup): DefaultConsumerGroup},
 		parts:  make([]partitionState, cfg.Partitions), ready: make(chan struct{}), readers: map[readerKey][]*Reader{}}
 	for i := range h.parts {
 		h.parts[i].changed = make(chan struct{})
 	}
+	stored, err := deps.Groups.ConsumerGroups(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("eventhub: read the consumer groups: %w", err)
+	}
+	for _, g := range stored {
+		h.groups[strings.ToLower(g)] = g
+	}
 	for _, g := range cfg.ConsumerGroups {
-		if _, err := h.CreateConsumerGroup(g); err != nil {
+		if _, err := h.CreateConsumerGroup(context.Background(), g); err != nil {
 			return nil, err
 		}
 	}
@@ -243,21 +258,27 @@ func validGroupName(name string) bool {
 	return true
 }
 
-// CreateConsumerGroup adds a consumer group; it reports false when it existed
-// already (names compare case-insensitively). An invalid name is an
-// ArgumentInvalid error.
-func (h *Hub) CreateConsumerGroup(name string) (bool, error) {
+// CreateConsumerGroup adds a consumer group and stores it; it reports false
+// when it existed already (names compare case-insensitively). An invalid
+// name is an ArgumentInvalid error.
+func (h *Hub) CreateConsumerGroup(ctx context.Context, name string) (bool, error) {
 	if !strings.EqualFold(name, DefaultConsumerGroup) && !validGroupName(name) {
 		return false, iothub.Errorf(iothub.ArgumentInvalid, "Consumer group name '%s' is invalid: use 1 to 50 letters, digits, periods, hyphens and underscores, starting and ending with a letter or digit.", name)
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	key := strings.ToLower(name)
-	if _, ok := h.groups[key]; ok {
+	if h.HasConsumerGroup(name) {
 		return false, nil
 	}
-	h.groups[key] = name
-	return true, nil
+	created, err := h.groupStore.AddConsumerGroup(ctx, name, h.cfg.Now())
+	if err != nil {
+		return false, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.groups[strings.ToLower(name)]; ok {
+		return false, nil
+	}
+	h.groups[strings.ToLower(name)] = name
+	return created, nil
 }
 
 // ConsumerGroups lists the consumer groups by name.

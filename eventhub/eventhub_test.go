@@ -61,7 +61,7 @@ func newHub(t *testing.T, partitions int) (*eventhub.Hub, *messaging.Telemetry) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := eventhub.New(eventhub.Deps{Telemetry: tel}, eventhub.Config{Name: "hub1", Partitions: partitions})
+	h, err := eventhub.New(eventhub.Deps{Telemetry: tel, Groups: &memGroups{}}, eventhub.Config{Name: "hub1", Partitions: partitions})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestOwnerLevels(t *testing.T) {
 	if _, err := h.OpenReader(ctx, "$Default", "1", eventhub.Position{}, eventhub.Owner{}); err == nil {
 		t.Fatal("unknown partition accepted")
 	}
-	if _, err := h.CreateConsumerGroup("other"); err != nil {
+	if _, err := h.CreateConsumerGroup(ctx, "other"); err != nil {
 		t.Fatal(err)
 	}
 	var readers []*eventhub.Reader
@@ -241,7 +241,7 @@ func TestConsumerGroupNames(t *testing.T) {
 	h, _ := newHub(t, 1)
 	for name, ok := range map[string]bool{"a": true, "group_1.x-y": true, "-a": false, "a-": false, "": false, "a b": false,
 		"$Default": true, "01234567890123456789012345678901234567890123456789": true, "012345678901234567890123456789012345678901234567890": false} {
-		_, err := h.CreateConsumerGroup(name)
+		_, err := h.CreateConsumerGroup(context.Background(), name)
 		if (err == nil) != ok {
 			t.Errorf("%q: %v", name, err)
 		}
@@ -257,4 +257,23 @@ func checkEventually(t *testing.T, ok func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// memGroups is an in-memory eventhub.GroupStore.
+type memGroups struct {
+	mu     sync.Mutex
+	groups []string
+}
+
+func (m *memGroups) ConsumerGroups(context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.groups...), nil
+}
+
+func (m *memGroups) AddConsumerGroup(_ context.Context, name string, _ time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.groups = append(m.groups, name)
+	return true, nil
 }

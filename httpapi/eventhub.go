@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gorilla/mux"
@@ -21,7 +22,7 @@ type EventHubInfo struct {
 type EventHubEndpoint interface {
 	Info() EventHubInfo
 	ConsumerGroups() []string
-	CreateConsumerGroup(name string) (created bool, err error)
+	CreateConsumerGroup(ctx context.Context, name string) (created bool, err error)
 }
 
 func (s *Server) eventHub() (EventHubEndpoint, error) {
@@ -66,7 +67,7 @@ func (s *Server) putConsumerGroup(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	name := mux.Vars(r)["name"]
-	created, err := eh.CreateConsumerGroup(name)
+	created, err := eh.CreateConsumerGroup(r.Context(), name)
 	if err != nil {
 		return err
 	}

@@ -7,12 +7,13 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/eventhub"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
+	"github.com/iothub-emulator/iothub-emulator/sqlite"
 )
 
 // newEventHub serves the telemetry log as the Event Hub-compatible endpoint,
 // named after the hub; its AMQP nodes live in the AMQP transport.
 func (h *Hub) newEventHub(context.Context) (err error) {
-	h.EventHub, err = eventhub.New(eventhub.Deps{Telemetry: h.Telemetry}, eventhub.Config{
+	h.EventHub, err = eventhub.New(eventhub.Deps{Telemetry: h.Telemetry, Groups: &sqlite.ConsumerGroupStore{DB: h.db}}, eventhub.Config{
 		Name: h.HubName(), Partitions: h.cfg.Partitions, Now: h.now, Logger: h.log.With("component", "eventhub"),
 	})
 	return err
@@ -90,6 +91,6 @@ func (e eventHubInfo) Info() httpapi.EventHubInfo {
 
 func (e eventHubInfo) ConsumerGroups() []string { return e.h.EventHub.ConsumerGroups() }
 
-func (e eventHubInfo) CreateConsumerGroup(name string) (bool, error) {
-	return e.h.EventHub.CreateConsumerGroup(name)
+func (e eventHubInfo) CreateConsumerGroup(ctx context.Context, name string) (bool, error) {
+	return e.h.EventHub.CreateConsumerGroup(ctx, name)
 }

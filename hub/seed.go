@@ -122,7 +122,7 @@ func (h *Hub) seed(ctx context.Context, path string) error {
 		return fmt.Errorf("--seed: %w", err)
 	}
 	for _, g := range f.ConsumerGroups {
-		if _, err := h.EventHub.CreateConsumerGroup(g); err != nil {
+		if _, err := h.EventHub.CreateConsumerGroup(ctx, g); err != nil {
 			return fmt.Errorf("--seed: %w", err)
 		}
 	}
