@@ -115,3 +115,71 @@ for (const [name, cs] of Object.entries(CONNECTION_STRINGS)) {
     }
   });
 }
+
+// The official sample that turns an IoT Hub connection string into an Event
+// Hubs one (event-hubs samples-dev/iothubConnectionString.ts), step by step:
+// SASL PLAIN as "<policy>@sas.root.<hub>" with a SAS for
+// "<host>/messages/events", a receiver on messages/events/$management, and
+// the amqp:link:redirect that names the Event Hub-compatible address.
+const crypto = require('node:crypto');
+const { Connection, ReceiverEvents } = require('rhea-promise');
+
+function sampleSasToken(resourceUri, signingKey, policyName, expiresInMins) {
+  resourceUri = encodeURIComponent(resourceUri);
+  const expiresInSeconds = Math.ceil(Date.now() / 1000 + expiresInMins * 60);
+  const hmac = crypto.createHmac('sha256', Buffer.from(signingKey, 'base64'));
+  hmac.update(resourceUri + '\n' + expiresInSeconds);
+  return `SharedAccessSignature sr=${resourceUri}&sig=${encodeURIComponent(hmac.digest('base64'))}&se=${expiresInSeconds}&skn=${policyName}`;
+}
+
+async function convertIotHubToEventHubsConnectionString(connectionString) {
+  const fields = Object.fromEntries(connectionString.split(';').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)]));
+  const { HostName, SharedAccessKeyName, SharedAccessKey } = fields;
+  const [iotHubName] = HostName.split('.');
+  const token = sampleSasToken(`${HostName}/messages/events`, SharedAccessKey, SharedAccessKeyName, 5);
+  const connection = new Connection({
+    transport: 'tls', host: HostName, hostname: HostName, username: `${SharedAccessKeyName}@sas.root.${iotHubName}`,
+    port: 5671, reconnect: false, password: token, ca: hub.caPem,
+  });
+  await connection.open();
+  try {
+    const redirectOf = (error) => {
+      if (!error || error.condition !== 'amqp:link:redirect') throw error || new Error('no redirect');
+      const hostname = error.info && error.info.hostname;
+      const parsed = error.info.address.match(/5671\/(.*)\/\$management/i);
+      assert.ok(hostname && parsed, JSON.stringify(error));
+      return `Endpoint=sb://${hostname}/;EntityPath=${parsed[1]};SharedAccessKeyName=${SharedAccessKeyName};SharedAccessKey=${SharedAccessKey}`;
+    };
+    return await new Promise((resolve, reject) => {
+      connection.createReceiver({ source: { address: `amqps://${HostName}/messages/events/$management` } }).then((receiver) => {
+        // The hub answers the attach and detaches at once: the error may
+        // already be there when createReceiver resolves.
+        if (receiver.error) {
+          try { resolve(redirectOf(receiver.error)); } catch (e) { reject(e); }
+          return;
+        }
+        receiver.on(ReceiverEvents.receiverError, (ctx) => {
+          try { resolve(redirectOf(ctx.receiver && ctx.receiver.error)); } catch (e) { reject(e); }
+        });
+      }, (err) => {
+        try { resolve(redirectOf(err)); } catch (e) { reject(e); }
+      });
+    });
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}
+
+test('the IoT Hub connection string sample follows the redirect of messages/events', T, async () => {
+  const cs = await withTimeout(convertIotHubToEventHubsConnectionString(hub.connectionString), 20000, 'the redirect');
+  assert.match(cs, /^Endpoint=sb:\/\/localhost\/;EntityPath=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=/);
+  const id = uniqueId('eh-redirect');
+  await sendFrom(id, 0, 1);
+  const client = new EventHubConsumerClient('$Default', cs);
+  try {
+    const [e] = await collect(client, id, 1, earliestEventPosition);
+    assert.deepEqual(bodyOf(e), { id, i: 0 });
+  } finally {
+    await client.close();
+  }
+});
