@@ -358,25 +358,58 @@ func (c *Conn) handle(ch uint16, p performative) error {
 	}
 	c.mu.Lock()
 	s := c.sessions[ch]
+	ended := s != nil && s.ended
 	c.mu.Unlock()
 	if s == nil {
 		return &Error{Condition: ErrCondIllegalState, Description: fmt.Sprintf("frame on channel %d without a session", ch)}
 	}
-	switch p := p.(type) {
-	case *endFrame:
-		return s.end(p)
-	case *attachFrame:
-		return s.attach(p)
-	case *flowFrame:
-		return s.flow(p)
-	case *transferFrame:
-		return s.transfer(p)
-	case *dispositionFrame:
-		return s.disposition(p)
-	case *detachFrame:
-		return s.detach(p)
+	if end, ok := p.(*endFrame); ok {
+		return s.end(end)
 	}
-	return &Error{Condition: ErrCondNotImplemented, Description: fmt.Sprintf("unexpected %T", p)}
+	if ended {
+		return nil // the server ended the session; frames in flight until the peer's end are void
+	}
+	var err error
+	switch p := p.(type) {
+	case *attachFrame:
+		err = s.attach(p)
+	case *flowFrame:
+		err = s.flow(p)
+	case *transferFrame:
+		err = s.transfer(p)
+	case *dispositionFrame:
+		err = s.disposition(p)
+	case *detachFrame:
+		err = s.detach(p)
+	default:
+		err = &Error{Condition: ErrCondNotImplemented, Description: fmt.Sprintf("unexpected %T", p)}
+	}
+	var ae *Error
+	if errors.As(err, &ae) && sessionErrors[ae.Condition] {
+		return s.fail(ae)
+	}
+	return err
+}
+
+// sessionErrors are the conditions that end only the session they occur in (§2.8.17); other
+// errors close the connection.
+var sessionErrors = map[Condition]bool{
+	ErrCondUnattachedHandle: true, ErrCondHandleInUse: true, ErrCondWindowViolation: true, ErrCondErrantLink: true,
+}
+
+// fail ends the session with err: its links end, and frames still arriving on it are ignored
+// until the peer answers with its end.
+func (s *session) fail(err *Error) error {
+	c := s.conn
+	c.mu.Lock()
+	if s.ended {
+		c.mu.Unlock()
+		return nil
+	}
+	s.ended = true
+	s.closeLinks(err)
+	c.mu.Unlock()
+	return c.send(s.local, &endFrame{Error: err})
 }
 
 func (c *Conn) begin(ch uint16, p *beginFrame) error {

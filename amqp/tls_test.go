@@ -11,7 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"math/big"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -84,7 +83,6 @@ func TestServeConnOverTLSWithTrace(t *testing.T) {
 	if strings.Contains(got, "s3cret") || strings.Contains(got, fmtBytes("s3cret")) {
 		t.Errorf("trace shows the SASL password:\n%s", got)
 	}
-	var _ net.Conn = (*tls.Conn)(nil)
 }
 
 func fmtBytes(s string) string { return strings.Trim(fmt.Sprint([]byte(s)), "[]") }

@@ -840,26 +840,42 @@ func TestPeerSuspendingALinkGetsAnOpenDetachBack(t *testing.T) {
 	}
 }
 
-func TestFramesOnUnknownHandlesOrChannelsCloseTheConnection(t *testing.T) {
+func TestProtocolErrorsEndTheSessionOrCloseTheConnection(t *testing.T) {
 	addr := rawServe(t, &acceptAll{}, Config{})
 	for name, tc := range map[string]struct {
-		ch   uint16
-		perf performative
-		cond Condition
+		ch         uint16
+		perf       performative
+		cond       Condition
+		endSession bool
 	}{
-		"transfer on no link":  {0, &transferFrame{Handle: 7, DeliveryID: u32(0), Payload: []byte{0x00, 0x53, 0x77, 0x40}}, ErrCondUnattachedHandle},
-		"flow on no link":      {0, &flowFrame{Handle: u32(7), LinkCredit: u32(1)}, ErrCondUnattachedHandle},
-		"attach on no session": {5, &attachFrame{Name: "x", Role: RoleSender, Target: &Target{}}, ErrCondIllegalState},
-		"second open":          {0, &openFrame{ContainerID: "again"}, ErrCondIllegalState},
+		"transfer on no link":  {0, &transferFrame{Handle: 7, DeliveryID: u32(0), Payload: []byte{0x00, 0x53, 0x77, 0x40}}, ErrCondUnattachedHandle, true},
+		"flow on no link":      {0, &flowFrame{Handle: u32(7), LinkCredit: u32(1)}, ErrCondUnattachedHandle, true},
+		"detach of no link":    {0, &detachFrame{Handle: 3}, ErrCondUnattachedHandle, true},
+		"attach on no session": {5, &attachFrame{Name: "x", Role: RoleSender, Target: &Target{}}, ErrCondIllegalState, false},
+		"second open":          {0, &openFrame{ContainerID: "again"}, ErrCondIllegalState, false},
 	} {
 		t.Run(name, func(t *testing.T) {
 			p := rawDial(t, addr)
 			p.open(0)
 			p.begin()
 			p.send(frameTypeAMQP, tc.ch, tc.perf)
-			c, _ := expect[*closeFrame](p)
-			if c.Error == nil || c.Error.Condition != tc.cond {
-				t.Fatalf("close %+v, want %s", c.Error, tc.cond)
+			var got *Error
+			if tc.endSession {
+				e, _ := expect[*endFrame](p)
+				got = e.Error
+			} else {
+				c, _ := expect[*closeFrame](p)
+				got = c.Error
+			}
+			if got == nil || got.Condition != tc.cond {
+				t.Fatalf("error %+v, want %s", got, tc.cond)
+			}
+			if tc.endSession {
+				// Frames before the peer's end are ignored; after it the channel is free again
+				// and the connection still works.
+				p.send(frameTypeAMQP, 0, &flowFrame{Handle: u32(9)})
+				p.send(frameTypeAMQP, 0, &endFrame{})
+				p.begin()
 			}
 		})
 	}

@@ -21,13 +21,12 @@ type mqttConn struct {
 }
 
 type connOpts struct {
-	tls       bool   // over the 8883-style TLS listener (default: plain 1883)
-	ws        bool   // over wss://…/$iothub/websocket
-	clean     bool   // clean session (the SDKs use false)
-	password  string // overrides the device token
-	username  string // overrides the username
-	clientID  string // overrides the client id
-	noConnect bool
+	tls      bool   // over the 8883-style TLS listener (default: plain 1883)
+	ws       bool   // over wss://…/$iothub/websocket
+	clean    bool   // clean session (the SDKs use false)
+	password string // overrides the device token
+	username string // overrides the username
+	clientID string // overrides the client id
 }
 
 // dial connects a device and returns the client and the CONNACK error.

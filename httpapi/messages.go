@@ -432,8 +432,11 @@ func (s *Server) streamMessages(w http.ResponseWriter, r *http.Request) error {
 	}
 	sub := s.Telemetry.Subscribe(f)
 	defer func() { sub.Cancel() }()
+	// The response has begun: an error can only end the stream, and is
+	// logged (a reader that went away shows up here too).
 	if f.From > 0 {
 		if err := replay(f.From); err != nil {
+			s.log.Warn("telemetry stream: replay failed", "from", f.From, "error", err)
 			return nil
 		}
 	}
@@ -449,6 +452,7 @@ func (s *Server) streamMessages(w http.ResponseWriter, r *http.Request) error {
 				// Too slow for the live feed: catch up from the log.
 				sub = s.Telemetry.Subscribe(f)
 				if err := replay(last + 1); err != nil {
+					s.log.Warn("telemetry stream: catching up after lagging failed", "from", last+1, "error", err)
 					return nil
 				}
 				continue

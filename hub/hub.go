@@ -262,18 +262,20 @@ func (h *Hub) openDatabase(ctx context.Context) error {
 		dbPath = filepath.Join(h.cfg.DataDir, "iothub.db")
 	}
 	var err error
-	if h.db, err = sqlite.Open(ctx, dbPath); err != nil {
+	if h.db, err = sqlite.Open(ctx, dbPath, sqlite.WithClock(h.now)); err != nil {
 		return fmt.Errorf("open the database: %w", err)
 	}
 	h.stores = stores{
 		registry: &sqlite.RegistryStore{DB: h.db},
 		twins:    sqlite.NewTwinStore(h.db),
 		sessions: &sqlite.SessionStore{DB: h.db},
-		messages: &sqlite.MessageLog{DB: h.db},
 		c2d:      &sqlite.C2DQueue{DB: h.db},
 		jobs:     &sqlite.JobStore{DB: h.db},
 		selector: sqlite.Selector{DB: h.db},
 		query:    &sqlite.QueryStore{DB: h.db},
+	}
+	if h.stores.messages, err = sqlite.NewMessageLog(ctx, h.db); err != nil {
+		return err
 	}
 	// No connection survives a restart: nobody is connected, and locks
 	// held on C2D messages are released.

@@ -275,7 +275,7 @@ func (s *Service) decide(op *BulkOp, cur *Identity) (Change, error) {
 	in := op.Identity
 	k := Key{in.DeviceID, in.ModuleID}
 	etagCheck := func() error {
-		if !MatchETag(op.ETag, ETagString(cur.ETag)) || strings.TrimSpace(op.ETag) == "" {
+		if !iothub.MatchETag(op.ETag, ETagString(cur.ETag)) || strings.TrimSpace(op.ETag) == "" {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		return nil

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -303,42 +304,10 @@ func (s *Service) normalize(id *Identity) error {
 	return nil
 }
 
-// MatchETag reports whether an If-Match value matches etag: empty, * and "*"
-// match anything; quotes and a W/ prefix are ignored.
-func MatchETag(ifMatch, etag string) bool {
-	v := strings.TrimSpace(ifMatch)
-	v = strings.TrimPrefix(v, "W/")
-	v = strings.Trim(v, `"`)
-	return v == "" || v == "*" || v == etag
-}
-
 // ETagString renders an identity etag counter as the hub does: base64 of its
 // ASCII decimal ("MA==" is 0).
 func ETagString(n int64) string {
-	return base64.StdEncoding.EncodeToString([]byte(itoa(n)))
-}
-
-func itoa(n int64) string {
-	const digits = "0123456789"
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		b[i] = digits[n%10]
-		n /= 10
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
+	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
 }
 
 // Create registers a new device or module. Returns 400004 for invalid input,
@@ -367,7 +336,7 @@ func (s *Service) Create(ctx context.Context, id *Identity) (*Identity, error) {
 // a device is deleted and created again.
 func generationID(now time.Time) string {
 	const ticksAtUnixEpoch = 621355968000000000
-	return itoa(ticksAtUnixEpoch + now.UnixNano()/100)
+	return strconv.FormatInt(ticksAtUnixEpoch+now.UnixNano()/100, 10)
 }
 
 // Update replaces an identity's mutable fields when ifMatch matches its etag.
@@ -378,7 +347,7 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 	}
 	var disabled bool
 	out, err := s.Store.Update(ctx, in.DeviceID, in.ModuleID, func(cur *Identity) error {
-		if !MatchETag(ifMatch, ETagString(cur.ETag)) {
+		if !iothub.MatchETag(ifMatch, ETagString(cur.ETag)) {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		if cur.Status != in.Status {
@@ -421,7 +390,7 @@ func (s *Service) Delete(ctx context.Context, deviceID, moduleID, ifMatch string
 		modules, _ = s.Store.ListModules(ctx, deviceID)
 	}
 	err := s.Store.Delete(ctx, deviceID, moduleID, func(cur *Identity) error {
-		if !MatchETag(ifMatch, ETagString(cur.ETag)) {
+		if !iothub.MatchETag(ifMatch, ETagString(cur.ETag)) {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		return nil

@@ -3,7 +3,6 @@ package twins
 import (
 	"context"
 	"hash/fnv"
-	"strings"
 	"sync"
 	"time"
 
@@ -102,7 +101,7 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 		if err != nil {
 			return nil, err
 		}
-		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+		if !iothub.MatchETag(ifMatch, FormatETag(t.ETag)) {
 			return nil, preconditionFailed()
 		}
 		return t, nil
@@ -112,7 +111,7 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 	defer mu.Unlock()
 	ts := FormatTime(s.now())
 	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
-		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+		if !iothub.MatchETag(ifMatch, FormatETag(t.ETag)) {
 			return preconditionFailed()
 		}
 		return applyServicePatch(t, tags, desired, ts, lim)
@@ -238,7 +237,7 @@ func (s *Service) ReplaceService(ctx context.Context, key Key, ifMatch string, t
 	defer mu.Unlock()
 	ts := FormatTime(s.now())
 	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
-		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+		if !iothub.MatchETag(ifMatch, FormatETag(t.ETag)) {
 			return preconditionFailed()
 		}
 		var newTags map[string]any
@@ -301,19 +300,6 @@ func (s *Service) PatchReported(ctx context.Context, key Key, patch map[string]a
 		return 0, err
 	}
 	return t.Reported.Version, nil
-}
-
-// MatchETag reports whether an If-Match header value admits an entity whose
-// etag is etag: "" and "*" match anything; otherwise surrounding white space,
-// a W/ prefix and one pair of double quotes are ignored and the rest must
-// equal etag (digest §3.0).
-func MatchETag(ifMatch, etag string) bool {
-	v := strings.TrimSpace(ifMatch)
-	v = strings.TrimPrefix(v, "W/")
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
-	return v == "" || v == "*" || v == etag
 }
 
 func preconditionFailed() error {

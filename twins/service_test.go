@@ -135,29 +135,6 @@ func TestFormatTime(t *testing.T) {
 	}
 }
 
-func TestMatchETag(t *testing.T) {
-	const etag = "AAAAAAAAAAE="
-	for _, tc := range []struct {
-		ifMatch string
-		want    bool
-	}{
-		{"", true},
-		{"*", true},
-		{`"*"`, true},
-		{etag, true},
-		{`"` + etag + `"`, true},
-		{`W/"` + etag + `"`, true},
-		{` "` + etag + `" `, true},
-		{"AAAAAAAAAAI=", false},
-		{`"AAAAAAAAAAI="`, false},
-		{`"` + etag, false},
-	} {
-		if got := twins.MatchETag(tc.ifMatch, etag); got != tc.want {
-			t.Errorf("MatchETag(%q) = %v, want %v", tc.ifMatch, got, tc.want)
-		}
-	}
-}
-
 func TestService_PatchService(t *testing.T) {
 	ctx := context.Background()
 

@@ -1,7 +1,3 @@
-// Package wire holds the hub's JSON shapes shared by the REST and MQTT
-// transports: the exact documents, member order included, that SDKs parse.
-// Domain packages know nothing of these shapes; transports convert with the
-// functions here.
 package wire
 
 import (
