@@ -57,7 +57,8 @@ func (cs *connState) attachEventHub(l *amqp.Link, node string) (handled bool, er
 			mgmt.AddReplyLink(l)
 		}
 		return true, nil
-	case node == "messages/events" || strings.HasPrefix(node, "messages/events/"):
+	case (node == "messages/events" || strings.HasPrefix(node, "messages/events/")) && l.Role() == amqp.RoleSender:
+		// Only receivers are redirected; a sender finds no node here.
 		if err := cs.authorize(l); err != nil {
 			return true, err
 		}
