@@ -67,7 +67,7 @@ start_emulator() {
   echo "== building the emulator"
   (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
 
-  echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 5671 (AMQP/TLS), 1883, 8080"
+  echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 5671 (AMQP/TLS), 5672 (AMQP), 1883, 8080"
   "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost \
     --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 --amqps-port 5671 --amqp-port 5672 "$@" >"$LOG" 2>&1 &
   EMU_PID=$!
