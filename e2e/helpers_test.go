@@ -132,7 +132,7 @@ func (c *mqttConn) publish(t *testing.T, topic string, qos byte, payload string)
 func (c *mqttConn) waitFor(t *testing.T, prefix string) paho.Message {
 	t.Helper()
 	var found paho.Message
-	checkFor(t, 10*time.Second, func() error {
+	checkFor(t, 30*time.Second, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, m := range c.received {

@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -76,6 +77,9 @@ type Config struct {
 	Unavailable func(error) bool
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
+	// DeviceCAs verify certificateAuthority devices' client certificates
+	// on the device API; nil when none is registered (--device-ca).
+	DeviceCAs *x509.CertPool
 }
 
 // Server is the REST API: every route of routes.go over Deps.
@@ -124,7 +128,7 @@ func (s *Server) router() http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
 	})
-	return s.logRequests(r)
+	return s.logRequests(methodOverride(r))
 }
 
 type handlerFunc = func(w http.ResponseWriter, r *http.Request) error

@@ -377,7 +377,7 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 		Simulations: h.Simulator, Connections: h.directory, EventHub: eventHubInfo{h},
-	}, httpapi.Config{CACert: h.caPEM, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+	}, httpapi.Config{CACert: h.caPEM, DeviceCAs: h.deviceCAs, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
 		Logger: h.log.With("component", "http")})
 	return err
 }
@@ -387,12 +387,13 @@ func (h *Hub) bindListeners(context.Context) error {
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2
 		Certificates: []tls.Certificate{h.certs.server},
 		NextProtos:   []string{"http/1.1"},
+		// Client certificates are requested, never required, on every TLS
+		// listener: X.509 devices use them on MQTT, MQTT over WebSockets
+		// and the device HTTPS API, checked by identity (registry.VerifyCertificate).
+		ClientAuth: tls.RequestClientCert,
 	}
 	mqttTLS := serverTLS.Clone()
 	mqttTLS.NextProtos = nil
-	// Client certificates are requested, never required, so SAS devices
-	// connect as before; X.509 devices are checked in the broker's hook.
-	mqttTLS.ClientAuth = tls.RequestClientCert
 	amqpTLS := serverTLS.Clone()
 	amqpTLS.NextProtos = nil
 

@@ -107,8 +107,10 @@ func badRequest(format string, args ...any) error {
 }
 
 // Create validates and stores a new job and wakes the scheduler. Returns
-// 400 for an invalid request, 409104 JobAlreadyExists, 403003
-// JobQuotaExceeded when too many jobs are active.
+// 400 for an invalid request, 409104 JobAlreadyExists, 429004
+// ThrottlingMaxActiveJobCountExceeded when too many jobs are active (what
+// the hub returns: the C# SDK calls 403003 JobQuotaExceeded unused and its
+// e2e tests retry job creation on a ThrottlingException).
 func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 	if err := e.closed(); err != nil {
 		return nil, err
@@ -171,7 +173,7 @@ func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 			return nil, err
 		}
 		if len(active) >= e.MaxActive {
-			return nil, iothub.Errorf(iothub.JobQuotaExceeded, "Job quota has been exceeded: at most %d jobs may be active at once.", e.MaxActive)
+			return nil, iothub.Errorf(iothub.ThrottlingMaxActiveJobCountExceeded, "Too many active jobs: at most %d jobs may be queued, scheduled or running at once.", e.MaxActive)
 		}
 	}
 	if err := e.Store.Create(ctx, j); err != nil {

@@ -326,6 +326,9 @@ func (s *Service) Create(ctx context.Context, id *Identity) (*Identity, error) {
 	}
 	now := s.now()
 	id.GenerationID = generationID(now)
+	if err := s.resolveScopes(ctx, id, nil); err != nil {
+		return nil, err
+	}
 	id.ConnectionState = Disconnected
 	id.StatusUpdatedTime, id.ConnectionStateUpdatedTime, id.LastActivityTime = time.Time{}, time.Time{}, time.Time{}
 	id.CloudToDeviceMessageCount = 0
@@ -345,6 +348,18 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 	if err := s.normalize(in); err != nil {
 		return nil, err
 	}
+	if !in.IsModule() {
+		// Scopes name other devices: check them before the update's
+		// transaction, which must not read the store again.
+		cur, err := s.Store.Get(ctx, in.DeviceID, "")
+		if err != nil {
+			return nil, err
+		}
+		in.GenerationID = cur.GenerationID
+		if err := s.resolveScopes(ctx, in, cur); err != nil {
+			return nil, err
+		}
+	}
 	var disabled bool
 	out, err := s.Store.Update(ctx, in.DeviceID, in.ModuleID, func(cur *Identity) error {
 		if !iothub.MatchETag(ifMatch, ETagString(cur.ETag)) {
@@ -358,11 +373,8 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 		cur.Auth = in.Auth
 		cur.IotEdge = in.IotEdge
 		cur.ManagedBy = in.ManagedBy
-		if in.DeviceScope != "" {
-			cur.DeviceScope = in.DeviceScope
-		}
-		if in.ParentScopes != nil {
-			cur.ParentScopes = in.ParentScopes
+		if !in.IsModule() {
+			cur.DeviceScope, cur.ParentScopes = in.DeviceScope, in.ParentScopes
 		}
 		return nil
 	})

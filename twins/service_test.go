@@ -561,3 +561,32 @@ func TestService_NotifierGetsItsOwnCopy(t *testing.T) {
 		t.Errorf("stored desired aliased: %s", got)
 	}
 }
+
+// "properties":{"desired":null} removes every desired property as a write:
+// $version goes up and the device hears each removal as a null.
+func TestPatchService_ClearDesired(t *testing.T) {
+	s, _, rec := newService(t)
+	ctx := context.Background()
+	if _, err := s.PatchService(ctx, dev, "", twins.ServicePatch{Desired: obj{"a": 1, "b": obj{"c": "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := mustGet(t, s, dev)
+	tw, err := s.PatchService(ctx, dev, "*", twins.ServicePatch{ClearDesired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tw.Desired.Data) != 0 {
+		t.Errorf("desired after clearing = %v, want empty", tw.Desired.Data)
+	}
+	if tw.Desired.Version != before.Desired.Version+1 || tw.ETag != before.ETag+1 {
+		t.Errorf("desired $version %d→%d, etag %d→%d: want both +1", before.Desired.Version, tw.Desired.Version, before.ETag, tw.ETag)
+	}
+	calls := rec.all()
+	last := calls[len(calls)-1]
+	if want := (obj{"a": nil, "b": nil}); !reflect.DeepEqual(last.patch, want) || last.version != tw.Desired.Version {
+		t.Errorf("notification = %v v%d, want %v v%d", last.patch, last.version, want, tw.Desired.Version)
+	}
+	if _, err := s.PatchService(ctx, dev, "", twins.ServicePatch{ClearDesired: true, Desired: obj{"a": 1}}); !iothub.Is(err, iothub.ArgumentInvalid) {
+		t.Errorf("null and object at once: err = %v, want ArgumentInvalid", err)
+	}
+}
