@@ -26,6 +26,7 @@ type connState struct {
 	srv  *Server
 	conn *amqp.Conn
 	cbs  *amqp.RequestNode
+	mgmt *amqp.RequestNode // $management of the Event Hub endpoint, made on first use
 
 	mu    sync.Mutex
 	claim *grant // the latest-expiring claim; nil before any
@@ -71,6 +72,9 @@ func keyEqual(given, key string) bool {
 func (s *Server) checkToken(token string) (*grant, error) {
 	p, err := s.deps.Auth.Service(token, sasauth.ServiceConnect)
 	if err != nil {
+		if g, ok := s.checkEventHubToken(token); ok {
+			return g, nil
+		}
 		return nil, err
 	}
 	t, err := sasauth.Parse(token) // parsed fine above

@@ -27,6 +27,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/eventhub"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
@@ -53,6 +54,12 @@ type Config struct {
 	// send, feedback and file notifications. AMQP over WebSockets shares
 	// HTTPSAddr.
 	AMQPSAddr string
+	// AMQPAddr serves the same AMQP endpoint without TLS (5672, loopback),
+	// for Event Hubs clients with UseDevelopmentEmulator=true.
+	AMQPAddr string
+	// Partitions is the partition count of the Event Hub-compatible
+	// endpoint (eventhub.go).
+	Partitions int
 	// FallbackPorts moves a listener whose privileged port cannot be bound
 	// (a non-root user) to 8443 for 443, port+8000 otherwise, and says so in
 	// Warnings.
@@ -122,6 +129,8 @@ func DefaultConfig() Config {
 		MQTTAddr:      "127.0.0.1:1883",
 		HTTPAddr:      "127.0.0.1:8080",
 		AMQPSAddr:     "127.0.0.1:5671",
+		AMQPAddr:      "127.0.0.1:5672",
+		Partitions:    eventhub.DefaultPartitions,
 		FallbackPorts: true,
 		DataDir:       "./data",
 
@@ -169,6 +178,8 @@ type Hub struct {
 	Twins *twins.Service
 	// Telemetry is the device-to-cloud message log.
 	Telemetry *messaging.Telemetry
+	// EventHub is the log seen as the Event Hub-compatible endpoint.
+	EventHub *eventhub.Hub
 	// C2D is the cloud-to-device queue.
 	C2D *messaging.CloudToDevice
 	// Jobs is the jobs engine.
@@ -234,6 +245,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newTwins,          // twins, notifying devices through the broker
 		h.newRegistry,       // registry, closing sessions in the broker and writing twins
 		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
+		h.newEventHub,       // the Event Hub-compatible endpoint over the log (eventhub.go)
 		h.newMethods,        // direct methods, through the broker
 		h.newJobs,           // jobs over twins and methods
 		h.wireDevices,       // device topics to the services (wire.go)
@@ -383,7 +395,7 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
-		Simulations: h.Simulator, Connections: h.directory, Faults: h.Faults,
+		Simulations: h.Simulator, Connections: h.directory, EventHub: eventHubInfo{h}, Faults: h.Faults,
 	}, httpapi.Config{Clock: h.clock, Throttle: h.throttle, FakeClock: fakeClock(h.clock), CACert: h.caPEM, DeviceCAs: h.deviceCAs,
 		Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
 		Logger: h.log.With("component", "http")})
@@ -414,7 +426,7 @@ func (h *Hub) bindListeners(context.Context) error {
 	limit := &connLimit{max: int64(maxConns), log: h.log}
 	for _, l := range []struct{ name, addr string }{
 		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},
-		{"amqps", h.cfg.AMQPSAddr},
+		{"amqps", h.cfg.AMQPSAddr}, {"amqp", h.cfg.AMQPAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -445,6 +457,9 @@ func (h *Hub) serve(context.Context) error {
 	// The AMQP engine's handshake deadline covers the TLS handshake.
 	if ln, ok := h.listener["amqps"]; ok {
 		go func() { _ = h.amqp.Serve(tls.NewListener(ln, h.tlsOf["amqps"])) }()
+	}
+	if ln, ok := h.listener["amqp"]; ok {
+		go func() { _ = h.amqp.Serve(ln) }()
 	}
 	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
@@ -588,6 +603,9 @@ func (h *Hub) close() error {
 	}
 	if h.amqp != nil {
 		_ = h.amqp.Close()
+	}
+	if h.EventHub != nil {
+		_ = h.EventHub.Close()
 	}
 	for _, ln := range h.listener {
 		_ = ln.Close()
