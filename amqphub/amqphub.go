@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,6 +69,9 @@ type Config struct {
 	EventHubPort func() int
 	// Engine tunes the protocol engine (frame sizes, credit, timeouts).
 	Engine amqp.Config
+	// Clock ends connections whose token expires; nil means the wall
+	// clock. Now, when nil, reads it.
+	Clock  clock.Clock
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -82,11 +86,12 @@ func (c Config) withDefaults() Config {
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 30 * time.Second
 	}
+	c.Clock = clock.OrReal(c.Clock)
 	if c.EventHubPort == nil {
 		c.EventHubPort = func() int { return 5671 }
 	}
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = c.Clock.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

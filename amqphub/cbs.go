@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"strings"
 	"sync"
 	"time"
@@ -29,7 +30,7 @@ type connState struct {
 
 	mu    sync.Mutex
 	claim *grant // the latest-expiring claim; nil before any
-	timer *time.Timer
+	timer clock.Timer
 	links map[*amqp.Link]struct{} // links of the protected nodes
 	// devices are the device claims put on this connection, sessions the
 	// devices' links (device.go).
@@ -147,7 +148,7 @@ func (cs *connState) grant(g *grant) {
 		cs.timer = nil
 	}
 	if !g.expiry.IsZero() {
-		cs.timer = time.AfterFunc(g.expiry.Sub(cs.srv.cfg.Now()), cs.expire)
+		cs.timer = cs.srv.cfg.Clock.AfterFunc(g.expiry.Sub(cs.srv.cfg.Now()), cs.expire)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"strconv"
 	"strings"
 	"time"
@@ -50,6 +51,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		return errRefused
 	}
 	dev, err := h.authenticate(cl, pk)
+	if admit := h.b.handlers.AdmitConnect; err == nil && admit != nil {
+		err = admit(dev)
+	}
 	if err != nil {
 		var he *iothub.Error
 		if !errors.As(err, &he) || he.Code == iothub.ServiceUnavailable || he.Code == iothub.ServerError {
@@ -67,7 +71,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	c := &conn{dev: dev, cl: cl}
 	if t, err := sasauth.Parse(string(pk.Connect.Password)); err == nil {
-		c.expiry = time.AfterFunc(time.Until(expiryTime(t.Expiry)), func() {
+		clk := clock.OrReal(h.b.cfg.Clock)
+		c.expiry = clk.AfterFunc(expiryTime(t.Expiry).Sub(clk.Now()), func() {
 			h.b.log.Info("device disconnected: its SAS token expired", "device", dev.ClientID())
 			cl.Stop(errTokenExpired)
 		})

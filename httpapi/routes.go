@@ -140,6 +140,15 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/devices/{id}/files/notifications/{correlationId}", s.device(s.completeFileUpload)},
 		// Emulator-only stand-in for the AMQP filenotifications node.
 		{http.MethodGet, "/_emulator/filenotifications", s.emulator(service, s.listFileNotifications)},
+
+		// Fault injection and the clock (faults.go).
+		{http.MethodGet, "/_emulator/faults", s.emulator(service, s.listFaults)},
+		{http.MethodPost, "/_emulator/faults", s.emulator(service, s.createFault)},
+		{http.MethodDelete, "/_emulator/faults", s.emulator(service, s.clearFaults)},
+		{http.MethodGet, "/_emulator/faults/routes", s.emulator(service, s.faultRoutes)},
+		{http.MethodDelete, "/_emulator/faults/{id}", s.emulator(service, s.deleteFault)},
+		{http.MethodGet, "/_emulator/clock", s.emulator(service, s.getClock)},
+		{http.MethodPost, "/_emulator/clock", s.emulator(service, s.advanceClock)},
 	}
 }
 

@@ -9,6 +9,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
+	"github.com/iothub-emulator/iothub-emulator/faults"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 	"io"
 	"log/slog"
 	"net/http"
@@ -62,6 +65,8 @@ type Deps struct {
 	Connections interface {
 		ConnectionChanges() *changefeed.Feed[registry.ConnectionChange]
 	}
+	// Faults holds injected faults (/_emulator/faults); nil turns them off.
+	Faults *faults.Service
 }
 
 // Config holds the REST API's settings.
@@ -75,6 +80,12 @@ type Config struct {
 	// full disk: 503 ServiceUnavailable, which clients retry) from other
 	// internal errors (500); nil means none are.
 	Unavailable func(error) bool
+	// Clock is the hub's clock (/_emulator/clock); FakeClock, set under
+	// --fake-clock, lets POST /_emulator/clock move it.
+	Clock     clock.Clock
+	FakeClock *clock.Fake
+	// Throttle applies the tier's throttles (--sku); nil: none.
+	Throttle *throttling.Limiter
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 	// DeviceCAs verify certificateAuthority devices' client certificates
@@ -117,7 +128,7 @@ func (s *Server) router() http.Handler {
 	r := mux.NewRouter().UseEncodedPath()
 	r.SkipClean(true)
 	for _, rt := range s.routes() {
-		m := r.Handle(rt.path, rt.handler)
+		m := r.Handle(rt.path, s.withFaults(rt, s.withThrottling(rt, rt.handler)))
 		if rt.method != anyMethod {
 			m.Methods(rt.method)
 		}

@@ -46,7 +46,7 @@ var layers = map[string]layer{
 	"iothub": domain, "sasauth": domain, "registry": domain, "twins": domain, "twins/memstore": domain,
 	"methods": domain, "jobs": domain, "query": domain, "messaging": domain, "sessions": domain, "wire": domain,
 	"groupcommit": domain, "provisioning": domain, "configurations": domain, "fileupload": domain, "digitaltwins": domain,
-	"changefeed": domain, "eventhub": domain,
+	"changefeed": domain, "eventhub": domain, "clock": domain, "faults": domain, "throttling": domain,
 	"twins/twinstest": domain, "messaging/memstore": domain, "messaging/messagingtest": domain,
 	"sqlite": storage, "blobstorage": storage,
 	"broker": transport, "httpapi": transport, "amqphub": transport, "ui": transport,

@@ -10,6 +10,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
+	"github.com/iothub-emulator/iothub-emulator/faults"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 	"log/slog"
 	"net"
 	"net/http"
@@ -104,7 +107,15 @@ type Config struct {
 	// MaxSimulatedDevices bounds the simulated devices running at once
 	// (simdevices.DefaultMaxDevices when 0).
 	MaxSimulatedDevices int
-	Logger              *slog.Logger
+	// Clock is the hub's one clock: timestamps, token expiry, C2D TTLs and
+	// locks, job schedules, method timeouts, retention. nil means the wall
+	// clock; tests pass a *clock.Fake and move it with Advance.
+	Clock clock.Clock
+	// SKU and Units apply the hub's throttles of that tier (F1, S1, S2,
+	// S3); an empty SKU throttles nothing.
+	SKU    string
+	Units  int
+	Logger *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags; the
@@ -136,7 +147,9 @@ func DefaultConfig() Config {
 type Hub struct {
 	cfg       Config
 	log       *slog.Logger
-	now       func() time.Time // the one clock every service gets
+	clock     clock.Clock
+	throttle  *throttling.Limiter // nil unless --sku
+	now       func() time.Time    // the one clock every service gets, in UTC
 	db        *sqlite.DB
 	stores    stores
 	certs     *certSet
@@ -183,6 +196,8 @@ type Hub struct {
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
 	Seeded []SeedIdentity
+	// Faults holds the emulator's injected faults (/_emulator/faults).
+	Faults *faults.Service
 	// Simulator runs simulated devices (the seed file's and the API's).
 	Simulator *simdevices.Simulator
 
@@ -212,7 +227,8 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	h = &Hub{cfg: cfg, log: cfg.Logger, now: func() time.Time { return time.Now().UTC() }, listener: map[string]net.Listener{}}
+	clk := clock.OrReal(cfg.Clock)
+	h = &Hub{cfg: cfg, log: cfg.Logger, clock: clk, now: func() time.Time { return clk.Now().UTC() }, listener: map[string]net.Listener{}}
 	// The error returns set h to nil; close what was opened through self.
 	self := h
 	defer func() {
@@ -224,6 +240,8 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.openDatabase,      // SQLite and the stores over it
 		h.loadCertificates,  // CA, server certificate, device CAs; SAS policies
 		h.newBroker,         // MQTT: authenticates devices against the registry's directory
+		h.newFaults,         // injected faults, dropping connections through the broker (faults.go)
+		h.newThrottling,     // --sku: the tier's throttles (faults.go)
 		h.newTwins,          // twins, notifying devices through the broker
 		h.newRegistry,       // registry, closing sessions in the broker and writing twins
 		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
@@ -298,7 +316,7 @@ func (h *Hub) loadCertificates(context.Context) error {
 		return err
 	}
 	h.policies = sasauth.DefaultPolicies(h.cfg.OwnerKey)
-	h.auth = &sasauth.Authenticator{Policies: h.policies}
+	h.auth = &sasauth.Authenticator{Policies: h.policies, Now: h.now}
 	return nil
 }
 
@@ -310,7 +328,7 @@ func (h *Hub) newBroker(context.Context) error {
 	h.directory = dir
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
-		DeviceCAs: h.deviceCAs, Logger: h.log,
+		DeviceCAs: h.deviceCAs, Logger: h.log, Clock: h.clock,
 		HandshakeTimeout: h.cfg.HandshakeTimeout, ConnectTimeout: h.cfg.ConnectTimeout,
 	})
 	return nil
@@ -330,13 +348,13 @@ func (h *Hub) newRegistry(context.Context) (err error) {
 
 func (h *Hub) newMessaging(context.Context) (err error) {
 	h.Telemetry, err = messaging.NewTelemetry(messaging.TelemetryDeps{Log: h.stores.messages}, messaging.TelemetryConfig{
-		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Now: h.now, Logger: h.log,
+		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Clock: h.clock, Now: h.now, Logger: h.log,
 	})
 	if err != nil {
 		return err
 	}
 	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: deviceC2D{h}},
-		messaging.C2DConfig{Now: h.now, Logger: h.log})
+		messaging.C2DConfig{Clock: h.clock, Now: h.now, Logger: h.log})
 	return err
 }
 
@@ -344,6 +362,7 @@ func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
 		Transport:  deviceMethods{h},
 		Identities: identityChecker{h},
+		After:      h.clock.After,
 		Logger:     h.log.With("component", "methods"),
 	}
 	return nil
@@ -353,7 +372,7 @@ func (h *Hub) newJobs(context.Context) (err error) {
 	h.Jobs, err = jobs.NewEngine(jobs.Deps{
 		Store: h.stores.jobs, Selector: h.stores.selector, Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
 	}, jobs.Config{
-		Now: h.now, Workers: h.cfg.JobWorkers, MaxActive: h.cfg.MaxActiveJobs, Retention: h.cfg.JobRetention,
+		Clock: h.clock, Now: h.now, Workers: h.cfg.JobWorkers, MaxActive: h.cfg.MaxActiveJobs, Retention: h.cfg.JobRetention,
 		Logger: h.log.With("component", "jobs"),
 	})
 	return err
@@ -376,8 +395,9 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
-		Simulations: h.Simulator, Connections: h.directory, EventHub: eventHubInfo{h},
-	}, httpapi.Config{CACert: h.caPEM, DeviceCAs: h.deviceCAs, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+		Simulations: h.Simulator, Connections: h.directory, EventHub: eventHubInfo{h}, Faults: h.Faults,
+	}, httpapi.Config{Clock: h.clock, Throttle: h.throttle, FakeClock: fakeClock(h.clock), CACert: h.caPEM, DeviceCAs: h.deviceCAs,
+		Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
 		Logger: h.log.With("component", "http")})
 	return err
 }
@@ -575,6 +595,9 @@ func (h *Hub) close() error {
 	if h.Configurations != nil {
 		_ = h.Configurations.Close()
 	}
+	if h.Faults != nil {
+		_ = h.Faults.Close() // no delayed drop fires into a closing broker
+	}
 	if h.broker != nil {
 		_ = h.broker.Close()
 	}
@@ -688,4 +711,10 @@ func (h *Hub) DeviceConnectionString(ctx context.Context, deviceID, moduleID str
 // IsSubscribed reports whether a device's live MQTT connection holds filter.
 func (h *Hub) IsSubscribed(deviceID, moduleID, filter string) bool {
 	return h.broker.IsSubscribed(deviceID, moduleID, filter)
+}
+
+// fakeClock is c when it is a fake clock (tests, --fake-clock), else nil.
+func fakeClock(c clock.Clock) *clock.Fake {
+	f, _ := c.(*clock.Fake)
+	return f
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"io"
 	"log/slog"
 	"net"
@@ -54,6 +55,9 @@ type options struct {
 	jobRetention                             time.Duration
 	seed                                     string
 	maxConnections                           int
+	fakeClock                                bool
+	sku                                      string
+	units                                    int
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
@@ -97,6 +101,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
 	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
 	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
+	fs.StringVar(&o.sku, "sku", "", "apply the throttles of this IoT Hub tier: F1, S1, S2 or S3 (empty: no throttling)")
+	fs.IntVar(&o.units, "units", 1, "units of --sku; the tier's per-unit throttles scale with it")
+	fs.BoolVar(&o.fakeClock, "fake-clock", false, "run on a clock that moves only through POST /_emulator/clock (emulator-only, for resilience tests)")
 	fs.StringVar(&o.exportCA, "export-ca", "", "also write the CA certificate (not its key) to this file, e.g. a folder shared with clients")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -158,8 +165,20 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
 		MaxConnections:          o.maxConnections,
+		Clock:                   o.clock(),
+		SKU:                     o.sku,
+		Units:                   o.units,
 		Logger:                  log,
 	}
+}
+
+// clock is the fake clock under --fake-clock (starting at the wall clock's
+// now), else nil: the hub's wall clock.
+func (o *options) clock() clock.Clock {
+	if !o.fakeClock {
+		return nil
+	}
+	return clock.NewFake(time.Now().UTC())
 }
 
 func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
