@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
@@ -97,7 +98,10 @@ type Config struct {
 	Sessions   SessionStore
 	// DeviceCAs verifies certificateAuthority devices' client certificates.
 	DeviceCAs *x509.CertPool
-	Logger    *slog.Logger
+	// Provisioning serves devices that register with the Device
+	// Provisioning Service on the hub's listeners (dps.go); nil: none.
+	Provisioning Provisioning
+	Logger       *slog.Logger
 }
 
 // Broker wraps the mochi server.
@@ -121,6 +125,8 @@ type conn struct {
 	// expiry closes the connection when its SAS token expires, as the hub
 	// does (digest §1.3); the SDKs reconnect with a fresh token before that.
 	expiry *time.Timer
+	// dps is set for a device registering with DPS (dps.go), not the hub.
+	dps *provisioning.Credentials
 }
 
 // New builds a broker; add listeners, set handlers, then Start.

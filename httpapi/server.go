@@ -22,6 +22,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/query"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -49,6 +50,10 @@ type Deps struct {
 	Configurations *configurations.Service
 	DigitalTwins   *digitaltwins.Service
 	FileUpload     *fileupload.Service
+	// Provisioning serves the Device Provisioning Service's device and
+	// service APIs (provisioning.go), authorized by ProvisioningAuth.
+	Provisioning     *provisioning.Service
+	ProvisioningAuth *sasauth.Authenticator
 }
 
 // Config holds the REST API's settings.
@@ -59,6 +64,9 @@ type Config struct {
 	Ready func() bool
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
+	// DPSServiceConnectionString and DPSGlobalEndpoint are reported by
+	// GET /_emulator/dps.
+	DPSServiceConnectionString, DPSGlobalEndpoint string
 }
 
 // Server is the REST API: every route of routes.go over Deps.

@@ -12,7 +12,7 @@ func TestDomainPackagesStayPure(t *testing.T) {
 	forbidden := []string{"net/http", "database/sql", "github.com/mochi-mqtt/", "github.com/gorilla/", "modernc.org/",
 		"github.com/iothub-emulator/iothub-emulator/sqlite", "github.com/iothub-emulator/iothub-emulator/broker",
 		"github.com/iothub-emulator/iothub-emulator/httpapi", "github.com/iothub-emulator/iothub-emulator/hub"}
-	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging", "groupcommit", "configurations", "digitaltwins", "fileupload"} {
+	for _, pkg := range []string{"iothub", "sasauth", "registry", "twins", "methods", "jobs", "query", "messaging", "groupcommit", "configurations", "digitaltwins", "fileupload", "provisioning"} {
 		out, err := exec.Command("go", "list", "-deps", "../"+pkg).Output()
 		if err != nil {
 			t.Fatalf("go list %s: %v", pkg, err)

@@ -28,6 +28,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
@@ -80,7 +81,10 @@ type Config struct {
 	// device file upload; empty leaves file upload off. FileUpload tunes it.
 	StorageConnectionString string
 	FileUpload              fileupload.Config
-	Logger                  *slog.Logger
+	// DPSIDScope is the Device Provisioning Service's ID scope
+	// (provisioning.DefaultIDScope when empty).
+	DPSIDScope string
+	Logger     *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags; the
@@ -123,6 +127,7 @@ type Hub struct {
 	caFile    string
 	tmpDir    string
 	policies  []sasauth.Policy
+	dpsAuth   *sasauth.Authenticator
 
 	closeOnce sync.Once
 	closeErr  error
@@ -145,6 +150,8 @@ type Hub struct {
 	DigitalTwins *digitaltwins.Service
 	// FileUpload is device file upload and its notifications.
 	FileUpload *fileupload.Service
+	// Provisioning is the Device Provisioning Service (provisioning.go).
+	Provisioning *provisioning.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
@@ -191,8 +198,10 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
 		h.newMethods,        // direct methods, through the broker
 		h.newJobs,           // jobs over twins and methods
+		h.newProvisioning,   // DPS over the registry and twins (provisioning.go)
 		h.wireDevices,       // device topics to the services (wire.go)
 		h.seedDevices,       // --seed
+		h.seedEnrollments,   // --seed: DPS enrollments (provisioning.go)
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
@@ -261,7 +270,7 @@ func (h *Hub) newBroker(context.Context) error {
 	}
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
-		DeviceCAs: h.deviceCAs, Logger: h.log,
+		DeviceCAs: h.deviceCAs, Provisioning: provisioningLink{h}, Logger: h.log,
 	})
 	return nil
 }
@@ -326,7 +335,9 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
-	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http")})
+		Provisioning: h.Provisioning, ProvisioningAuth: h.dpsAuth,
+	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http"),
+		DPSServiceConnectionString: h.DPSServiceConnectionString(), DPSGlobalEndpoint: h.cfg.Hostname})
 	return err
 }
 

@@ -43,6 +43,10 @@ type SeedIdentity struct {
 //	  "modules": [{"id": "sensor"}]}]}
 type seedFile struct {
 	Devices []seedEntry `json:"devices" yaml:"devices"`
+	// Enrollments and EnrollmentGroups are DPS enrollments in the service
+	// API's JSON shape (provisioning.go).
+	Enrollments      []map[string]any `json:"enrollments" yaml:"enrollments"`
+	EnrollmentGroups []map[string]any `json:"enrollmentGroups" yaml:"enrollmentGroups"`
 }
 
 // seedEntry is one device or module. Omitted keys are generated; authType

@@ -20,6 +20,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/hub"
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 )
 
 func main() {
@@ -51,6 +52,7 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	dpsIDScope                               string
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
@@ -85,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.jobWorkers, "job-workers", def.JobWorkers, "device operations one job runs at once")
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
+	fs.StringVar(&o.dpsIDScope, "dps-id-scope", provisioning.DefaultIDScope, "ID scope of the Device Provisioning Service that devices name")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
 	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
@@ -144,6 +147,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
 		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
 		SeedFile:                o.seed,
+		DPSIDScope:              o.dpsIDScope,
 		StorageConnectionString: o.storageConnectionString,
 		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
@@ -221,6 +225,8 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	}
 	fmt.Fprintf(w, "  CA certificate to trust: %s\n", h.CACertFile())
 	fmt.Fprintf(w, "  Service connection string:\n    %s\n", h.ServiceConnectionString(""))
+	fmt.Fprintf(w, "  Device Provisioning Service: ID scope %s, global endpoint %s\n", h.DPSIDScope(), h.Hostname())
+	fmt.Fprintf(w, "  Provisioning service connection string:\n    %s\n", h.DPSServiceConnectionString())
 	if len(h.Seeded) > 0 {
 		created := 0
 		for _, s := range h.Seeded {
