@@ -134,6 +134,7 @@ func (s *Server) routes() []route {
 		{http.MethodPut, "/{idScope}/registrations/{registrationId}/register", s.dpsDevice(s.dpsRegister)},
 		{http.MethodGet, "/{idScope}/registrations/{registrationId}/operations/{operationId}", s.dpsDevice(s.dpsOperation)},
 		{http.MethodPost, "/enrollments", s.dpsService(s.bulkEnrollments)},
+		{http.MethodPost, "/enrollments/", s.dpsService(s.bulkEnrollments)}, // Node sends the trailing slash
 		{http.MethodPost, "/enrollments/query", s.dpsService(s.queryEnrollments)},
 		{http.MethodPut, "/enrollments/{id}", s.dpsService(s.putEnrollment)},
 		{http.MethodGet, "/enrollments/{id}", s.dpsService(s.getEnrollment)},
