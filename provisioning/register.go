@@ -101,8 +101,9 @@ func (s *Service) attestSAS(ctx context.Context, c Credentials) (*attested, erro
 	if !strings.EqualFold(t.Resource(), want) {
 		return nil, unauthorized("Unauthorized: the token's resource '%s' is not '%s'.", t.Resource(), want)
 	}
-	if t.KeyName != "registration" {
-		return nil, unauthorized("Unauthorized: the token's skn must be 'registration'.")
+	// The Node and C SDKs sign with skn=registration, Python with no skn.
+	if t.KeyName != "" && t.KeyName != "registration" {
+		return nil, unauthorized("Unauthorized: the token's skn must be 'registration', not '%s'.", t.KeyName)
 	}
 	if t.Expired(s.now()) {
 		return nil, unauthorized("Unauthorized: the token expired at %s.", time.Unix(t.Expiry, 0).UTC().Format(time.RFC3339))
