@@ -1,12 +1,17 @@
 package e2e
 
 import (
+	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/iothub-emulator/iothub-emulator/hub"
 	"github.com/iothub-emulator/iothub-emulator/hubtest"
@@ -224,5 +229,70 @@ func TestProvisioningMQTTGroup(t *testing.T) {
 	r = h.Do(t, http.MethodPost, "/registrations/fleet/query?api-version=2021-10-01", map[string]any{"query": "*"}, "Authorization: "+dpsServiceToken(t, h))
 	if r.StatusCode != http.StatusOK || !strings.Contains(string(r.Body), `"registrationId":"sensor-7"`) {
 		t.Fatalf("group registrations: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+// TestProvisioningX509CAGroup: a device whose certificate (CN = its
+// registration id) chains to an enrollment group's signing certificate
+// registers over MQTT with no password, then connects to the hub with the
+// same certificate.
+func TestProvisioningX509CAGroup(t *testing.T) {
+	h := hubtest.Start(t)
+	ca := certificate(t, "dps-test-root", true, nil)
+	caPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Certificate[0]}))
+	r := h.Do(t, http.MethodPut, "/enrollmentGroups/x509-fleet?api-version=2021-10-01", map[string]any{
+		"enrollmentGroupId": "x509-fleet",
+		"attestation":       map[string]any{"type": "x509", "x509": map[string]any{"signingCertificates": map[string]any{"primary": map[string]any{"certificate": caPEM}}}},
+	}, "Authorization: "+dpsServiceToken(t, h))
+	if r.StatusCode != http.StatusOK || !strings.Contains(string(r.Body), `"subjectName":"CN=dps-test-root"`) {
+		t.Fatalf("put group: %d %s", r.StatusCode, r.Body)
+	}
+	leaf := certificate(t, "x509-dev", false, &ca)
+	stranger := certificate(t, "x509-dev", false, nil)
+
+	dialDPS := func(cert *tls.Certificate) (*mqttConn, error) {
+		c := &mqttConn{lost: make(chan error, 1)}
+		cfg := h.TLSConfig()
+		cfg.Certificates = []tls.Certificate{*cert}
+		opts := paho.NewClientOptions().AddBroker("tls://" + h.MQTTSAddr()).SetTLSConfig(cfg).SetProtocolVersion(4).
+			SetClientID("x509-dev").SetUsername(dpsScope + "/registrations/x509-dev/api-version=2019-03-31").
+			SetCleanSession(true).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(10 * time.Second).
+			SetDefaultPublishHandler(func(_ paho.Client, m paho.Message) {
+				c.mu.Lock()
+				c.received = append(c.received, m)
+				c.mu.Unlock()
+			})
+		c.Client = paho.NewClient(opts)
+		tok := c.Connect()
+		if !tok.WaitTimeout(15 * time.Second) {
+			return nil, errors.New("connect timed out")
+		}
+		if err := tok.Error(); err != nil {
+			return nil, err
+		}
+		t.Cleanup(func() { c.Disconnect(0) })
+		return c, nil
+	}
+	if _, err := dialDPS(&stranger); err == nil {
+		t.Fatal("a certificate from another CA was accepted")
+	}
+	c, err := dialDPS(&leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.subscribe(t, "$dps/registrations/res/#")
+	c.publish(t, "$dps/registrations/PUT/iotdps-register/?$rid=1", 1, `{"registrationId":"x509-dev"}`)
+	var op provisioning.Operation
+	if err := json.Unmarshal(c.waitFor(t, "$dps/registrations/res/202/").Payload(), &op); err != nil {
+		t.Fatal(err)
+	}
+	c.publish(t, "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId="+op.OperationID, 1, "")
+	m := c.waitFor(t, "$dps/registrations/res/200/?$rid=2")
+	if !strings.Contains(string(m.Payload()), `"status":"assigned"`) {
+		t.Fatalf("operation: %s", m.Payload())
+	}
+	c.Disconnect(0)
+	if _, err := dialX509(t, h, "x509-dev", "", &leaf); err != nil {
+		t.Fatalf("the provisioned device cannot connect to the hub with its certificate: %v", err)
 	}
 }

@@ -8,12 +8,13 @@ are made through the service REST API that the other languages' SDKs call.
 import base64
 import hashlib
 import hmac
+import subprocess
 import time
 import urllib.parse
 
 import pytest
 import requests
-from azure.iot.device import IoTHubDeviceClient, ProvisioningDeviceClient
+from azure.iot.device import X509, IoTHubDeviceClient, ProvisioningDeviceClient
 from azure.iot.device.exceptions import ClientError, CredentialError, ServiceError
 
 from conftest import CA_FILE, CA_PEM, HOST_NAME, emulator_api, unique_id
@@ -137,3 +138,46 @@ def test_refusals(dps, enrollments, registry):
     assert _service(dps, "GET", f"/registrations/{off_id}")["status"] == "disabled"
     with pytest.raises(Exception):
         registry.get_device(off_id)
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def test_x509_device_through_a_ca_group(dps, enrollments, registry, tmp_path):
+    """A device certificate (CN = registration id) signed by the group's CA."""
+    reg_id = unique_id("py-x509")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=py-dps-root", "-days", "1",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,digitalSignature",
+             cwd=tmp_path)
+    _openssl("req", *ec, "-keyout", "dev.key", "-out", "dev.csr", "-subj", f"/CN={reg_id}", cwd=tmp_path)
+    (tmp_path / "ext.cnf").write_text("extendedKeyUsage=clientAuth\n")
+    _openssl("x509", "-req", "-in", "dev.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "dev.pem", "-days", "1", "-extfile", "ext.cnf", cwd=tmp_path)
+    enrollments("enrollmentGroups", {
+        "enrollmentGroupId": unique_id("py-x509-group"),
+        "attestation": {"type": "x509", "x509": {"signingCertificates": {"primary": {"certificate": (tmp_path / "ca.pem").read_text()}}}},
+        "initialTwin": {"properties": {"desired": {"cert": "ok"}}},
+    })
+    x509 = X509(cert_file=str(tmp_path / "dev.pem"), key_file=str(tmp_path / "dev.key"))
+    try:
+        client = ProvisioningDeviceClient.create_from_x509_certificate(
+            provisioning_host=HOST_NAME, registration_id=reg_id, id_scope=dps["idScope"], x509=x509,
+            server_verification_cert=CA_PEM)
+        result = client.register()
+        assert result.status == "assigned"
+        assert result.registration_state.device_id == reg_id
+
+        device = IoTHubDeviceClient.create_from_x509_certificate(
+            x509=x509, hostname=result.registration_state.assigned_hub, device_id=reg_id, server_verification_cert=CA_PEM)
+        try:
+            device.connect()
+            assert device.get_twin()["desired"]["cert"] == "ok"
+        finally:
+            device.shutdown()
+    finally:
+        try:
+            registry.delete_device(reg_id)
+        except Exception:  # cleanup only
+            pass
