@@ -73,6 +73,7 @@ func (h *hook) connectDPS(cl *mqtt.Client, pk packets.Packet, idScope, regID str
 	if err := h.b.cfg.Provisioning.Authenticate(ctx, creds); err != nil {
 		return refuse(err)
 	}
+	creds.Attested = true
 	cl.ID = dpsClientPrefix + regID
 	c := &conn{cl: cl, dps: &creds}
 	h.b.mu.Lock()

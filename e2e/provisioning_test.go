@@ -22,13 +22,18 @@ import (
 const dpsScope = provisioning.DefaultIDScope
 
 // dpsServiceToken signs a provisioningserviceowner token.
-func dpsServiceToken(t *testing.T, h *hubtest.Hub) string {
+func dpsServiceToken(t testing.TB, h *hubtest.Hub) string {
 	t.Helper()
 	tok, err := sasauth.Sign(h.Hostname(), provisioning.DefaultServiceKey, hub.DPSPolicyName, time.Now().Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// signToken signs a SAS token for resource as the SDKs do.
+func signToken(resource, key, keyName string) (string, error) {
+	return sasauth.Sign(resource, key, keyName, time.Now().Add(time.Hour))
 }
 
 // dpsDeviceToken signs a registration token as the SDKs do.

@@ -27,6 +27,10 @@ type Credentials struct {
 	RegistrationID string
 	SASToken       string
 	Certificates   []*x509.Certificate
+	// Attested is set by a transport that authenticated the connection
+	// (MQTT at CONNECT): reading the operation status then needs no new
+	// check. Register always checks, as the enrollment may have changed.
+	Attested bool
 }
 
 // DeriveKey returns a device's key in a symmetric-key enrollment group:
@@ -208,10 +212,14 @@ func (s *Service) assign(ctx context.Context, a *attested, deviceID string, caps
 				st.Substatus, applyTwin = SubstatusDeviceDataReset, true
 			}
 		}
-		upd := *cur
-		upd.Auth, upd.IotEdge = a.auth, edge
-		if _, err := s.Registry.Update(ctx, "*", &upd); err != nil {
-			return err
+		// A device that registers again with the same credentials needs
+		// no registry write (and keeps its etag).
+		if cur.Auth != a.auth || cur.IotEdge != edge {
+			upd := *cur
+			upd.Auth, upd.IotEdge = a.auth, edge
+			if _, err := s.Registry.Update(ctx, "*", &upd); err != nil {
+				return err
+			}
 		}
 	case iothub.CodeOf(err) == iothub.DeviceNotFound:
 		id := &registry.Identity{DeviceID: deviceID, Status: registry.StatusEnabled, Auth: a.auth, IotEdge: edge}
@@ -242,10 +250,13 @@ func (s *Service) assign(ctx context.Context, a *attested, deviceID string, caps
 
 // OperationStatus reports a register operation of the device: its
 // registration state once the operation is the device's latest. 404202 for
-// an operation id the device does not own.
+// an operation id the device does not own. The credentials are checked
+// unless the transport already did (Credentials.Attested).
 func (s *Service) OperationStatus(ctx context.Context, c Credentials, operationID string) (*Operation, error) {
-	if _, err := s.attest(ctx, c); err != nil {
-		return nil, err
+	if !c.Attested {
+		if _, err := s.attest(ctx, c); err != nil {
+			return nil, err
+		}
 	}
 	st, err := s.Store.GetRegistration(ctx, c.RegistrationID)
 	if err != nil {
