@@ -193,3 +193,42 @@ test('a wrong key, a disabled enrollment and an unknown scope are refused', T, a
     await svc.deleteIndividualEnrollment(offId).catch(() => {});
   }
 });
+
+test('examples/provisioning: the device provisions itself, then serves the tutorial\'s lockDoor method', T, async () => {
+  const path = require('node:path');
+  const { spawn } = require('node:child_process');
+  const svc = await serviceClient();
+  const groupId = uniqueId('prov-example');
+  const { responseBody: group } = await svc.createOrUpdateEnrollmentGroup({
+    enrollmentGroupId: groupId, attestation: { type: 'symmetricKey', symmetricKey: {} },
+  });
+  const regId = uniqueId('prov-example-dev');
+  const root = path.resolve(__dirname, '../../../..');
+  // The example's dependencies are this suite's (same versions), found through NODE_PATH.
+  const child = spawn(process.execPath, [path.join(root, 'examples/provisioning/provisionedDevice.js')], {
+    env: Object.assign({}, process.env, {
+      NODE_PATH: path.resolve(__dirname, '../node_modules'),
+      PROVISIONING_HOST: hub.hostName,
+      PROVISIONING_IDSCOPE: (await dps()).idScope,
+      PROVISIONING_REGISTRATION_ID: regId,
+      PROVISIONING_GROUP_KEY: group.attestation.symmetricKey.primaryKey,
+      IOTHUB_CA_FILE: hub.caFile,
+    }),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c) => { output += c; });
+  child.stderr.on('data', (c) => { output += c; });
+  try {
+    await hub.pollUntil(() => output.includes('waiting for commands') || child.exitCode !== null, 30000, 'the example device to start');
+    assert.match(output, new RegExp(`Provisioned: registration ${regId} assigned to ${hub.hostName} as device ${regId}`), output);
+    const { result } = await withTimeout(hub.serviceClient().invokeDeviceMethod(regId,
+      { methodName: 'lockDoor', payload: { lockTime: '10m' }, responseTimeoutInSeconds: 10 }), OP_TIMEOUT_MS, 'lockDoor');
+    assert.equal(result.status, 200);
+    await hub.pollUntil(() => output.includes('Locking Door!'), 10000, 'the method output');
+  } finally {
+    child.kill('SIGINT');
+    await svc.deleteEnrollmentGroup(groupId).catch(() => {});
+    await hub.deleteQuietly(hub.registry(), regId);
+  }
+});
