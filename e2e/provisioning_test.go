@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -299,5 +302,40 @@ func TestProvisioningX509CAGroup(t *testing.T) {
 	c.Disconnect(0)
 	if _, err := dialX509(t, h, "x509-dev", "", &leaf); err != nil {
 		t.Fatalf("the provisioned device cannot connect to the hub with its certificate: %v", err)
+	}
+}
+
+// TestProvisioningSeed: enrollments and groups of the example seed files
+// exist after start, and their devices register.
+func TestProvisioningSeed(t *testing.T) {
+	t.Parallel()
+	for _, file := range []string{"seed.json", "seed.yaml"} {
+		t.Run(file, func(t *testing.T) {
+			t.Parallel()
+			path, _ := filepath.Abs(filepath.Join("..", "examples", file))
+			h := hubtest.Start(t, hubtest.WithConfig(func(c *hub.Config) { c.SeedFile = path }))
+			const key = "QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl8="
+			status, op, body := httpsRegister(t, h, dpsScope, "provisioned-thermostat", dpsDeviceToken(t, dpsScope, "provisioned-thermostat", key))
+			if status != http.StatusOK || op.Status != "assigned" || op.RegistrationState.DeviceID != "thermostat2" {
+				t.Fatalf("seeded enrollment: %d %s", status, body)
+			}
+			derived, _ := provisioning.DeriveKey("gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp8=", "sensor-1")
+			if status, op, body = httpsRegister(t, h, dpsScope, "sensor-1", dpsDeviceToken(t, dpsScope, "sensor-1", derived)); status != http.StatusOK || op.Status != "assigned" {
+				t.Fatalf("seeded group: %d %s", status, body)
+			}
+		})
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"enrollments":[{"registrationId":"x","attestation":{"type":"tpm"}}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := hub.DefaultConfig()
+	cfg.InMemory, cfg.SeedFile = true, bad
+	cfg.MQTTSAddr, cfg.MQTTAddr, cfg.HTTPSAddr, cfg.HTTPAddr = "127.0.0.1:0", "", "", ""
+	if h, err := hub.Open(context.Background(), cfg); err == nil {
+		h.Close()
+		t.Fatal("a seed file with an invalid enrollment started the hub")
+	} else if !strings.Contains(err.Error(), "enrollment") {
+		t.Fatalf("error: %v", err)
 	}
 }
