@@ -7,11 +7,13 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -20,27 +22,14 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/sessions"
+	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Identities is what the broker needs from the registry.
 type Identities interface {
 	Get(ctx context.Context, deviceID, moduleID string) (*registry.Identity, error)
 	SetConnection(ctx context.Context, deviceID, moduleID, state, modelID string) error
-}
-
-// Subscription is a stored MQTT subscription.
-type Subscription struct {
-	ClientID string
-	Filter   string
-	QoS      byte
-}
-
-// SessionStore keeps the subscriptions of clean-session-0 clients.
-type SessionStore interface {
-	SaveSubscription(ctx context.Context, s Subscription) error
-	DeleteSubscription(ctx context.Context, clientID, filter string) error
-	DeleteSession(ctx context.Context, clientID string) error
-	Subscriptions(ctx context.Context) ([]Subscription, error)
 }
 
 // Device identifies the device or module behind a connection.
@@ -67,10 +56,10 @@ func (d Device) ClientID() string {
 // *iothub.Error for failures the device should see; any other error means
 // the publish was not stored and is not acknowledged.
 type Handlers struct {
-	// TwinGet returns the body of a twin GET response.
-	TwinGet func(ctx context.Context, d Device) ([]byte, error)
+	// TwinGet returns the device's twin for a twin GET.
+	TwinGet func(ctx context.Context, d Device) (*twins.Twin, error)
 	// TwinPatchReported applies a reported patch and returns the new version.
-	TwinPatchReported func(ctx context.Context, d Device, body []byte) (int64, error)
+	TwinPatchReported func(ctx context.Context, d Device, patch map[string]any) (int64, error)
 	// MethodResponse delivers a device's direct-method answer.
 	MethodResponse func(d Device, rid string, status int, body []byte)
 	// Telemetry stores a device-to-cloud message. With wait false (QoS 0:
@@ -87,22 +76,51 @@ type Handlers struct {
 	// C2DComplete reports the device's PUBACK of a C2D message.
 	C2DComplete func(d Device, lockToken string)
 	// C2DRelease hands back the C2D messages a closed connection had not
-	// acknowledged.
-	C2DRelease func(d Device, lockTokens []string)
+	// acknowledged: written ones count as a delivery attempt, unsent ones
+	// never reached the socket.
+	C2DRelease func(d Device, written, unsent []string)
 }
 
 // Config configures a Broker.
 type Config struct {
 	Auth       *sasauth.Authenticator
 	Identities Identities
-	Sessions   SessionStore
+	Sessions   sessions.Store
 	// DeviceCAs verifies certificateAuthority devices' client certificates.
 	DeviceCAs *x509.CertPool
 	// Provisioning serves devices that register with the Device
 	// Provisioning Service on the hub's listeners (dps.go); nil: none.
 	Provisioning Provisioning
 	Logger       *slog.Logger
+
+	// HandshakeTimeout bounds a new connection's TLS handshake and
+	// ConnectTimeout the wait for its CONNECT packet after that.
+	HandshakeTimeout time.Duration
+	ConnectTimeout   time.Duration
+	// MaxPacketSize is the largest packet a device may send; a connection
+	// that announces a larger one is closed before it is read.
+	MaxPacketSize int
+	// WriteTimeout bounds each write to a device; a device that takes longer
+	// to read is disconnected. OutboxPackets and OutboxBytes bound what may
+	// wait for a connection's writer; more disconnects the device.
+	WriteTimeout  time.Duration
+	OutboxPackets int
+	OutboxBytes   int
 }
+
+// Defaults of Config's limits.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultConnectTimeout   = 30 * time.Second
+	// DefaultMaxPacketSize fits the hub's largest device message (256 KB of
+	// telemetry, a 128 KB method response) with its topic and properties.
+	DefaultMaxPacketSize = 256*1024 + 16*1024
+	DefaultWriteTimeout  = 20 * time.Second
+	DefaultOutboxPackets = 1024
+	// DefaultOutboxBytes holds a full C2D queue (50 messages of 64 KB) and
+	// then some.
+	DefaultOutboxBytes = 4 << 20
+)
 
 // Broker wraps the mochi server.
 type Broker struct {
@@ -112,16 +130,18 @@ type Broker struct {
 	handlers Handlers
 	ws       *wsListener
 
-	mu       sync.RWMutex
-	conns    map[string]*conn       // live connections by client id
-	byClient map[*mqtt.Client]*conn // the same, and those being replaced
-	nlis     int
+	mu        sync.RWMutex
+	conns     map[string]*conn       // live connections by client id
+	byClient  map[*mqtt.Client]*conn // the same, and those being replaced
+	listeners []*netListener
+	serving   atomic.Bool
 }
 
 type conn struct {
 	dev Device
 	cl  *mqtt.Client
 	c2d c2dInflight
+	out outbox
 	// expiry closes the connection when its SAS token expires, as the hub
 	// does (digest §1.3); the SDKs reconnect with a fresh token before that.
 	expiry *time.Timer
@@ -135,13 +155,34 @@ func New(cfg Config) *Broker {
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = DefaultConnectTimeout
+	}
+	if cfg.MaxPacketSize <= 0 {
+		cfg.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.OutboxPackets <= 0 {
+		cfg.OutboxPackets = DefaultOutboxPackets
+	}
+	if cfg.OutboxBytes <= 0 {
+		cfg.OutboxBytes = DefaultOutboxBytes
+	}
 	caps := mqtt.NewDefaultServerCapabilities()
 	caps.MaximumQos = 1 // the hub grants QoS 1 for QoS 2 subscriptions (digest §1.4)
 	caps.RetainAvailable = 0
 	caps.MinimumProtocolVersion = 4
 	caps.SharedSubAvailable = 0
+	// mochi allocates a packet's declared length before reading it: without
+	// a bound, four sockets declaring 256 MB each take gigabytes.
+	caps.MaximumPacketSize = uint32(cfg.MaxPacketSize)
 	// mochi allocates this queue per connection (8 bytes a slot); the hub
-	// writes to devices directly (Send, DeliverC2D), so it stays near empty.
+	// writes to devices through its own outboxes, so it stays near empty.
 	caps.MaximumClientWritesPending = 32
 	srv := mqtt.New(&mqtt.Options{
 		Capabilities: caps,
@@ -151,16 +192,37 @@ func New(cfg Config) *Broker {
 		SysTopicResendInterval: 3600,
 	})
 	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}, byClient: map[*mqtt.Client]*conn{}}
-	b.ws = newWSListener("wss")
+	b.ws = newWSListener("wss", cfg.WriteTimeout, cfg.ConnectTimeout)
 	return b
 }
 
 // SetHandlers installs the domain handlers; call before Start.
 func (b *Broker) SetHandlers(h Handlers) { b.handlers = h }
 
-// AddListener serves MQTT on an already-bound listener (TCP or TLS).
-func (b *Broker) AddListener(name string, l net.Listener) error {
-	return b.srv.AddListener(&netListener{id: name, l: l})
+// AddListener serves MQTT on an already-bound TCP listener, over TLS when
+// tlsConfig is not nil.
+func (b *Broker) AddListener(name string, l net.Listener, tlsConfig *tls.Config) error {
+	nl := &netListener{id: name, l: l, tls: tlsConfig, b: b}
+	if err := b.srv.AddListener(nl); err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.listeners = append(b.listeners, nl)
+	b.mu.Unlock()
+	return nil
+}
+
+// DeadListeners names the listeners that stopped accepting for good.
+func (b *Broker) DeadListeners() []string {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	var out []string
+	for _, l := range b.listeners {
+		if l.dead.Load() {
+			out = append(out, l.id)
+		}
+	}
+	return out
 }
 
 // WebSocketHandler serves MQTT over WebSockets; mount it at /$iothub/websocket.
@@ -174,11 +236,21 @@ func (b *Broker) Start() error {
 	if err := b.srv.AddListener(b.ws); err != nil {
 		return err
 	}
+	// mochi counts connections in a WaitGroup that Close waits on, and a
+	// count rising from zero while Close waits is a race. Holding one count
+	// while serving keeps it from ever rising from zero.
+	b.srv.Listeners.ClientsWg.Add(1)
+	b.serving.Store(true)
 	return b.srv.Serve()
 }
 
 // Close stops the broker and closes every connection.
-func (b *Broker) Close() error { return b.srv.Close() }
+func (b *Broker) Close() error {
+	if b.serving.CompareAndSwap(true, false) {
+		b.srv.Listeners.ClientsWg.Done()
+	}
+	return b.srv.Close()
+}
 
 func (b *Broker) live(clientID string) (*conn, bool) {
 	b.mu.RLock()
@@ -213,19 +285,20 @@ func (b *Broker) ConnectedCount() int {
 // ErrNotConnected is returned when publishing to a device that is offline.
 var ErrNotConnected = errors.New("device is not connected")
 
-// Send publishes at QoS 0 to one device's live connection only. Hub topics
-// like $iothub/twin/res/# are shared filters, so publishing through the
-// topic tree would reach every device.
+// Send queues a QoS 0 publish for one device's live connection only; it
+// does not wait for the write. Hub topics like $iothub/twin/res/# are
+// shared filters, so publishing through the topic tree would reach every
+// device.
 func (b *Broker) Send(deviceID, moduleID, topic string, payload []byte) error {
 	c, ok := b.live(Device{DeviceID: deviceID, ModuleID: moduleID}.ClientID())
 	if !ok {
 		return ErrNotConnected
 	}
-	return c.cl.WritePacket(packets.Packet{
+	return b.send(c, outPacket{pk: packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
 		TopicName:   topic,
 		Payload:     payload,
-	})
+	}})
 }
 
 // CloseSession drops a device's live connection and forgets its stored
@@ -233,7 +306,8 @@ func (b *Broker) Send(deviceID, moduleID, topic string, payload []byte) error {
 func (b *Broker) CloseSession(deviceID, moduleID string) {
 	id := Device{DeviceID: deviceID, ModuleID: moduleID}.ClientID()
 	if c, ok := b.live(id); ok {
-		c.cl.Stop(packets.ErrNotAuthorized)
+		// Closing a TLS connection may write; never wait on a device here.
+		go c.cl.Stop(packets.ErrNotAuthorized)
 	}
 }
 

@@ -75,7 +75,7 @@ func (h *hook) connectDPS(cl *mqtt.Client, pk packets.Packet, idScope, regID str
 	}
 	creds.Attested = true
 	cl.ID = dpsClientPrefix + regID
-	c := &conn{cl: cl, dps: &creds}
+	c := &conn{cl: cl, dps: &creds, dev: Device{DeviceID: dpsClientPrefix + regID}} // dev names it in logs only
 	h.b.mu.Lock()
 	h.b.conns[cl.ID] = c
 	h.b.byClient[cl] = c
@@ -150,10 +150,12 @@ func (h *hook) dpsPublish(c *conn, pk packets.Packet) (packets.Packet, error) {
 		h.b.log.Error("dps request not stored", "registration", c.dps.RegistrationID, "error", err)
 		return pk, packets.ErrRejectPacket
 	}
-	_ = c.cl.WritePacket(packets.Packet{
+	// Through the connection's outbox, like every hub answer: the read
+	// loop never waits on the device's socket.
+	_ = h.b.send(c, outPacket{pk: packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish},
 		TopicName:   "$dps/registrations/res/" + strconv.Itoa(status) + "/" + topicQuery,
 		Payload:     payload,
-	})
+	}})
 	return pk, packets.CodeSuccessIgnore
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +20,8 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/sessions"
+	"github.com/iothub-emulator/iothub-emulator/wire"
 )
 
 // hook is the broker's one mochi hook. It must be the only hook that
@@ -58,6 +59,15 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	dev, err := h.authenticate(cl, pk)
 	if err != nil {
+		var he *iothub.Error
+		if !errors.As(err, &he) || he.Code == iothub.ServiceUnavailable || he.Code == iothub.ServerError {
+			// The hub could not decide (storage failing, disk full): 3
+			// "server unavailable" makes the SDKs retry, where 5 would make
+			// them give up as if the key were wrong.
+			h.b.log.Error("mqtt connection refused: the hub cannot serve it", "client", cl.ID, "remote", cl.Net.Remote, "error", err)
+			_ = h.b.srv.SendConnack(cl, packets.ErrServerUnavailable, false, nil)
+			return errRefused
+		}
 		h.b.log.Info("mqtt connection refused", "client", cl.ID, "remote", cl.Net.Remote, "reason", err)
 		// ErrBadUsernameOrPassword is what mochi maps to 3.1.1 code 5.
 		_ = h.b.srv.SendConnack(cl, packets.ErrBadUsernameOrPassword, false, nil)
@@ -65,7 +75,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	c := &conn{dev: dev, cl: cl}
 	if t, err := sasauth.Parse(string(pk.Connect.Password)); err == nil {
-		c.expiry = time.AfterFunc(time.Until(time.Unix(t.Expiry, 0)), func() {
+		c.expiry = time.AfterFunc(time.Until(expiryTime(t.Expiry)), func() {
 			h.b.log.Info("device disconnected: its SAS token expired", "device", dev.ClientID())
 			cl.Stop(errTokenExpired)
 		})
@@ -77,6 +87,17 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	return nil
 }
 
+// maxExpiry is the end of year 9999: later "se" values mean "never" and
+// must not overflow time.Time (se=2^63-1 once closed connections at once).
+const maxExpiry = 253402300799
+
+func expiryTime(se int64) time.Time { return time.Unix(min(se, maxExpiry), 0) }
+
+// refusal marks an identity or credential failure: CONNACK 5.
+func refusal(format string, args ...any) error {
+	return iothub.Errorf(iothub.IotHubUnauthorizedAccess, format, args...)
+}
+
 // errTokenExpired ends a connection whose SAS token ran out.
 var errTokenExpired = errors.New("the SAS token expired")
 
@@ -85,16 +106,31 @@ var errTokenExpired = errors.New("the SAS token expired")
 func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) {
 	path, params, ok := parseUsername(string(pk.Connect.Username), cl.ID)
 	if !ok {
-		return Device{}, fmt.Errorf("username %q does not name client id %q", pk.Connect.Username, cl.ID)
+		return Device{}, refusal("username %q does not name client id %q", pk.Connect.Username, cl.ID)
 	}
 	deviceID, moduleID := identityOf(path)
+	// "A/" would otherwise be device A under a second client id, beside A's
+	// own connection.
+	if deviceID == "" || (Device{DeviceID: deviceID, ModuleID: moduleID}).ClientID() != cl.ID {
+		return Device{}, refusal("client id %q names no device or module", cl.ID)
+	}
 	ctx := context.Background()
 	id, err := h.b.cfg.Identities.Get(ctx, deviceID, moduleID)
 	if err != nil {
 		return Device{}, err
 	}
 	if id.Status != registry.StatusEnabled {
-		return Device{}, fmt.Errorf("%s is disabled", path)
+		return Device{}, refusal("%s is disabled", path)
+	}
+	if moduleID != "" {
+		// A disabled device takes its modules with it.
+		parent, err := h.b.cfg.Identities.Get(ctx, deviceID, "")
+		if err != nil {
+			return Device{}, err
+		}
+		if parent.Status != registry.StatusEnabled {
+			return Device{}, refusal("device %s is disabled", deviceID)
+		}
 	}
 	dev := Device{DeviceID: deviceID, ModuleID: moduleID, AuthMethod: "sas", GenerationID: id.GenerationID, Transport: "mqtt"}
 	if cl.Net.Listener == h.b.ws.id {
@@ -122,11 +158,11 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) 
 func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
 	tc, ok := cl.Net.Conn.(*tls.Conn)
 	if !ok {
-		return errors.New("no password and no TLS client certificate")
+		return refusal("no password and no TLS client certificate")
 	}
 	certs := tc.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
-		return errors.New("no password and no TLS client certificate")
+		return refusal("no password and no TLS client certificate")
 	}
 	leaf := certs[0]
 	switch id.Auth.Type {
@@ -138,10 +174,10 @@ func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
 				return nil
 			}
 		}
-		return errors.New("certificate thumbprint does not match the device's")
+		return refusal("certificate thumbprint does not match the device's")
 	case registry.AuthCertificateAuthority:
 		if h.b.cfg.DeviceCAs == nil {
-			return errors.New("no device CA is registered (--device-ca)")
+			return refusal("no device CA is registered (--device-ca)")
 		}
 		inter := x509.NewCertPool()
 		for _, c := range certs[1:] {
@@ -149,18 +185,18 @@ func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
 		}
 		if _, err := leaf.Verify(x509.VerifyOptions{Roots: h.b.cfg.DeviceCAs, Intermediates: inter,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageAny}}); err != nil {
-			return fmt.Errorf("certificate chain: %w", err)
+			return refusal("certificate chain: %v", err)
 		}
 		want := id.DeviceID
 		if id.ModuleID != "" {
 			want += "/" + id.ModuleID
 		}
 		if leaf.Subject.CommonName != want {
-			return fmt.Errorf("certificate CN %q is not %q", leaf.Subject.CommonName, want)
+			return refusal("certificate CN %q is not %q", leaf.Subject.CommonName, want)
 		}
 		return nil
 	}
-	return fmt.Errorf("authentication type %q needs a SAS token", id.Auth.Type)
+	return refusal("authentication type %q needs a SAS token", id.Auth.Type)
 }
 
 // OnConnectAuthenticate accepts what OnConnect already authenticated.
@@ -171,7 +207,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 
 func (h *hook) device(cl *mqtt.Client) (Device, bool) {
 	c, ok := h.b.live(cl.ID)
-	if !ok || c.cl != cl {
+	if !ok || c.cl != cl || c.dps != nil {
 		return Device{}, false
 	}
 	return c.dev, true
@@ -229,10 +265,13 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		own.expiry.Stop()
 	}
 	// C2D messages this connection did not acknowledge go back to the queue,
-	// also when a newer connection took over.
+	// also when a newer connection took over. The outbox closes first, so
+	// no delivery slips in after the drain.
 	if hadOwn {
-		if toks := own.c2d.drain(); len(toks) > 0 && h.b.handlers.C2DRelease != nil {
-			h.b.handlers.C2DRelease(own.dev, toks)
+		own.closeOutbox()
+		written, unsent := own.c2d.drain()
+		if len(written)+len(unsent) > 0 && h.b.handlers.C2DRelease != nil {
+			h.b.handlers.C2DRelease(own.dev, written, unsent)
 		}
 	}
 	if !mine {
@@ -258,6 +297,12 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		h.c2dAcked(cl, pk.PacketID)
 		return pk, nil
 	}
+	if pk.FixedHeader.Type == packets.Subscribe || pk.FixedHeader.Type == packets.Unsubscribe {
+		if dev, ok := h.device(cl); ok {
+			escapeOwnFilters(dev, pk.Filters)
+		}
+		return pk, nil
+	}
 	if pk.FixedHeader.Type != packets.Publish {
 		return pk, nil
 	}
@@ -277,15 +322,16 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		h.b.log.Info("publish refused: QoS 2 is not supported", "device", dev.ClientID(), "topic", pk.TopicName)
 		return pk, packets.ErrRejectPacket
 	}
+	if strings.ContainsAny(pk.TopicName, "+#") {
+		// The C SDK sends property values unencoded (digest §1.6), so a '+'
+		// can reach the bag, and ids may hold '+' and '#'; mochi would drop
+		// such a topic name without a PUBACK. Escaping keeps its meaning:
+		// the bag is percent-decoded, ids compare escaped (topicID).
+		pk.TopicName = wildcardEscaper.Replace(pk.TopicName)
+	}
 	if !mayPublish(dev, pk.TopicName) {
 		h.b.log.Info("publish refused: not the device's topic", "device", dev.ClientID(), "topic", pk.TopicName)
 		return pk, packets.ErrRejectPacket
-	}
-	if strings.ContainsAny(pk.TopicName, "+#") {
-		// The C SDK sends property values unencoded (digest §1.6), so a '+'
-		// can reach the bag; mochi would drop such a topic name without a
-		// PUBACK. Escaping keeps its meaning: the bag is percent-decoded.
-		pk.TopicName = strings.NewReplacer("+", "%2B", "#", "%23").Replace(pk.TopicName)
 	}
 	return pk, nil
 }
@@ -308,11 +354,38 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	return maySubscribe(dev, topic)
 }
 
+// escapeOwnFilters rewrites a device's filters for its own topics when its
+// id holds '+' or '#' (see topicID), so that mochi accepts them.
+func escapeOwnFilters(dev Device, filters packets.Subscriptions) {
+	raw, esc := ownTopicBase(dev)
+	if raw == esc {
+		return
+	}
+	for i := range filters {
+		if rest, ok := strings.CutPrefix(filters[i].Filter, raw); ok {
+			filters[i].Filter = esc + rest
+		}
+	}
+}
+
+// ownTopicBase is the prefix of a device's (or module's) own topics, as the
+// device writes it and as the broker keeps it.
+func ownTopicBase(dev Device) (raw, escaped string) {
+	raw = "devices/" + dev.DeviceID + "/"
+	escaped = "devices/" + topicID(dev.DeviceID) + "/"
+	if dev.ModuleID != "" {
+		raw += "modules/" + dev.ModuleID + "/"
+		escaped += "modules/" + topicID(dev.ModuleID) + "/"
+	}
+	return raw, escaped
+}
+
 func mayPublish(dev Device, topic string) bool {
 	r := route(topic)
 	switch r.Kind {
 	case RouteTelemetry:
-		return r.DeviceID == dev.DeviceID && r.ModuleID == dev.ModuleID
+		// Publish topics arrive with wildcards escaped (OnPacketRead).
+		return r.DeviceID == topicID(dev.DeviceID) && r.ModuleID == topicID(dev.ModuleID)
 	case RouteTwinGet, RouteTwinPatchReported, RouteMethodResponse:
 		return true
 	}
@@ -321,13 +394,13 @@ func mayPublish(dev Device, topic string) bool {
 
 func maySubscribe(dev Device, filter string) bool {
 	switch filter {
-	case "$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#", "$iothub/methods/POST/#":
+	case twinResponseFilter, desiredFilter, methodsFilter:
 		return true
 	}
 	if dev.ModuleID == "" {
-		return filter == "devices/"+dev.DeviceID+"/messages/devicebound/#"
+		return filter == c2dFilter(dev.DeviceID)
 	}
-	base := "devices/" + dev.DeviceID + "/modules/" + dev.ModuleID + "/"
+	_, base := ownTopicBase(dev)
 	// Module input filters differ per SDK; the hub accepts them and never
 	// publishes on them (module inputs are an IoT Edge feature).
 	return filter == base+"#" || filter == base+"inputs/#" || filter == base+"messages/devicebound/#"
@@ -349,7 +422,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	if !cl.Properties.Clean && h.b.cfg.Sessions != nil {
 		for i, f := range pk.Filters {
 			if i < len(codes) && codes[i] <= 1 {
-				if err := h.b.cfg.Sessions.SaveSubscription(context.Background(), Subscription{ClientID: cl.ID, Filter: f.Filter, QoS: codes[i]}); err != nil {
+				if err := h.b.cfg.Sessions.SaveSubscription(context.Background(), sessions.Subscription{ClientID: cl.ID, Filter: f.Filter, QoS: codes[i]}); err != nil {
 					h.b.log.Error("store subscription", "client", cl.ID, "error", err)
 				}
 			}
@@ -435,20 +508,20 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			h.twinError(dev, r.RID, iothub.Errorf(iothub.InvalidOperation, "Twins are not available."))
 			break
 		}
-		body, err := hd.TwinGet(ctx, dev)
+		t, err := hd.TwinGet(ctx, dev)
 		if err != nil {
 			if h.twinError(dev, r.RID, err) {
 				return pk, packets.ErrRejectPacket
 			}
 			break
 		}
-		_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/200/?$rid="+r.RID, body)
+		_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/200/?$rid="+r.RID, wire.TwinForDevice(t))
 	case RouteTwinPatchReported:
 		if hd.TwinPatchReported == nil {
 			h.twinError(dev, r.RID, iothub.Errorf(iothub.InvalidOperation, "Twins are not available."))
 			break
 		}
-		v, err := hd.TwinPatchReported(ctx, dev, pk.Payload)
+		v, err := h.patchReported(ctx, dev, pk.Payload)
 		if err != nil {
 			if h.twinError(dev, r.RID, err) {
 				return pk, packets.ErrRejectPacket
@@ -483,6 +556,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		}
 	}
 	return pk, packets.CodeSuccessIgnore
+}
+
+func (h *hook) patchReported(ctx context.Context, dev Device, body []byte) (int64, error) {
+	patch, err := wire.DecodeReportedPatch(body)
+	if err != nil {
+		return 0, err
+	}
+	return h.b.handlers.TwinPatchReported(ctx, dev, patch)
 }
 
 // twinError answers a twin request with the hub's error status and a JSON

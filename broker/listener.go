@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -16,11 +17,18 @@ import (
 )
 
 // netListener adapts a listener the hub already bound (so bind errors come
-// back to the caller at once, and port 0 works) to mochi's Listener.
+// back to the caller at once, and port 0 works) to mochi's Listener. It
+// does TLS itself, so that every stage of a new connection has a deadline:
+// the TLS handshake, then the CONNECT packet (mochi only sets deadlines
+// from the keep-alive, after CONNECT).
 type netListener struct {
 	id  string
 	l   net.Listener
+	tls *tls.Config
+	b   *Broker
 	end atomic.Bool
+	// dead is set when the listener stopped accepting for good.
+	dead atomic.Bool
 }
 
 func (l *netListener) ID() string              { return l.id }
@@ -28,20 +36,48 @@ func (l *netListener) Address() string         { return l.l.Addr().String() }
 func (l *netListener) Protocol() string        { return "tcp" }
 func (l *netListener) Init(*slog.Logger) error { return nil }
 
+// Serve accepts until Close. Errors such as EMFILE (out of file
+// descriptors) do not end it: it backs off up to a second and accepts
+// again, as net/http does. Only a listener closed under it ends the loop,
+// and Alive then reports it.
 func (l *netListener) Serve(establish listeners.EstablishFn) {
+	var delay time.Duration
 	for {
 		c, err := l.l.Accept()
 		if err != nil {
 			if l.end.Load() {
 				return
 			}
-			if ne, ok := err.(net.Error); ok && ne.Timeout() {
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				l.dead.Store(true)
+				l.b.log.Error("mqtt listener stopped", "listener", l.id, "error", err)
+				return
 			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			l.b.log.Warn("mqtt accept failed; retrying", "listener", l.id, "error", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		go l.handle(c, establish)
+	}
+}
+
+func (l *netListener) handle(c net.Conn, establish listeners.EstablishFn) {
+	var nc net.Conn = &deadlineConn{Conn: c, timeout: l.b.cfg.WriteTimeout}
+	if l.tls != nil {
+		tc := tls.Server(nc, l.tls)
+		_ = tc.SetReadDeadline(time.Now().Add(l.b.cfg.HandshakeTimeout))
+		if err := tc.Handshake(); err != nil {
+			l.b.log.Debug("tls handshake failed", "listener", l.id, "remote", c.RemoteAddr(), "error", err)
+			_ = c.Close()
 			return
 		}
-		go func() { _ = establish(l.id, c) }()
+		nc = tc
 	}
+	// mochi replaces this deadline with the keep-alive's after CONNECT.
+	_ = nc.SetReadDeadline(time.Now().Add(l.b.cfg.ConnectTimeout))
+	_ = establish(l.id, nc)
 }
 
 func (l *netListener) Close(closeClients listeners.CloseFn) {
@@ -54,15 +90,18 @@ func (l *netListener) Close(closeClients listeners.CloseFn) {
 // wsListener serves MQTT over WebSockets from the hub's HTTPS server, at
 // /$iothub/websocket, as the SDKs' WebSocket transports expect.
 type wsListener struct {
-	id        string
-	mu        sync.RWMutex
-	establish listeners.EstablishFn
-	upgrader  websocket.Upgrader
-	end       atomic.Bool
+	id           string
+	writeTimeout time.Duration
+	// connectTimeout bounds the wait for CONNECT after the upgrade.
+	connectTimeout time.Duration
+	mu             sync.RWMutex
+	establish      listeners.EstablishFn
+	upgrader       websocket.Upgrader
+	end            atomic.Bool
 }
 
-func newWSListener(id string) *wsListener {
-	return &wsListener{id: id, upgrader: websocket.Upgrader{
+func newWSListener(id string, writeTimeout, connectTimeout time.Duration) *wsListener {
+	return &wsListener{id: id, writeTimeout: writeTimeout, connectTimeout: connectTimeout, upgrader: websocket.Upgrader{
 		CheckOrigin:     func(*http.Request) bool { return true },
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -116,15 +155,18 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer c.Close()
-	_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c})
+	// mochi replaces this deadline with the keep-alive's after CONNECT.
+	_ = c.SetReadDeadline(time.Now().Add(l.connectTimeout))
+	_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c, writeTimeout: l.writeTimeout})
 }
 
 // wsConn presents a WebSocket as a net.Conn carrying binary frames.
 type wsConn struct {
 	net.Conn
-	ws *websocket.Conn
-	r  interface{ Read([]byte) (int, error) }
-	wm sync.Mutex
+	ws           *websocket.Conn
+	writeTimeout time.Duration
+	r            interface{ Read([]byte) (int, error) }
+	wm           sync.Mutex
 }
 
 func (c *wsConn) Read(p []byte) (int, error) {
@@ -156,25 +198,20 @@ func (c *wsConn) Read(p []byte) (int, error) {
 func (c *wsConn) Write(p []byte) (int, error) {
 	c.wm.Lock()
 	defer c.wm.Unlock()
+	// Every write has a deadline, whatever mochi set from the keep-alive.
+	if err := c.ws.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
+		return 0, err
+	}
 	if err := c.ws.WriteMessage(websocket.BinaryMessage, p); err != nil {
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// Deadlines: mochi refreshes them from its read loop while its write loop
-// writes, so the write deadline is set under the write lock.
-func (c *wsConn) SetDeadline(t time.Time) error {
-	if err := c.ws.SetReadDeadline(t); err != nil {
-		return err
-	}
-	return c.SetWriteDeadline(t)
-}
+// Deadlines: mochi refreshes them from its read loop after each packet;
+// they apply to reads only, writes get WriteTimeout each (see Write).
+func (c *wsConn) SetDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
 
 func (c *wsConn) SetReadDeadline(t time.Time) error { return c.ws.SetReadDeadline(t) }
 
-func (c *wsConn) SetWriteDeadline(t time.Time) error {
-	c.wm.Lock()
-	defer c.wm.Unlock()
-	return c.ws.SetWriteDeadline(t)
-}
+func (c *wsConn) SetWriteDeadline(time.Time) error { return nil }

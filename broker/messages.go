@@ -11,8 +11,25 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 )
 
-// c2dFilter is the one filter a device subscribes to for C2D messages.
-func c2dFilter(deviceID string) string { return "devices/" + deviceID + "/messages/devicebound/#" }
+// c2dFilter is the one filter a device subscribes to for C2D messages, as
+// the broker stores it (see topicID).
+func c2dFilter(deviceID string) string {
+	return "devices/" + topicID(deviceID) + "/messages/devicebound/#"
+}
+
+// wildcardEscaper escapes MQTT's wildcards. The hub allows '+' and '#' in
+// device and module ids, but a topic name or filter level holding them is
+// not valid MQTT; the broker keeps such ids escaped in the topics and
+// filters it handles, and a device sees its topics as it wrote them.
+var wildcardEscaper = strings.NewReplacer("+", "%2B", "#", "%23")
+
+// topicID is an id as it appears in the broker's topics and filters.
+func topicID(id string) string {
+	if !strings.ContainsAny(id, "+#") {
+		return id
+	}
+	return wildcardEscaper.Replace(id)
+}
 
 // DeviceBoundTopic is the topic a C2D message is published on, in the form
 // every SDK parses (digest §1.7, sdk-behavior §3.5): the trailing slash after
@@ -114,14 +131,21 @@ func unreserved(c byte) bool {
 type c2dInflight struct {
 	mu   sync.Mutex
 	next uint16
-	ids  map[uint16]string
+	ids  map[uint16]*inflightC2D
+}
+
+type inflightC2D struct {
+	token string
+	// written is set once the publish left the outbox: only then does a
+	// lost connection count as a delivery attempt.
+	written bool
 }
 
 func (f *c2dInflight) add(token string) (uint16, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.ids == nil {
-		f.ids = map[uint16]string{}
+		f.ids = map[uint16]*inflightC2D{}
 	}
 	for range 65535 {
 		f.next++
@@ -129,30 +153,46 @@ func (f *c2dInflight) add(token string) (uint16, bool) {
 			f.next = 1
 		}
 		if _, used := f.ids[f.next]; !used {
-			f.ids[f.next] = token
+			f.ids[f.next] = &inflightC2D{token: token}
 			return f.next, true
 		}
 	}
 	return 0, false
 }
 
+func (f *c2dInflight) sent(id uint16) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m, ok := f.ids[id]; ok {
+		m.written = true
+	}
+}
+
 func (f *c2dInflight) take(id uint16) (string, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	tok, ok := f.ids[id]
+	m, ok := f.ids[id]
 	delete(f.ids, id)
-	return tok, ok
+	if !ok {
+		return "", false
+	}
+	return m.token, true
 }
 
-func (f *c2dInflight) drain() []string {
+// drain empties the table: written are the lock tokens of messages the
+// device may have seen, unsent those that never left the outbox.
+func (f *c2dInflight) drain() (written, unsent []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make([]string, 0, len(f.ids))
-	for _, t := range f.ids {
-		out = append(out, t)
+	for _, m := range f.ids {
+		if m.written {
+			written = append(written, m.token)
+		} else {
+			unsent = append(unsent, m.token)
+		}
 	}
 	f.ids = nil
-	return out
+	return written, unsent
 }
 
 // C2DReady reports whether the device's live connection is subscribed to
@@ -161,9 +201,10 @@ func (b *Broker) C2DReady(deviceID string) bool {
 	return b.IsSubscribed(deviceID, "", c2dFilter(deviceID))
 }
 
-// DeliverC2D publishes a locked C2D message at QoS 1 to the device's live
-// connection only (digest §1.4: the hub delivers C2D at QoS 1). The PUBACK
-// completes it through Handlers.C2DComplete.
+// DeliverC2D queues a locked C2D message at QoS 1 for the device's live
+// connection only (digest §1.4: the hub delivers C2D at QoS 1); it does not
+// wait for the write. The PUBACK completes it through Handlers.C2DComplete;
+// a connection lost first returns it through Handlers.C2DRelease.
 func (b *Broker) DeliverC2D(m *messaging.C2DMessage) error {
 	c, ok := b.live(m.DeviceID)
 	if !ok {
@@ -176,12 +217,12 @@ func (b *Broker) DeliverC2D(m *messaging.C2DMessage) error {
 	if !ok {
 		return packets.ErrQuotaExceeded
 	}
-	err := c.cl.WritePacket(packets.Packet{
+	err := b.send(c, outPacket{c2d: id, pk: packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
 		TopicName:   DeviceBoundTopic(m),
 		Payload:     m.Body,
 		PacketID:    id,
-	})
+	}})
 	if err != nil {
 		c.c2d.take(id)
 		return err

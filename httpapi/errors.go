@@ -27,6 +27,11 @@ var methodErrorCodes = map[iothub.Code]bool{iothub.DeviceNotOnline: true, iothub
 // form, and the iothub-errorcode header names the code.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := iothub.CodeOf(err)
+	if code == iothub.ServerError && s.cfg.Unavailable != nil && s.cfg.Unavailable(err) {
+		s.log.Error("storage unavailable", "method", r.Method, "path", r.URL.EscapedPath(), "error", err)
+		err = iothub.Errorf(iothub.ServiceUnavailable, "The IoT hub is temporarily unavailable: its storage is failing (disk full?). Retry later.")
+		code = iothub.ServiceUnavailable
+	}
 	msg := iothub.MessageOf(err)
 	if code == iothub.ServerError {
 		s.log.Error("internal error", "method", r.Method, "path", r.URL.EscapedPath(), "error", err)

@@ -351,6 +351,9 @@ func messageFilter(r *http.Request) (messaging.Filter, error) {
 		if err != nil || n <= 0 {
 			return f, iothub.Errorf(iothub.ArgumentInvalid, "limit must be a positive number, not %q.", v)
 		}
+		if n > messaging.MaxListLimit {
+			return f, iothub.Errorf(iothub.ArgumentInvalid, "limit must be at most %d, not %d.", messaging.MaxListLimit, n)
+		}
 		f.Limit = n
 	}
 	return f, nil

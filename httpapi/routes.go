@@ -96,6 +96,16 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/_emulator/devices/{id}/messages/devicebound", s.emulator(service, s.listC2D)},
 		{http.MethodGet, "/_emulator/feedback", s.emulator(service, s.listFeedback)},
 
+		// Emulator-only live streams for the dashboard (live.go) and
+		// simulated devices (simulations.go). Starting a simulation creates
+		// devices and reads their keys, hence RegistryWrite.
+		{http.MethodGet, "/_emulator/connections/stream", s.emulator(regRead, s.streamConnections)},
+		{http.MethodGet, "/_emulator/jobs/stream", s.emulator(service, s.streamJobs)},
+		{http.MethodGet, "/_emulator/simulations", s.emulator(regRead, s.listSimulations)},
+		{http.MethodPost, "/_emulator/simulations", s.emulator(regWrite, s.startSimulation)},
+		{http.MethodGet, "/_emulator/simulations/{id}", s.emulator(regRead, s.getSimulation)},
+		{http.MethodDelete, "/_emulator/simulations/{id}", s.emulator(regWrite, s.stopSimulation)},
+
 		// Direct methods (methods.go).
 		{http.MethodPost, "/twins/{id}/methods", s.hub(service, s.invokeMethod)},
 		{http.MethodPost, "/twins/{id}/modules/{mid}/methods", s.hub(service, s.invokeMethod)},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/iothub-emulator/iothub-emulator/changefeed"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
@@ -50,6 +51,14 @@ type Deps struct {
 	Configurations *configurations.Service
 	DigitalTwins   *digitaltwins.Service
 	FileUpload     *fileupload.Service
+	// Simulations runs simulated devices (/_emulator/simulations).
+	Simulations Simulations
+	// Connections is the feed of connection-state changes
+	// (/_emulator/connections/stream): the directory the device transports
+	// record them in.
+	Connections interface {
+		ConnectionChanges() *changefeed.Feed[registry.ConnectionChange]
+	}
 	// Provisioning serves the Device Provisioning Service's device and
 	// service APIs (provisioning.go), authorized by ProvisioningAuth.
 	Provisioning     *provisioning.Service
@@ -60,8 +69,13 @@ type Deps struct {
 type Config struct {
 	// CACert is served at /_emulator/ca.pem (404 when empty).
 	CACert []byte
-	// Ready is reported by /_emulator/health; nil means always ready.
+	// Ready is reported by /_emulator/health; nil means always ready, false
+	// (a listener stopped accepting) answers 503.
 	Ready func() bool
+	// Unavailable tells storage failures that make the hub unavailable (a
+	// full disk: 503 ServiceUnavailable, which clients retry) from other
+	// internal errors (500); nil means none are.
+	Unavailable func(error) bool
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 	// DPSServiceConnectionString and DPSGlobalEndpoint are reported by
@@ -75,6 +89,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	handler http.Handler
+	live    liveStreams // ends the live streams (live.go) on shutdown
 }
 
 // maxBody bounds request bodies; the hub's largest (bulk import of 100
@@ -207,7 +222,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		status = http.StatusServiceUnavailable
 	}
-	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "starting"}[ok]})
+	_ = writeJSON(w, status, map[string]any{"status": map[bool]string{true: "ok", false: "unavailable"}[ok]})
 }
 
 func (s *Server) caPEM(w http.ResponseWriter, r *http.Request) {

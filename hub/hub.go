@@ -31,6 +31,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/simdevices"
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
@@ -72,6 +73,14 @@ type Config struct {
 	MaxActiveJobs int
 	// JobRetention is how long finished jobs are kept (the hub: 30 days).
 	JobRetention time.Duration
+	// HandshakeTimeout and ConnectTimeout bound a new MQTT connection's TLS
+	// handshake and its wait for CONNECT (0: the broker's defaults, 10 s and
+	// 30 s).
+	HandshakeTimeout, ConnectTimeout time.Duration
+	// MaxConnections bounds the connections open at once over all
+	// listeners; more are closed as soon as they are accepted. 0 derives it
+	// from the open-file limit (less a reserve for the process itself).
+	MaxConnections int
 	// SeedFile names a JSON or YAML file of devices (and modules) to create
 	// at start when they do not exist yet; see examples/seed.json.
 	SeedFile string
@@ -81,6 +90,9 @@ type Config struct {
 	// device file upload; empty leaves file upload off. FileUpload tunes it.
 	StorageConnectionString string
 	FileUpload              fileupload.Config
+	// MaxSimulatedDevices bounds the simulated devices running at once
+	// (simdevices.DefaultMaxDevices when 0).
+	MaxSimulatedDevices int
 	// DPSIDScope is the Device Provisioning Service's ID scope
 	// (provisioning.DefaultIDScope when empty).
 	DPSIDScope string
@@ -120,14 +132,18 @@ type Hub struct {
 	deviceCAs *x509.CertPool
 	auth      *sasauth.Authenticator
 	broker    *broker.Broker
+	directory *registry.Directory // the broker's view of the registry; connection changes
 	api       *httpapi.Server
 	servers   []*http.Server
 	listener  map[string]net.Listener
+	tlsOf     map[string]*tls.Config // by listener name
 	caPEM     []byte
 	caFile    string
 	tmpDir    string
 	policies  []sasauth.Policy
 	dpsAuth   *sasauth.Authenticator
+	served    []*servedListener
+	lock      *os.File // held on the data directory
 
 	closeOnce sync.Once
 	closeErr  error
@@ -156,6 +172,10 @@ type Hub struct {
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
 	Seeded []SeedIdentity
+	// Simulator runs simulated devices (the seed file's and the API's).
+	Simulator *simdevices.Simulator
+
+	seedSimulations []simdevices.Spec
 }
 
 // stores are the SQLite implementations of the domain's store interfaces.
@@ -205,9 +225,11 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
+		h.newSimulator,      // simulated devices, clients of the MQTT listener (dashboard.go)
 		h.newAPI,            // the REST API over every service
 		h.bindListeners,     // 8883, 1883, 443, 8080
 		h.serve,             // broker, jobs and HTTP servers start
+		h.startSimulations,  // the seed file's simulated devices connect
 	} {
 		if err := step(ctx); err != nil {
 			return nil, err
@@ -221,6 +243,10 @@ func (h *Hub) openDatabase(ctx context.Context) error {
 	if !h.cfg.InMemory {
 		if h.cfg.DataDir == "" {
 			return errors.New("a data directory is required unless running in memory")
+		}
+		var err error
+		if h.lock, err = lockDataDir(h.cfg.DataDir); err != nil {
+			return err
 		}
 		dbPath = filepath.Join(h.cfg.DataDir, "iothub.db")
 	}
@@ -268,15 +294,17 @@ func (h *Hub) newBroker(context.Context) error {
 	if err != nil {
 		return err
 	}
+	h.directory = dir
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
 		DeviceCAs: h.deviceCAs, Provisioning: provisioningLink{h}, Logger: h.log,
+		HandshakeTimeout: h.cfg.HandshakeTimeout, ConnectTimeout: h.cfg.ConnectTimeout,
 	})
 	return nil
 }
 
 func (h *Hub) newTwins(context.Context) (err error) {
-	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: desiredNotifier{h.broker}}, twins.Config{Now: h.now})
+	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: h.broker.DesiredNotifier()}, twins.Config{Now: h.now})
 	return err
 }
 
@@ -294,14 +322,14 @@ func (h *Hub) newMessaging(context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: c2dLink{h.broker}},
+	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: h.broker.C2DLink()},
 		messaging.C2DConfig{Now: h.now, Logger: h.log})
 	return err
 }
 
 func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
-		Transport:  methodTransport{h.broker},
+		Transport:  h.broker.MethodTransport(),
 		Identities: identityChecker{h},
 		Logger:     h.log.With("component", "methods"),
 	}
@@ -336,7 +364,9 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 		Provisioning: h.Provisioning, ProvisioningAuth: h.dpsAuth,
-	}, httpapi.Config{CACert: h.caPEM, Logger: h.log.With("component", "http"),
+		Simulations: h.Simulator, Connections: h.directory,
+	}, httpapi.Config{CACert: h.caPEM, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+		Logger:                     h.log.With("component", "http"),
 		DPSServiceConnectionString: h.DPSServiceConnectionString(), DPSGlobalEndpoint: h.cfg.Hostname})
 	return err
 }
@@ -353,14 +383,14 @@ func (h *Hub) bindListeners(context.Context) error {
 	// connect as before; X.509 devices are checked in the broker's hook.
 	mqttTLS.ClientAuth = tls.RequestClientCert
 
-	for _, l := range []struct {
-		name, addr string
-		tls        *tls.Config
-	}{
-		{"mqtts", h.cfg.MQTTSAddr, mqttTLS},
-		{"mqtt", h.cfg.MQTTAddr, nil},
-		{"https", h.cfg.HTTPSAddr, serverTLS},
-		{"http", h.cfg.HTTPAddr, nil},
+	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS}
+	maxConns := h.cfg.MaxConnections
+	if maxConns <= 0 {
+		maxConns = defaultMaxConnections()
+	}
+	limit := &connLimit{max: int64(maxConns), log: h.log}
+	for _, l := range []struct{ name, addr string }{
+		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -369,18 +399,16 @@ func (h *Hub) bindListeners(context.Context) error {
 		if err != nil {
 			return err
 		}
-		if l.tls != nil {
-			ln = tls.NewListener(ln, l.tls)
-		}
-		h.listener[l.name] = ln
+		h.listener[l.name] = &limitListener{Listener: ln, limit: limit}
 	}
 	return nil
 }
 
 func (h *Hub) serve(context.Context) error {
+	// The broker does TLS itself, with a handshake deadline.
 	for _, name := range []string{"mqtts", "mqtt"} {
 		if ln, ok := h.listener[name]; ok {
-			if err := h.broker.AddListener(name, ln); err != nil {
+			if err := h.broker.AddListener(name, ln, h.tlsOf[name]); err != nil {
 				return err
 			}
 		}
@@ -390,15 +418,28 @@ func (h *Hub) serve(context.Context) error {
 	}
 	h.Jobs.Start(context.Background())
 	h.Configurations.Start()
-	handler := h.api.Handler()
+	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
 		if !ok {
 			continue
 		}
-		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)}
+		if c := h.tlsOf[name]; c != nil {
+			ln = tls.NewListener(ln, c)
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: httpReadHeaderTimeout, IdleTimeout: httpIdleTimeout,
+			ErrorLog: slog.NewLogLogger(h.log.Handler(), slog.LevelDebug)}
+		srv.RegisterOnShutdown(h.api.EndLiveStreams)
 		h.servers = append(h.servers, srv)
-		go func() { _ = srv.Serve(ln) }()
+		h.served = append(h.served, &servedListener{name: name, srv: srv, ln: ln})
+	}
+	for _, sl := range h.served {
+		go func() {
+			if err := sl.srv.Serve(sl.ln); !errors.Is(err, http.ErrServerClosed) {
+				sl.dead.Store(true)
+				h.log.Error("http listener stopped", "listener", sl.name, "error", err)
+			}
+		}()
 	}
 	return nil
 }
@@ -496,6 +537,9 @@ func (h *Hub) Close() error {
 func (h *Hub) close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if h.Simulator != nil {
+		h.Simulator.Close() // its devices disconnect while the broker still runs
+	}
 	if h.Telemetry != nil {
 		h.Telemetry.EndSubscriptions() // end SSE streams, which Shutdown would wait for
 	}
@@ -530,6 +574,9 @@ func (h *Hub) close() error {
 	if h.tmpDir != "" {
 		_ = os.RemoveAll(h.tmpDir)
 	}
+	if h.lock != nil {
+		_ = h.lock.Close() // releases the data directory
+	}
 	return err
 }
 
@@ -543,6 +590,20 @@ func (s sessionCloser) CloseSession(deviceID, moduleID string, forget bool) {
 		s.b.CloseSession(deviceID, moduleID)
 	}
 }
+
+// DeadListeners names the listeners that stopped accepting connections
+// for good; /_emulator/health reports the hub unhealthy while any is.
+func (h *Hub) DeadListeners() []string {
+	dead := h.broker.DeadListeners()
+	for _, sl := range h.served {
+		if sl.dead.Load() {
+			dead = append(dead, sl.name)
+		}
+	}
+	return dead
+}
+
+func (h *Hub) listenersAlive() bool { return len(h.DeadListeners()) == 0 }
 
 // Addr returns the bound address of a listener ("mqtts", "mqtt", "https",
 // "http"), or "" when it is disabled.

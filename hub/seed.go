@@ -15,6 +15,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/simdevices"
 	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
@@ -41,8 +42,13 @@ type SeedIdentity struct {
 //	{"devices": [{"id": "thermostat1", "primaryKey": "…", "status": "enabled",
 //	  "tags": {"site": "lab"}, "desired": {"interval": 10},
 //	  "modules": [{"id": "sensor"}]}]}
+//
+// "simulations" declares simulated devices (simdevices.Spec), started at
+// every start, so they survive restarts; their devices are created when
+// missing.
 type seedFile struct {
-	Devices []seedEntry `json:"devices" yaml:"devices"`
+	Devices     []seedEntry       `json:"devices" yaml:"devices"`
+	Simulations []simdevices.Spec `json:"simulations" yaml:"simulations"`
 	// Enrollments and EnrollmentGroups are DPS enrollments in the service
 	// API's JSON shape (provisioning.go).
 	Enrollments      []map[string]any `json:"enrollments" yaml:"enrollments"`
@@ -117,6 +123,7 @@ func (h *Hub) seed(ctx context.Context, path string) error {
 	if err != nil {
 		return fmt.Errorf("--seed: %w", err)
 	}
+	h.seedSimulations = f.Simulations
 	var ops []registry.BulkOp
 	for i := range f.Devices {
 		d := &f.Devices[i]

@@ -3,33 +3,22 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"strconv"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
-	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/twins"
-	"github.com/iothub-emulator/iothub-emulator/wire"
 )
 
 // wire connects the domain services to the broker's hub topics. Each
 // capability adds its lines here.
 func (h *Hub) wire() {
 	h.broker.SetHandlers(broker.Handlers{
-		TwinGet: func(ctx context.Context, d broker.Device) ([]byte, error) {
-			t, err := h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
-			if err != nil {
-				return nil, err
-			}
-			return wire.TwinForDevice(t), nil
+		TwinGet: func(ctx context.Context, d broker.Device) (*twins.Twin, error) {
+			return h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
 		},
-		TwinPatchReported: func(ctx context.Context, d broker.Device, body []byte) (int64, error) {
-			patch, err := wire.DecodeReportedPatch(body)
-			if err != nil {
-				return 0, err
-			}
+		TwinPatchReported: func(ctx context.Context, d broker.Device, patch map[string]any) (int64, error) {
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
 		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, wait bool) error {
@@ -44,8 +33,9 @@ func (h *Hub) wire() {
 				h.log.Error("complete a C2D message", "device", d.DeviceID, "error", err)
 			}
 		},
-		C2DRelease: func(d broker.Device, lockTokens []string) {
-			h.C2D.Release(context.Background(), d.DeviceID, lockTokens)
+		C2DRelease: func(d broker.Device, written, unsent []string) {
+			h.C2D.Release(context.Background(), d.DeviceID, written)
+			h.C2D.Return(context.Background(), d.DeviceID, unsent)
 		},
 		MethodResponse: func(d broker.Device, rid string, status int, body []byte) {
 			h.Methods.Deliver(d.DeviceID, d.ModuleID, rid, status, body)
@@ -56,45 +46,12 @@ func (h *Hub) wire() {
 	})
 }
 
-// c2dLink delivers C2D messages over the broker.
-type c2dLink struct{ b *broker.Broker }
-
-func (l c2dLink) Ready(deviceID string) bool            { return l.b.C2DReady(deviceID) }
-func (l c2dLink) Deliver(m *messaging.C2DMessage) error { return l.b.DeliverC2D(m) }
-
-// methodTransport lets the Invoker reach devices through the broker: a
-// device is online for methods when its live connection holds
-// $iothub/methods/POST/# (digest §1.9).
-type methodTransport struct{ b *broker.Broker }
-
-func (t methodTransport) IsOnline(deviceID, moduleID string) bool {
-	return t.b.IsSubscribed(deviceID, moduleID, methods.SubscriptionFilter)
-}
-
-func (t methodTransport) Send(deviceID, moduleID, topic string, payload []byte) error {
-	return t.b.Send(deviceID, moduleID, topic, payload)
-}
-
 // identityChecker tells the Invoker whether a device or module exists.
 type identityChecker struct{ h *Hub }
 
 func (c identityChecker) Exists(ctx context.Context, deviceID, moduleID string) error {
 	_, err := c.h.Registry.Get(ctx, deviceID, moduleID)
 	return err
-}
-
-// desiredNotifier publishes desired-property changes to the twin's device
-// when it is connected and subscribed (digest §1.8); it is called in
-// version order per twin.
-type desiredNotifier struct{ b *broker.Broker }
-
-const desiredFilter = "$iothub/twin/PATCH/properties/desired/#"
-
-func (n desiredNotifier) DesiredChanged(key twins.Key, patch map[string]any, version int64) {
-	if !n.b.IsSubscribed(key.DeviceID, key.ModuleID, desiredFilter) {
-		return
-	}
-	_ = n.b.Send(key.DeviceID, key.ModuleID, "$iothub/twin/PATCH/properties/desired/?$version="+strconv.FormatInt(version, 10), wire.DesiredPatch(patch, version))
 }
 
 // jobTwins applies a job's twin patch through the twins service, so

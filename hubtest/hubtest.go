@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -196,7 +197,7 @@ type Device struct {
 // CreateDevice registers a SAS device through the REST API.
 func (h *Hub) CreateDevice(tb testing.TB, id string) *Device {
 	tb.Helper()
-	r := h.Do(tb, http.MethodPut, "/devices/"+id, map[string]any{"deviceId": id})
+	r := h.Do(tb, http.MethodPut, "/devices/"+url.PathEscape(id), map[string]any{"deviceId": id})
 	if r.StatusCode != http.StatusOK {
 		tb.Fatalf("create device %s: %d %s", id, r.StatusCode, r.Body)
 	}

@@ -117,12 +117,14 @@ func (e *Engine) runJob(ctx context.Context, j *Job, r *run) error {
 				cur.Status, cur.FailureReason, cur.EndTime = StatusFailed, "The query condition could not be evaluated: "+iothub.MessageOf(err), now
 				return nil
 			})
+			e.changes.Publish(j.ID)
 			return uerr
 		}
 		if err := e.Store.Select(ctx, j.ID, devices, e.now()); err != nil {
 			return err
 		}
 		e.log.Info("job started", "job", j.ID, "type", j.Type, "devices", len(devices))
+		e.changes.Publish(j.ID)
 	} else {
 		e.log.Info("job resumed", "job", j.ID, "type", j.Type)
 	}
@@ -160,6 +162,7 @@ func (e *Engine) complete(ctx context.Context, j *Job) error {
 		}
 		return nil
 	})
+	e.changes.Publish(j.ID)
 	if err == nil {
 		e.log.Info("job finished", "job", j.ID, "status", out.Status, "devices", out.Stats.DeviceCount,
 			"succeeded", out.Stats.SucceededCount, "failed", out.Stats.FailedCount)
@@ -183,6 +186,7 @@ func (e *Engine) expire(ctx context.Context, j *Job) error {
 		}
 		return nil
 	})
+	e.changes.Publish(j.ID)
 	e.log.Info("job timed out", "job", j.ID, "devices not reached", n)
 	return err
 }
@@ -352,6 +356,7 @@ func (p *progress) add(n int) {
 }
 
 func (p *progress) done(n int) {
+	p.e.changes.Publish(p.job)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.finished += n

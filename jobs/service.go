@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/changefeed"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
@@ -57,6 +58,7 @@ type Engine struct {
 	wake     chan struct{}
 	done     chan struct{} // closed by Close
 	wg       sync.WaitGroup
+	changes  *changefeed.Feed[string] // ids of jobs whose state or progress changed
 }
 
 type run struct {
@@ -85,7 +87,7 @@ func NewEngine(deps Deps, cfg Config) (*Engine, error) {
 		log = slog.Default()
 	}
 	return &Engine{Deps: deps, Config: cfg, log: log, running: map[string]*run{}, inflight: map[string]int{},
-		wake: make(chan struct{}, 1), done: make(chan struct{})}, nil
+		wake: make(chan struct{}, 1), done: make(chan struct{}), changes: changefeed.New[string](jobChangesKept)}, nil
 }
 
 // closed returns iothub.ErrClosed once Close was called.
@@ -184,6 +186,7 @@ func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 		return nil, err
 	}
 	e.log.Info("job created", "job", j.ID, "type", j.Type, "query", j.QueryCondition, "start", j.StartTime.Format(time.RFC3339))
+	e.changes.Publish(j.ID)
 	e.poke()
 	return j, nil
 }
@@ -260,9 +263,17 @@ func (e *Engine) Cancel(ctx context.Context, id string) (*Job, error) {
 		}
 		e.mu.Unlock()
 		e.log.Info("job cancelled", "job", id)
+		e.changes.Publish(id)
 	}
 	return e.Store.Get(ctx, id)
 }
+
+// jobChangesKept bounds the change feed: a reader further behind reloads.
+const jobChangesKept = 1024
+
+// Changes is the feed of ids of jobs that were created, started, made
+// progress, or finished, for live views. Readers never slow jobs down.
+func (e *Engine) Changes() *changefeed.Feed[string] { return e.changes }
 
 func (e *Engine) poke() {
 	select {

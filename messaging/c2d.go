@@ -11,15 +11,18 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
-// Link pushes C2D messages to devices over a live connection (MQTT); the
-// broker implements it. HTTPS devices poll instead.
+// Link pushes C2D messages to devices over a live connection; a device
+// transport (MQTT, later AMQP) implements it. HTTPS devices poll instead.
 type Link interface {
-	// Ready reports whether the device has a live connection subscribed to
-	// its cloud-to-device topic.
+	// Ready reports whether the device has a live connection that takes
+	// cloud-to-device messages (on MQTT: subscribed to its C2D topic).
 	Ready(deviceID string) bool
-	// Deliver sends a locked message; the link reports the device's
-	// acknowledgement with CloudToDevice.Complete and a lost connection with
-	// CloudToDevice.Release.
+	// Deliver hands a locked message to the device's connection. It must
+	// not wait on the device's socket (the one delivery worker serves every
+	// device): queue the message, or fail. The transport reports the
+	// device's acknowledgement with CloudToDevice.Complete and a connection
+	// lost before it with CloudToDevice.Release (sent) or Return (never
+	// sent).
 	Deliver(m *C2DMessage) error
 }
 
@@ -192,6 +195,19 @@ func (c *CloudToDevice) Release(ctx context.Context, deviceID string, lockTokens
 		if err := c.unlock(ctx, deviceID, tok); err != nil && !iothub.Is(err, iothub.DeviceMessageLockLost) {
 			c.cfg.Logger.Error("release a C2D lock", "device", deviceID, "error", err)
 		}
+	}
+}
+
+// Return gives back messages that were locked for a connection but never
+// sent on it (its outbox closed first): they do not count as a delivery.
+func (c *CloudToDevice) Return(ctx context.Context, deviceID string, lockTokens []string) {
+	for _, tok := range lockTokens {
+		if _, _, err := c.q.Unlock(ctx, deviceID, tok, c.cfg.Now(), false, c.cfg.MaxDeliveryCount); err != nil && !iothub.Is(err, iothub.DeviceMessageLockLost) {
+			c.cfg.Logger.Error("return a C2D lock", "device", deviceID, "error", err)
+		}
+	}
+	if len(lockTokens) > 0 {
+		c.Kick(deviceID)
 	}
 }
 

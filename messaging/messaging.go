@@ -17,6 +17,9 @@ import (
 const (
 	// MaxTelemetrySize bounds a device-to-cloud message: body plus properties.
 	MaxTelemetrySize = 256 * 1024
+	// MaxListLimit bounds how many stored messages one List returns
+	// (emulator-only: /_emulator/messages?limit=).
+	MaxListLimit = 10000
 	// MaxC2DSize bounds a cloud-to-device message.
 	MaxC2DSize = 64 * 1024
 	// DefaultQueueLimit is the number of C2D messages a device may have pending.

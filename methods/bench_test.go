@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
 )
 
@@ -19,9 +18,8 @@ type echoTransport struct {
 
 func (e *echoTransport) IsOnline(string, string) bool { return true }
 
-func (e *echoTransport) Send(d, m, topic string, payload []byte) error {
-	_, rid, _ := strings.Cut(topic, "/?$rid=")
-	e.ch <- [3]string{d, rid, string(payload)}
+func (e *echoTransport) SendMethod(d, m string, req DeviceRequest) error {
+	e.ch <- [3]string{d, req.RID, string(req.Payload)}
 	return nil
 }
 

@@ -3,7 +3,8 @@
 // Transport, correlates the device's answer by $rid, and enforces the hub's
 // connect and response timeouts. The REST API and the jobs engine
 // (scheduleDeviceMethod) both call Invoker.Invoke. The package knows nothing
-// of HTTP or MQTT; the hub wires the broker in as the Transport.
+// of HTTP, MQTT or AMQP; the hub wires a device transport in as the
+// Transport.
 package methods
 
 import (
@@ -29,16 +30,24 @@ const (
 	MaxPayload = 128 * 1024
 )
 
-// SubscriptionFilter is the filter a device subscribes to for methods.
-const SubscriptionFilter = "$iothub/methods/POST/#"
-
-// Transport reaches devices. The broker implements it.
+// Transport reaches devices over their live connections; a device
+// transport (MQTT, later AMQP) implements it.
 type Transport interface {
-	// IsOnline reports whether the device or module is connected and
-	// subscribed to $iothub/methods/POST/#.
+	// IsOnline reports whether the device or module has a live connection
+	// that takes method requests (on MQTT: subscribed to the methods topic).
 	IsOnline(deviceID, moduleID string) bool
-	// Send publishes payload on topic to that device's live connection only.
-	Send(deviceID, moduleID, topic string, payload []byte) error
+	// SendMethod hands a request to that device's live connection only. It
+	// should not wait on the device's socket; Invoke stops waiting at its
+	// timeout even when it does.
+	SendMethod(deviceID, moduleID string, req DeviceRequest) error
+}
+
+// DeviceRequest is what the device receives: the transport encodes it.
+type DeviceRequest struct {
+	MethodName string
+	// RID correlates the device's answer (Invoker.Deliver).
+	RID     string
+	Payload json.RawMessage
 }
 
 // Identities tells whether a device or module is registered.
@@ -100,9 +109,15 @@ type Invoker struct {
 	calls   map[string]*call // in flight, by rid
 	// byDevice indexes calls per device so a disconnect fails them at once.
 	byDevice map[key]map[*call]struct{}
-	// online is closed and replaced whenever a device's session changes; a
-	// caller waiting for the device to connect waits on it.
-	online map[key]chan struct{}
+	// online is closed and removed whenever a device's session changes; a
+	// caller waiting for the device to connect waits on it. An entry lives
+	// only while someone waits.
+	online map[key]*wakeup
+}
+
+type wakeup struct {
+	ch      chan struct{}
+	waiters int
 }
 
 type key struct{ deviceID, moduleID string }
@@ -187,13 +202,15 @@ func (inv *Invoker) Invoke(ctx context.Context, req Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	// The topic must end exactly with /?$rid={rid}: C# takes the rid from
-	// the fifth segment after "?$rid=" (digest §1.9).
-	topic := "$iothub/methods/POST/" + req.MethodName + "/?$rid=" + c.rid
-	if err := inv.Transport.Send(k.deviceID, k.moduleID, topic, req.Payload); err != nil {
-		// The connection went away between the check and the publish.
-		inv.fail(c, notOnline(msgDisconnected, req.ConnectTimeout))
-	}
+	// Sent on its own goroutine: the timeout below runs even while a
+	// transport is stuck on a device that does not read.
+	go func() {
+		err := inv.Transport.SendMethod(k.deviceID, k.moduleID, DeviceRequest{MethodName: req.MethodName, RID: c.rid, Payload: req.Payload})
+		if err != nil {
+			// The connection went away between the check and the send.
+			inv.fail(c, notOnline(msgDisconnected, req.ConnectTimeout))
+		}
+	}()
 	timeout := inv.after(req.ResponseTimeout)
 	select {
 	case r := <-c.done:
@@ -215,11 +232,6 @@ func (inv *Invoker) start(ctx context.Context, k key, connectTimeout time.Durati
 	var deadline <-chan time.Time
 	checkedExists := false
 	for {
-		// Take the wake-up channel before looking, so a change between the
-		// look and the wait is not missed.
-		inv.mu.Lock()
-		wake := inv.onlineChan(k)
-		inv.mu.Unlock()
 		if inv.Transport.IsOnline(k.deviceID, k.moduleID) {
 			c := inv.register(k)
 			// A disconnect that SessionChanged saw before the call was
@@ -242,12 +254,23 @@ func (inv *Invoker) start(ctx context.Context, k key, connectTimeout time.Durati
 		if deadline == nil {
 			deadline = inv.after(connectTimeout)
 		}
-		select {
-		case <-wake:
-		case <-deadline:
-			return nil, notOnline(msgNotOnline, connectTimeout)
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		// Take the wake-up channel before looking again, so a change between
+		// the look and the wait is not missed.
+		wake := inv.waitFor(k)
+		online := inv.Transport.IsOnline(k.deviceID, k.moduleID)
+		var err error
+		if !online {
+			select {
+			case <-wake:
+			case <-deadline:
+				err = notOnline(msgNotOnline, connectTimeout)
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		inv.doneWaiting(k, wake)
+		if err != nil {
+			return nil, err
 		}
 	}
 }
@@ -268,17 +291,34 @@ func twoDigits(n int) string {
 	return strconv.Itoa(n)
 }
 
-// onlineChan returns k's wake-up channel; inv.mu must be held.
-func (inv *Invoker) onlineChan(k key) chan struct{} {
+// waitFor returns the channel that closes at k's next session change and
+// counts the caller as waiting on it.
+func (inv *Invoker) waitFor(k key) chan struct{} {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
 	if inv.online == nil {
-		inv.online = map[key]chan struct{}{}
+		inv.online = map[key]*wakeup{}
 	}
-	ch, ok := inv.online[k]
+	w, ok := inv.online[k]
 	if !ok {
-		ch = make(chan struct{})
-		inv.online[k] = ch
+		w = &wakeup{ch: make(chan struct{})}
+		inv.online[k] = w
 	}
-	return ch
+	w.waiters++
+	return w.ch
+}
+
+// doneWaiting forgets k's channel when its last waiter leaves, so devices
+// that were called while offline leave nothing behind.
+func (inv *Invoker) doneWaiting(k key, ch chan struct{}) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if w, ok := inv.online[k]; ok && w.ch == ch {
+		w.waiters--
+		if w.waiters == 0 {
+			delete(inv.online, k)
+		}
+	}
 }
 
 func (inv *Invoker) register(k key) *call {
@@ -381,8 +421,8 @@ func responseOf(status int, body []byte) result {
 func (inv *Invoker) SessionChanged(deviceID, moduleID string) {
 	k := key{deviceID, moduleID}
 	inv.mu.Lock()
-	if ch, ok := inv.online[k]; ok {
-		close(ch)
+	if w, ok := inv.online[k]; ok {
+		close(w.ch)
 		delete(inv.online, k)
 	}
 	n := len(inv.byDevice[k])
@@ -402,6 +442,13 @@ func (inv *Invoker) SessionChanged(deviceID, moduleID string) {
 	for _, c := range failed {
 		c.done <- result{err: notOnline(msgDisconnected, 0)}
 	}
+}
+
+// Waiting is the number of devices some caller waits to come online.
+func (inv *Invoker) Waiting() int {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	return len(inv.online)
 }
 
 // InFlight is the number of calls waiting for an answer.

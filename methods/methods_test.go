@@ -21,12 +21,13 @@ type fakeTransport struct {
 	mu      sync.Mutex
 	online  map[key]bool
 	sendErr error
+	block   chan struct{}
 	sent    chan sentMsg
 }
 
 type sentMsg struct {
-	key            key
-	topic, payload string
+	key                  key
+	method, rid, payload string
 }
 
 var _ Transport = (*fakeTransport)(nil)
@@ -41,14 +42,18 @@ func (f *fakeTransport) IsOnline(d, m string) bool {
 	return f.online[key{d, m}]
 }
 
-func (f *fakeTransport) Send(d, m, topic string, payload []byte) error {
+func (f *fakeTransport) SendMethod(d, m string, req DeviceRequest) error {
 	f.mu.Lock()
 	err := f.sendErr
+	block := f.block
 	f.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	f.sent <- sentMsg{key{d, m}, topic, string(payload)}
+	if block != nil {
+		<-block // a device that does not read
+	}
+	f.sent <- sentMsg{key{d, m}, req.MethodName, req.RID, string(req.Payload)}
 	return nil
 }
 
@@ -63,11 +68,10 @@ func (f *fakeTransport) next(t *testing.T) (sentMsg, string) {
 	t.Helper()
 	select {
 	case s := <-f.sent:
-		_, rid, ok := strings.Cut(s.topic, "/?$rid=")
-		if !ok {
-			t.Fatalf("topic %q has no /?$rid=", s.topic)
+		if s.rid == "" {
+			t.Fatalf("request %+v has no rid", s)
 		}
-		return s, rid
+		return s, s.rid
 	case <-time.After(10 * time.Second):
 		t.Fatal("nothing was published")
 	}
@@ -194,8 +198,8 @@ func TestInvoker_Invoke_OK(t *testing.T) {
 			e.tr.set("dev1", tc.module, true)
 			out := e.invoke(Request{DeviceID: "dev1", ModuleID: tc.module, MethodName: "reboot", Payload: json.RawMessage(tc.payload)})
 			s, rid := e.tr.next(t)
-			if want := "$iothub/methods/POST/reboot/?$rid=" + rid; s.topic != want {
-				t.Errorf("topic = %q, want %q", s.topic, want)
+			if s.method != "reboot" {
+				t.Errorf("method = %q, want reboot", s.method)
 			}
 			if s.key != (key{"dev1", tc.module}) {
 				t.Errorf("sent to %v", s.key)
@@ -250,7 +254,7 @@ func TestInvoker_Invoke_ErrNotOnline(t *testing.T) {
 	}
 	select {
 	case s := <-e.tr.sent:
-		t.Errorf("published %q to an offline device", s.topic)
+		t.Errorf("published %q to an offline device", s.method)
 	default:
 	}
 }
@@ -466,5 +470,40 @@ func TestValidate(t *testing.T) {
 	}
 	if req.ResponseTimeout != 30*time.Second || string(req.Payload) != "null" {
 		t.Errorf("defaults: timeout %s, payload %s", req.ResponseTimeout, req.Payload)
+	}
+}
+
+// A device that does not read must not hold its caller past the response
+// timeout: the send may block, the wait may not (issue #13).
+func TestInvoker_Invoke_SendBlocks(t *testing.T) {
+	e := newEnv()
+	e.tr.set("dev1", "", true)
+	e.tr.block = make(chan struct{})
+	defer close(e.tr.block)
+	out := e.invoke(Request{DeviceID: "dev1", MethodName: "m", ResponseTimeout: 5 * time.Second})
+	e.clock.timer(t, 5*time.Second).fire()
+	wantCode(t, wait(t, out).err, iothub.GatewayTimeout)
+	if n := e.inv.InFlight(); n != 0 {
+		t.Errorf("%d calls still in flight", n)
+	}
+}
+
+// Calling devices that are offline leaves nothing behind in the Invoker.
+func TestInvoker_Invoke_OfflineLeavesNoState(t *testing.T) {
+	e := newEnv()
+	for i := range 3 {
+		_, err := e.inv.Invoke(context.Background(), Request{DeviceID: "dev1", MethodName: "m"})
+		wantCode(t, err, iothub.DeviceNotOnline)
+		out := e.invoke(Request{DeviceID: "dev2", MethodName: "m", ConnectTimeout: time.Duration(i+1) * time.Second})
+		e.clock.timer(t, time.Duration(i+1)*time.Second).fire()
+		wantCode(t, wait(t, out).err, iothub.DeviceNotOnline)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := e.inv.Invoke(ctx, Request{DeviceID: "dev1", MethodName: "m", ConnectTimeout: time.Minute}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled call: %v", err)
+		}
+	}
+	if n := e.inv.Waiting(); n != 0 {
+		t.Errorf("%d devices still tracked as waited for", n)
 	}
 }

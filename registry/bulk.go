@@ -184,6 +184,13 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 	}
 	for _, k := range closeDisabled {
 		s.Sessions.CloseSession(k.DeviceID, k.ModuleID, false)
+		if k.ModuleID == "" {
+			// A disabled device's modules cannot connect either.
+			mods, _ := s.Store.ListModules(ctx, k.DeviceID)
+			for _, m := range mods {
+				s.Sessions.CloseSession(m.DeviceID, m.ModuleID, false)
+			}
+		}
 	}
 	for _, k := range forget {
 		s.Sessions.CloseSession(k.DeviceID, k.ModuleID, true)

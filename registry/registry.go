@@ -130,8 +130,9 @@ type Config struct {
 // from the Service because the transports are built before it: the Service
 // closes their sessions.
 type Directory struct {
-	store Store
-	clock func() time.Time
+	store   Store
+	clock   func() time.Time
+	changes connectionFeed // connection-state changes, for live views
 }
 
 // NewDirectory returns the Directory over store.
@@ -154,7 +155,12 @@ func (d *Directory) Get(ctx context.Context, deviceID, moduleID string) (*Identi
 // SetConnection records that a device connected or disconnected (state
 // "Connected" or "Disconnected"), and the model id it announced.
 func (d *Directory) SetConnection(ctx context.Context, deviceID, moduleID, state, modelID string) error {
-	return d.store.SetConnection(ctx, deviceID, moduleID, state, d.now(), modelID)
+	at := d.now()
+	if err := d.store.SetConnection(ctx, deviceID, moduleID, state, at, modelID); err != nil {
+		return err
+	}
+	d.changes.get().Publish(ConnectionChange{DeviceID: deviceID, ModuleID: moduleID, State: state, Time: at})
+	return nil
 }
 
 func (d *Directory) now() time.Time { return d.clock().UTC() }
@@ -396,6 +402,13 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 	}
 	if disabled {
 		s.Sessions.CloseSession(out.DeviceID, out.ModuleID, false)
+		if out.ModuleID == "" {
+			// A disabled device's modules cannot connect either.
+			modules, _ := s.Store.ListModules(ctx, out.DeviceID)
+			for _, m := range modules {
+				s.Sessions.CloseSession(m.DeviceID, m.ModuleID, false)
+			}
+		}
 	}
 	return out, nil
 }

@@ -256,7 +256,8 @@ func TestService_CreateUpdateDelete(t *testing.T) {
 	if u.ETag == d.ETag || !u.StatusUpdatedTime.Equal(now) || u.Auth.PrimaryKey == d.Auth.PrimaryKey {
 		t.Errorf("update: etag %d→%d statusUpdated %v keys regenerated %v", d.ETag, u.ETag, u.StatusUpdatedTime, u.Auth.PrimaryKey != d.Auth.PrimaryKey)
 	}
-	if len(sess.closed) != 1 || sess.closed[0] != "dev1/" {
+	// Disabling a device closes its modules' sessions too (issue #13).
+	if len(sess.closed) != 2 || sess.closed[0] != "dev1/" || sess.closed[1] != "dev1/m" {
 		t.Errorf("disable closed %v", sess.closed)
 	}
 	if _, err := s.Update(ctx, stale, &registry.Identity{DeviceID: "dev1"}); iothub.CodeOf(err) != iothub.PreconditionFailed {

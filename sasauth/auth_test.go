@@ -81,6 +81,17 @@ func TestCovers(t *testing.T) {
 		{"localhost/devices/d1/modules/m1", "host/devices/d1", false},
 		{"localhost/devices/d1/modules/m1", "host/devices/d1/modules/m1", true},
 		{url.QueryEscape(url.QueryEscape("h/devices/d/modules/m")), "host/devices/d/modules/m", true},
+		// Ids are case-sensitive; only the words between them are not.
+		{"localhost/devices/Dev1", "host/devices/dev1", false},
+		{"localhost/devices/d1/modules/M1", "host/devices/d1/modules/m1", false},
+		{"localhost/DEVICES/d1/MODULES/m1", "host/devices/d1/modules/m1", true},
+		// Ids the hub allows: '+', '#' and '%' (decoded exactly once).
+		{"localhost%2Fdevices%2Fa%2Bb", "host/devices/a+b", true},
+		{"localhost%2Fdevices%2Fa+b", "host/devices/a+b", true},
+		{"localhost%2Fdevices%2Fa%23b", "host/devices/a#b", true},
+		{"localhost%2Fdevices%2Fa%2541", "host/devices/a%41", true},
+		{"localhost%2Fdevices%2Fa%2541", "host/devices/aA", true}, // the signature decides
+		{"localhost%2Fdevices%2Fa%2Bb", "host/devices/a b", false},
 	} {
 		tok := Token{ResourceURI: url.QueryEscape(tc.sr)}
 		if strings.Contains(tc.sr, "%") {

@@ -92,25 +92,33 @@ func (t Token) VerifyKey(key string) bool {
 	return subtle.ConstantTimeCompare(want, t.Signature) == 1
 }
 
-// Resource returns the decoded resource URI with any trailing '/' removed.
-// Go's module tokens are escaped twice, so it decodes until stable (twice at
-// most).
+// Resource returns the resource URI decoded once (percent escapes only:
+// '+' stays '+', as device ids may hold it), with any trailing '/' removed.
+// Go's SDK escapes module tokens twice: a resource whose separators are
+// still escaped after one decoding is decoded once more.
 func (t Token) Resource() string {
 	r := t.ResourceURI
-	for i := 0; i < 2; i++ {
-		d, err := url.QueryUnescape(r)
-		if err != nil || d == r {
+	for range 2 {
+		d, err := url.PathUnescape(r)
+		if err != nil {
 			break
 		}
 		r = d
+		if strings.Contains(r, "/") || !strings.Contains(strings.ToUpper(r), "%2F") {
+			break
+		}
 	}
 	return strings.TrimRight(r, "/")
 }
 
 // Covers reports whether the token's resource URI is a segment prefix of
-// target (e.g. "myhub/devices/d1"), compared case-insensitively, ignoring the
-// host part. The host is not compared: tests reach the hub as localhost,
-// 127.0.0.1, host:port or through a gateway name (sdk-behavior.md §3.3).
+// target (e.g. "myhub/devices/d1"), ignoring the host part: tests reach the
+// hub as localhost, 127.0.0.1, host:port or through a gateway name
+// (sdk-behavior.md §3.3). The words "devices" and "modules" match in any
+// case; device and module ids are case-sensitive and match exactly, or
+// after one more decoding (Go's SDK escapes module tokens twice). A token
+// that could name two ids this way is still only accepted when its
+// signature verifies for the identity connecting.
 func (t Token) Covers(target string) bool {
 	have := strings.Split(t.Resource(), "/")[1:]
 	want := strings.Split(strings.TrimRight(target, "/"), "/")[1:]
@@ -118,7 +126,16 @@ func (t Token) Covers(target string) bool {
 		return false
 	}
 	for i := range have {
-		if !strings.EqualFold(have[i], want[i]) {
+		if i%2 == 0 {
+			if !strings.EqualFold(have[i], want[i]) {
+				return false
+			}
+			continue
+		}
+		if have[i] == want[i] {
+			continue
+		}
+		if d, err := url.PathUnescape(have[i]); err != nil || d != want[i] {
 			return false
 		}
 	}

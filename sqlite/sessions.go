@@ -3,15 +3,15 @@ package sqlite
 import (
 	"context"
 
-	"github.com/iothub-emulator/iothub-emulator/broker"
+	"github.com/iothub-emulator/iothub-emulator/sessions"
 )
 
-// SessionStore implements broker.SessionStore.
+// SessionStore implements sessions.Store.
 type SessionStore struct{ DB *DB }
 
-var _ broker.SessionStore = (*SessionStore)(nil)
+var _ sessions.Store = (*SessionStore)(nil)
 
-func (s *SessionStore) SaveSubscription(ctx context.Context, sub broker.Subscription) error {
+func (s *SessionStore) SaveSubscription(ctx context.Context, sub sessions.Subscription) error {
 	_, err := s.DB.Writer().ExecContext(ctx, `INSERT INTO mqtt_subscriptions (client_id, filter, qos) VALUES (?, ?, ?)
 		ON CONFLICT(client_id, filter) DO UPDATE SET qos = excluded.qos`, sub.ClientID, sub.Filter, sub.QoS)
 	return err
@@ -27,15 +27,15 @@ func (s *SessionStore) DeleteSession(ctx context.Context, clientID string) error
 	return err
 }
 
-func (s *SessionStore) Subscriptions(ctx context.Context) ([]broker.Subscription, error) {
+func (s *SessionStore) Subscriptions(ctx context.Context) ([]sessions.Subscription, error) {
 	rows, err := s.DB.Reader().QueryContext(ctx, `SELECT client_id, filter, qos FROM mqtt_subscriptions ORDER BY client_id, filter`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []broker.Subscription
+	var out []sessions.Subscription
 	for rows.Next() {
-		var sub broker.Subscription
+		var sub sessions.Subscription
 		if err := rows.Scan(&sub.ClientID, &sub.Filter, &sub.QoS); err != nil {
 			return nil, err
 		}

@@ -105,7 +105,9 @@ type Store interface {
 type Notifier interface {
 	// DesiredChanged reports the desired delta as applied (nulls kept for
 	// deletions; the full new desired document after a replace) and the new
-	// desired $version. The patch is the notifier's own copy.
+	// desired $version. The patch is the notifier's own copy. It is called
+	// with the twin's lock held, so it must not wait on a device's socket: a
+	// device transport queues the notification and returns.
 	DesiredChanged(key Key, patch map[string]any, version int64)
 }
 

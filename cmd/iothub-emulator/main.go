@@ -53,6 +53,7 @@ type options struct {
 	jobRetention                             time.Duration
 	seed                                     string
 	dpsIDScope                               string
+	maxConnections                           int
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
@@ -88,10 +89,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
 	fs.StringVar(&o.dpsIDScope, "dps-id-scope", provisioning.DefaultIDScope, "ID scope of the Device Provisioning Service that devices name")
-	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist (see examples/seed.json)")
+	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist, and of simulated devices to run (see examples/seed.json)")
 	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
 	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
+	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
@@ -151,6 +153,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		StorageConnectionString: o.storageConnectionString,
 		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
+		MaxConnections:          o.maxConnections,
 		Logger:                  log,
 	}
 }
@@ -222,6 +225,18 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 		if a := h.Addr(l.name); a != "" {
 			fmt.Fprintf(w, "  %-6s %-22s %s\n", l.name, a, l.what)
 		}
+	}
+	if a := h.Addr("http"); a != "" {
+		fmt.Fprintf(w, "  Dashboard: http://%s/ui/\n", a)
+	} else if a := h.Addr("https"); a != "" {
+		fmt.Fprintf(w, "  Dashboard: https://%s/ui/\n", a)
+	}
+	if sims := h.Simulator.List(); len(sims) > 0 {
+		n := 0
+		for _, s := range sims {
+			n += s.DeviceCount
+		}
+		fmt.Fprintf(w, "  Simulated devices: %d (in %d simulations of the seed file)\n", n, len(sims))
 	}
 	fmt.Fprintf(w, "  CA certificate to trust: %s\n", h.CACertFile())
 	fmt.Fprintf(w, "  Service connection string:\n    %s\n", h.ServiceConnectionString(""))

@@ -53,12 +53,14 @@ prepare_venv() {
   fi
 }
 
-# start_emulator WORK: builds bin/iothub-emulator, starts it in memory on
+# start_emulator WORK [ARGS...]: builds bin/iothub-emulator, starts it (with
+# ARGS added to its flags) in memory on
 # 8883, 443, 1883 and 8080 with its log in WORK/emulator.log, waits until it
 # is healthy, and exports IOTHUB_CONNECTION_STRING, IOTHUB_CA_FILE,
 # NODE_EXTRA_CA_CERTS and REQUESTS_CA_BUNDLE. Sets EMU_PID and LOG.
 start_emulator() {
   local work="$1" deadline addr cs
+  shift
   LOG="$work/emulator.log"
 
   echo "== building the emulator"
@@ -66,7 +68,7 @@ start_emulator() {
 
   echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 1883, 8080"
   "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost \
-    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 >"$LOG" 2>&1 &
+    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 "$@" >"$LOG" 2>&1 &
   EMU_PID=$!
 
   deadline=$((SECONDS + HEALTH_TIMEOUT))

@@ -7,6 +7,9 @@
 #   e2e/sdk/run.sh node         only the Node suite (azure-iot-device, azure-iothub)
 #   e2e/sdk/run.sh python       only the Python suite (azure-iot-device, azure-iot-hub)
 #   e2e/sdk/run.sh tutorial     only the tutorials (e2e/sdk/tutorial.sh)
+#   e2e/sdk/run.sh dashboard    only the dashboard in headless Chromium
+#                               (installs Debian's chromium with apt-get when
+#                               missing; screenshots in e2e/sdk/dashboard/screenshots)
 #
 # Needs go, node (20+) with npm, python3 (with venv), curl, openssl, and the npm and PyPI
 # registries the first time (node_modules and the venv are reused while the
@@ -27,12 +30,12 @@ SUITE_TIMEOUT=${SUITE_TIMEOUT:-300}    # seconds per suite, a hard stop against 
 
 suites=()
 tutorial=""
-[ $# -gt 0 ] || set -- node python tutorial
+[ $# -gt 0 ] || set -- node python dashboard tutorial
 for s in "$@"; do
   case "$s" in
-    node|python) suites+=("$s") ;;
+    node|python|dashboard) suites+=("$s") ;;
     tutorial) tutorial=1 ;;
-    *) echo "run.sh: unknown suite '$s' (node, python or tutorial)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown suite '$s' (node, python, dashboard or tutorial)" >&2; exit 2 ;;
   esac
 done
 if [ ${#suites[@]} -eq 0 ]; then
@@ -60,6 +63,15 @@ trap 'exit 130' INT TERM
 
 prepare_node() { prepare_node_dir "$HERE/node"; }
 prepare_python() { prepare_venv "$HERE/python/requirements.txt" "$HERE/python/.venv"; }
+prepare_dashboard() {
+  if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+    echo "== apt-get install chromium chromium-driver"
+    command -v apt-get >/dev/null || { echo "run.sh: the dashboard suite needs Debian's chromium (apt-get)" >&2; exit 2; }
+    timeout "$INSTALL_TIMEOUT" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive timeout "$INSTALL_TIMEOUT" apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  prepare_node_dir "$HERE/dashboard"
+}
 
 for s in "${suites[@]}"; do "prepare_$s"; done
 prepare_azurite
@@ -75,6 +87,12 @@ run_node() {
   local dir="$HERE/node"
   echo "== node --test ($(node --version))"
   (cd "$dir" && timeout "$SUITE_TIMEOUT" node --test --test-concurrency=1 --test-timeout=120000)
+}
+
+run_dashboard() {
+  local dir="$HERE/dashboard"
+  echo "== dashboard in headless Chromium ($("${CHROMIUM:-/usr/bin/chromium}" --version 2>/dev/null | head -1))"
+  (cd "$dir" && DASHBOARD_URL=http://127.0.0.1:8080/ui/ timeout "$SUITE_TIMEOUT" node --test --test-concurrency=1 dashboard.test.mjs)
 }
 
 run_python() {

@@ -3,10 +3,14 @@
 # examples/schedule-jobs-python and examples/schedule-jobs-node, against a
 # freshly built emulator on the SDKs' real ports, and checks the outcome.
 #
-#   e2e/sdk/tutorial.sh              both ports
+#   e2e/sdk/tutorial.sh              all three runs below
 #   e2e/sdk/tutorial.sh python       only the Python port
 #   e2e/sdk/tutorial.sh node         only the Node port
+#   e2e/sdk/tutorial.sh sim          the Python scheduleJobService against the
+#                                    simulated myDeviceId of examples/seed.json,
+#                                    no simDevice at all
 #
+# The emulator starts with --seed examples/seed.json (its simulated fleet).
 # For each port: registers a device over REST, starts simDevice in the
 # background (output to a file), runs scheduleJobService in the foreground,
 # then checks
@@ -37,9 +41,9 @@ PY_DIR="$ROOT/examples/schedule-jobs-python"
 NODE_DIR="$ROOT/examples/schedule-jobs-node"
 
 ports=("$@")
-[ ${#ports[@]} -gt 0 ] || ports=(python node)
+[ ${#ports[@]} -gt 0 ] || ports=(python node sim)
 for p in "${ports[@]}"; do
-  case "$p" in python|node) ;; *) echo "tutorial.sh: unknown port '$p' (python or node)" >&2; exit 2 ;; esac
+  case "$p" in python|node|sim) ;; *) echo "tutorial.sh: unknown port '$p' (python, node or sim)" >&2; exit 2 ;; esac
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/iothub-tutorial.XXXXXX")
@@ -97,10 +101,11 @@ prepare_python() {
   fi
 }
 prepare_node() { prepare_node_dir "$NODE_DIR"; }
+prepare_sim() { [ -n "$PY_VENV" ] || prepare_python; }
 
 for p in "${ports[@]}"; do "prepare_$p"; done
 
-start_emulator "$WORK"
+start_emulator "$WORK" --seed "$ROOT/examples/seed.json"
 
 # --- one port ------------------------------------------------------------------
 
@@ -162,6 +167,27 @@ run_python() {
 
 run_node() {
   run_port node "$NODE_DIR" node simDevice.js -- node scheduleJobService.js
+}
+
+# run_sim: the tutorial's service against a device the emulator simulates
+# (examples/seed.json declares myDeviceId with lockDoor and echoDesired).
+run_sim() {
+  local slog="$WORK/sim-service.log" rc=0 deadline
+  echo "== sim: scheduleJobService against the simulated myDeviceId"
+  deadline=$((SECONDS + READY_TIMEOUT))
+  until "$PYTHON" "$HERE/tutorial_check.py" connected myDeviceId; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "tutorial.sh: the simulated myDeviceId did not connect within ${READY_TIMEOUT}s" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  (cd "$PY_DIR" && exec env DEVICE_ID=myDeviceId timeout "$SERVICE_TIMEOUT" "$PY_VENV/bin/python" scheduleJobService.py) >"$slog" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "tutorial.sh: sim scheduleJobService exited with $rc" >&2
+  fi
+  "$PYTHON" "$HERE/tutorial_check.py" verify --lang python --simulated --device-id myDeviceId --service-log "$slog" || rc=1
+  return "$rc"
 }
 
 for p in "${ports[@]}"; do

@@ -5,6 +5,11 @@
   tutorial_check.py verify --lang python|node --device-id ID --device-log F --service-log F
       checks what the tutorial's two programs printed and what the emulator
       holds afterwards; prints one line per check, exits 1 if any failed
+  tutorial_check.py verify --simulated --lang python --device-id ID --service-log F
+      the same for a device the emulator simulates: instead of its output,
+      its reported properties must echo the desired patch
+  tutorial_check.py connected ID
+      exits 0 when the device is connected
 
 REST calls go to the plain HTTP listener (EMULATOR_HTTP_URL, default
 http://127.0.0.1:8080), signed with the key of IOTHUB_CONNECTION_STRING.
@@ -92,17 +97,30 @@ def dig(obj, *keys):
 
 
 def verify(args):
-    with open(args.device_log, encoding="utf-8", errors="replace") as f:
-        device_out = f.read()
     with open(args.service_log, encoding="utf-8", errors="replace") as f:
         service_out = f.read()
     c = Checks()
 
-    print(f"device output ({args.lang}):")
-    c.check(re.search(r"^Received method \[lockDoor\]$", device_out, re.M), "lockDoor direct method received")
-    c.check(re.search(r'payload: \{"lockTime":"10m"\}', device_out), 'its payload is {"lockTime":"10m"}')
-    c.check(re.search(r"Twin desired properties patch received:\n.*" + PATCH_LINES[args.lang], device_out),
-            "desired patch with building 43 and floor 3 received")
+    if args.simulated:
+        print("simulated device:")
+        deadline = time.time() + 10
+        while True:
+            status, twin = rest("GET", f"/twins/{urllib.parse.quote(args.device_id, safe='')}")
+            reported = dig(twin, "properties", "reported") or {}
+            ok = status == 200 and reported.get("building") == 43 and reported.get("floor") == 3
+            if ok or time.time() > deadline:
+                break
+            time.sleep(0.2)
+        c.check(ok, "reported properties echo the desired patch (building 43, floor 3)",
+                f"{status} reported={json.dumps(reported)[:300] if isinstance(reported, dict) else twin}")
+    else:
+        with open(args.device_log, encoding="utf-8", errors="replace") as f:
+            device_out = f.read()
+        print(f"device output ({args.lang}):")
+        c.check(re.search(r"^Received method \[lockDoor\]$", device_out, re.M), "lockDoor direct method received")
+        c.check(re.search(r'payload: \{"lockTime":"10m"\}', device_out), 'its payload is {"lockTime":"10m"}')
+        c.check(re.search(r"Twin desired properties patch received:\n.*" + PATCH_LINES[args.lang], device_out),
+                "desired patch with building 43 and floor 3 received")
 
     print(f"service output ({args.lang}):")
     ids = [re.search(p, service_out) for p in JOB_ID_LINES[args.lang]]
@@ -148,12 +166,20 @@ def main():
     p = sub.add_parser("verify")
     p.add_argument("--lang", choices=sorted(JOB_ID_LINES), required=True)
     p.add_argument("--device-id", required=True)
-    p.add_argument("--device-log", required=True)
+    p.add_argument("--device-log")
     p.add_argument("--service-log", required=True)
+    p.add_argument("--simulated", action="store_true")
+    p = sub.add_parser("connected")
+    p.add_argument("device_id")
     args = parser.parse_args()
     if args.cmd == "create-device":
         create_device(args.device_id)
         return 0
+    if args.cmd == "connected":
+        status, dev = rest("GET", f"/devices/{urllib.parse.quote(args.device_id, safe='')}")
+        return 0 if status == 200 and dev.get("connectionState") == "Connected" else 1
+    if not args.simulated and not args.device_log:
+        parser.error("--device-log is required unless --simulated")
     return verify(args)
 
 

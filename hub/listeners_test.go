@@ -1,0 +1,94 @@
+package hub
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func openTestHub(t *testing.T) *Hub {
+	t.Helper()
+	h, err := Open(context.Background(), Config{
+		Hostname: "localhost", InMemory: true,
+		MQTTSAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func health(t *testing.T, h *Hub) int {
+	t.Helper()
+	resp, err := http.Get("http://" + h.Addr("http") + "/_emulator/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A listener that stops accepting for good shows in the health endpoint
+// (issue #13: 1883 was closed while health said ok).
+func TestHealth_ReportsDeadListener(t *testing.T) {
+	h := openTestHub(t)
+	if got := health(t, h); got != http.StatusOK {
+		t.Fatalf("health = %d", got)
+	}
+	// Close the MQTT socket under the broker, as a fatal accept error would.
+	_ = h.listener["mqtt"].(*limitListener).Listener.Close()
+	for range 500 {
+		if len(h.DeadListeners()) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := h.DeadListeners(); len(got) != 1 || got[0] != "mqtt" {
+		t.Fatalf("dead listeners %v", got)
+	}
+	if got := health(t, h); got != http.StatusServiceUnavailable {
+		t.Errorf("health = %d with a dead listener, want 503", got)
+	}
+}
+
+// HTTP connections cannot idle or dribble headers forever.
+func TestHTTPServers_HaveTimeouts(t *testing.T) {
+	h := openTestHub(t)
+	if len(h.servers) != 2 {
+		t.Fatalf("%d servers", len(h.servers))
+	}
+	for _, s := range h.servers {
+		if s.IdleTimeout <= 0 || s.ReadHeaderTimeout <= 0 {
+			t.Errorf("server timeouts: idle %v, read header %v", s.IdleTimeout, s.ReadHeaderTimeout)
+		}
+	}
+}
+
+// Two emulators on one data directory would serve diverging state: the
+// second fails at once and says why (issue #13).
+func TestOpen_DataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Hostname: "localhost", DataDir: dir, HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "in use by another emulator") {
+		t.Errorf("second Open: %v", err)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closing releases it.
+	h2, err := Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	h2.Close()
+}
