@@ -339,3 +339,28 @@ func TestProvisioningSeed(t *testing.T) {
 		t.Fatalf("error: %v", err)
 	}
 }
+
+// TestProvisioningMQTTWebSockets: DPS over MQTT over WebSockets on 443, as
+// the SDKs' MqttWs transports use it.
+func TestProvisioningMQTTWebSockets(t *testing.T) {
+	h := hubtest.Start(t)
+	e := putEnrollment(t, h, map[string]any{"registrationId": "ws-dev", "attestation": map[string]any{"type": "symmetricKey"}})
+	c := mustDial(t, h, &hubtest.Device{ID: "ws-dev"}, connOpts{ws: true, clean: true, clientID: "ws-dev",
+		username: dpsScope + "/registrations/ws-dev/api-version=2019-03-31",
+		password: dpsDeviceToken(t, dpsScope, "ws-dev", e.Attestation.SymmetricKey.PrimaryKey)})
+	c.subscribe(t, "$dps/registrations/res/#")
+	c.publish(t, "$dps/registrations/PUT/iotdps-register/?$rid=7", 1, `{"registrationId":"ws-dev"}`)
+	var op provisioning.Operation
+	if err := json.Unmarshal(c.waitFor(t, "$dps/registrations/res/202/?$rid=7").Payload(), &op); err != nil {
+		t.Fatal(err)
+	}
+	c.publish(t, "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=8&operationId="+op.OperationID, 1, "")
+	if m := c.waitFor(t, "$dps/registrations/res/200/?$rid=8"); !strings.Contains(string(m.Payload()), `"deviceId":"ws-dev"`) {
+		t.Fatalf("operation: %s", m.Payload())
+	}
+	// A hub device may not use DPS topics.
+	d := h.CreateDevice(t, "plain-dev")
+	hc := mustDial(t, h, d, connOpts{tls: true})
+	hc.Publish("$dps/registrations/PUT/iotdps-register/?$rid=1", 1, false, "{}")
+	hc.waitLost(t)
+}
