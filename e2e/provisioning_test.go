@@ -255,6 +255,9 @@ func TestProvisioningX509CAGroup(t *testing.T) {
 	if r.StatusCode != http.StatusOK || !strings.Contains(string(r.Body), `"subjectName":"CN=dps-test-root"`) {
 		t.Fatalf("put group: %d %s", r.StatusCode, r.Body)
 	}
+	if strings.Contains(string(r.Body), "BEGIN CERTIFICATE") || strings.Contains(string(r.Body), `"certificate"`) {
+		t.Fatalf("the service API returned the certificate itself: %s", r.Body)
+	}
 	leaf := certificate(t, "x509-dev", false, &ca)
 	stranger := certificate(t, "x509-dev", false, nil)
 

@@ -120,7 +120,7 @@ func (s *Server) putEnrollment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, publicEnrollment(out))
 }
 
 func (s *Server) getEnrollment(w http.ResponseWriter, r *http.Request) error {
@@ -128,7 +128,7 @@ func (s *Server) getEnrollment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, e)
+	return writeJSON(w, http.StatusOK, publicEnrollment(e))
 }
 
 func (s *Server) deleteEnrollment(w http.ResponseWriter, r *http.Request) error {
@@ -144,7 +144,7 @@ func (s *Server) enrollmentAttestation(w http.ResponseWriter, r *http.Request) e
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, e.Attestation)
+	return writeJSON(w, http.StatusOK, e.Attestation.Public())
 }
 
 func (s *Server) bulkEnrollments(w http.ResponseWriter, r *http.Request) error {
@@ -171,7 +171,7 @@ func (s *Server) putGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, publicGroup(out))
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
@@ -179,7 +179,7 @@ func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, g)
+	return writeJSON(w, http.StatusOK, publicGroup(g))
 }
 
 func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
@@ -195,7 +195,7 @@ func (s *Server) groupAttestation(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, g.Attestation)
+	return writeJSON(w, http.StatusOK, g.Attestation.Public())
 }
 
 func (s *Server) getRegistration(w http.ResponseWriter, r *http.Request) error {
@@ -259,6 +259,9 @@ func (s *Server) queryEnrollments(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	for i, e := range list {
+		list[i] = publicEnrollment(e)
+	}
 	return writeDPSPage(w, r, list, "Enrollment")
 }
 
@@ -266,6 +269,9 @@ func (s *Server) queryGroups(w http.ResponseWriter, r *http.Request) error {
 	list, err := s.Provisioning.Groups(ctx(r))
 	if err != nil {
 		return err
+	}
+	for i, g := range list {
+		list[i] = publicGroup(g)
 	}
 	return writeDPSPage(w, r, list, "EnrollmentGroup")
 }
@@ -285,4 +291,18 @@ func (s *Server) dpsInfo(w http.ResponseWriter, r *http.Request) error {
 		"idScope": s.Provisioning.IDScope(), "serviceConnectionString": s.cfg.DPSServiceConnectionString,
 		"globalEndpoint": s.cfg.DPSGlobalEndpoint,
 	})
+}
+
+// publicEnrollment and publicGroup show X.509 certificates by their info
+// only, as DPS does.
+func publicEnrollment(e *provisioning.Enrollment) *provisioning.Enrollment {
+	out := *e
+	out.Attestation = e.Attestation.Public()
+	return &out
+}
+
+func publicGroup(g *provisioning.EnrollmentGroup) *provisioning.EnrollmentGroup {
+	out := *g
+	out.Attestation = g.Attestation.Public()
+	return &out
 }

@@ -139,3 +139,28 @@ func (s *Service) attestX509(ctx context.Context, c Credentials) (*attested, err
 	}
 	return nil, unauthorized("Unauthorized: no enrollment matches the certificate of '%s'.", c.RegistrationID)
 }
+
+// Public returns the attestation as the service API shows it: DPS returns
+// the info of X.509 certificates, never the certificates themselves.
+func (a Attestation) Public() Attestation {
+	if a.X509 == nil {
+		return a
+	}
+	x := *a.X509
+	strip := func(set *X509Certificates) *X509Certificates {
+		if set == nil {
+			return nil
+		}
+		out := &X509Certificates{}
+		if set.Primary != nil {
+			out.Primary = &X509Certificate{Info: set.Primary.Info}
+		}
+		if set.Secondary != nil {
+			out.Secondary = &X509Certificate{Info: set.Secondary.Info}
+		}
+		return out
+	}
+	x.ClientCertificates, x.SigningCertificates = strip(x.ClientCertificates), strip(x.SigningCertificates)
+	a.X509 = &x
+	return a
+}
