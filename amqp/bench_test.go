@@ -168,3 +168,44 @@ func BenchmarkConnectSASLAttach(b *testing.B) {
 		c.Close()
 	}
 }
+
+// eventMessage is shaped like an Event Hubs event the hub sends: the iothub-* and x-opt-*
+// annotations, properties, two application properties and a small body.
+func eventMessage() *amqp.Message {
+	now := time.UnixMilli(1764412800123)
+	return &amqp.Message{
+		Annotations: amqp.Annotations{
+			"iothub-connection-device-id": "device-0042", "iothub-connection-auth-method": `{"scope":"device","type":"sas","issuer":"iothub"}`,
+			"iothub-connection-auth-generation-id": "638000000000000000", "iothub-enqueuedtime": now, "iothub-message-source": "Telemetry",
+			"x-opt-sequence-number": int64(123456), "x-opt-offset": "123456", "x-opt-enqueued-time": now,
+		},
+		Properties:            &amqp.Properties{MessageID: "msg-1", ContentType: "application/json", ContentEncoding: "utf-8"},
+		ApplicationProperties: map[string]any{"temperatureAlert": "false", "seq": int64(7)},
+		Data:                  [][]byte{[]byte(`{"temperature":21.5,"humidity":40.2,"deviceId":"device-0042","ts":"2026-11-29T12:00:00Z"}`)},
+	}
+}
+
+func BenchmarkMarshalEvent(b *testing.B) {
+	m := eventMessage()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := m.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnmarshalEvent(b *testing.B) {
+	enc, err := eventMessage().MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(enc)))
+	for i := 0; i < b.N; i++ {
+		var m amqp.Message
+		if err := m.UnmarshalBinary(enc); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -172,7 +172,8 @@ func (c *Conn) serve(ctx context.Context) error {
 	}
 	c.nc.SetDeadline(time.Time{})
 	c.peer = open
-	c.peerMaxFrame = max(open.MaxFrameSize, minMaxFrameSize)
+	// Frames sent are within both limits, so the writer queue's bytes are bounded by ours.
+	c.peerMaxFrame = min(max(open.MaxFrameSize, minMaxFrameSize), cfg.MaxFrameSize)
 	c.peerIdle = time.Duration(open.IdleTimeout) * time.Millisecond
 	c.channelMax = min(cfg.ChannelMax, open.ChannelMax)
 
@@ -229,7 +230,8 @@ func (c *Conn) writeLoop() {
 	cfg := &c.srv.cfg
 	var tick <-chan time.Time
 	if c.peerIdle > 0 {
-		t := time.NewTicker(max(c.peerIdle/2, 50*time.Millisecond))
+		// Checking at a quarter of the period keeps the longest silence under 3/4 of it.
+		t := time.NewTicker(max(c.peerIdle/4, 25*time.Millisecond))
 		defer t.Stop()
 		tick = t.C
 	}
@@ -356,25 +358,58 @@ func (c *Conn) handle(ch uint16, p performative) error {
 	}
 	c.mu.Lock()
 	s := c.sessions[ch]
+	ended := s != nil && s.ended
 	c.mu.Unlock()
 	if s == nil {
 		return &Error{Condition: ErrCondIllegalState, Description: fmt.Sprintf("frame on channel %d without a session", ch)}
 	}
-	switch p := p.(type) {
-	case *endFrame:
-		return s.end(p)
-	case *attachFrame:
-		return s.attach(p)
-	case *flowFrame:
-		return s.flow(p)
-	case *transferFrame:
-		return s.transfer(p)
-	case *dispositionFrame:
-		return s.disposition(p)
-	case *detachFrame:
-		return s.detach(p)
+	if end, ok := p.(*endFrame); ok {
+		return s.end(end)
 	}
-	return &Error{Condition: ErrCondNotImplemented, Description: fmt.Sprintf("unexpected %T", p)}
+	if ended {
+		return nil // the server ended the session; frames in flight until the peer's end are void
+	}
+	var err error
+	switch p := p.(type) {
+	case *attachFrame:
+		err = s.attach(p)
+	case *flowFrame:
+		err = s.flow(p)
+	case *transferFrame:
+		err = s.transfer(p)
+	case *dispositionFrame:
+		err = s.disposition(p)
+	case *detachFrame:
+		err = s.detach(p)
+	default:
+		err = &Error{Condition: ErrCondNotImplemented, Description: fmt.Sprintf("unexpected %T", p)}
+	}
+	var ae *Error
+	if errors.As(err, &ae) && sessionErrors[ae.Condition] {
+		return s.fail(ae)
+	}
+	return err
+}
+
+// sessionErrors are the conditions that end only the session they occur in (§2.8.17); other
+// errors close the connection.
+var sessionErrors = map[Condition]bool{
+	ErrCondUnattachedHandle: true, ErrCondHandleInUse: true, ErrCondWindowViolation: true, ErrCondErrantLink: true,
+}
+
+// fail ends the session with err: its links end, and frames still arriving on it are ignored
+// until the peer answers with its end.
+func (s *session) fail(err *Error) error {
+	c := s.conn
+	c.mu.Lock()
+	if s.ended {
+		c.mu.Unlock()
+		return nil
+	}
+	s.ended = true
+	s.closeLinks(err)
+	c.mu.Unlock()
+	return c.send(s.local, &endFrame{Error: err})
 }
 
 func (c *Conn) begin(ch uint16, p *beginFrame) error {
@@ -554,7 +589,7 @@ func (s *session) attach(p *attachFrame) error {
 		Handle:              local,
 		Role:                l.role,
 		SndSettleMode:       p.SndSettleMode,
-		RcvSettleMode:       p.RcvSettleMode,
+		RcvSettleMode:       l.replyRcvMode,
 		Source:              l.replySource,
 		Target:              l.replyTarget,
 		MaxMessageSize:      l.maxMessageSize,
@@ -683,7 +718,24 @@ func (s *session) disposition(p *dispositionFrame) error {
 			break
 		}
 	}
-	return nil
+	return s.settleForPeer(p, last)
+}
+
+// settleForPeer answers a receiver in rcv-settle-mode second, which waits for the sender to
+// settle what it has disposed: one settled disposition for the whole range, tracked deliveries
+// or not (SendSettled does not track).
+func (s *session) settleForPeer(p *dispositionFrame, last uint32) error {
+	if p.Role != RoleReceiver || p.Settled || p.State == nil {
+		return nil
+	}
+	if _, isReceived := p.State.(*received); isReceived {
+		return nil
+	}
+	f := &dispositionFrame{Role: RoleSender, First: p.First, Settled: true, State: p.State}
+	if last != p.First {
+		f.Last = &last
+	}
+	return s.conn.send(s.local, f)
 }
 
 func (s *session) dispositionSparse(p *dispositionFrame, last uint32) error {
@@ -701,7 +753,7 @@ func (s *session) dispositionSparse(p *dispositionFrame, last uint32) error {
 			}
 		}
 	}
-	return nil
+	return s.settleForPeer(p, last)
 }
 
 // disposeOne applies the peer's disposition to one delivery; conn.mu is held.
@@ -723,10 +775,6 @@ func (s *session) disposeOne(p *dispositionFrame, id uint32) {
 		od.link.unsettledOut--
 		od.link.wake()
 		od.result <- outcome
-		if !p.Settled {
-			// rcv-settle-mode second: the receiver waits for the sender to settle.
-			s.conn.send(s.local, &dispositionFrame{Role: RoleSender, First: id, Settled: true, State: outcome})
-		}
 		return
 	}
 	// The peer sent it: it settles a delivery the server already disposed (mode second).

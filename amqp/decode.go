@@ -233,7 +233,13 @@ func (d *decoder) primitive(c byte) (any, error) {
 		return string(s), nil
 	case typeSym8, typeSym32:
 		s, err := d.variable(c == typeSym32)
-		return Symbol(s), err
+		if err != nil {
+			return nil, err
+		}
+		if v, ok := commonSymbols[string(s)]; ok { // no allocation for the usual keys
+			return v, nil
+		}
+		return Symbol(s), nil
 	case typeList0:
 		return []any{}, nil
 	case typeList8, typeList32:
@@ -269,14 +275,14 @@ func (d *decoder) variable(wide bool) ([]byte, error) {
 
 // compound reads the size and count of a list, map or array and returns a decoder over its
 // body.
-func (d *decoder) compound(wide bool) (*decoder, uint32, error) {
+func (d *decoder) compound(wide bool) (decoder, uint32, error) {
 	body, err := d.variable(wide)
 	if err != nil {
-		return nil, 0, err
+		return decoder{}, 0, err
 	}
-	sub := &decoder{b: body, depth: d.depth + 1}
+	sub := decoder{b: body, depth: d.depth + 1}
 	if sub.depth > maxDepth {
-		return nil, 0, errors.New("amqp: values nested too deeply")
+		return sub, 0, errors.New("amqp: values nested too deeply")
 	}
 	var count uint32
 	if wide {
@@ -287,11 +293,11 @@ func (d *decoder) compound(wide bool) (*decoder, uint32, error) {
 		count = uint32(c)
 	}
 	if err != nil {
-		return nil, 0, err
+		return sub, 0, err
 	}
 	// Each element takes at least one byte, so a count above the body size is a lie.
 	if uint64(count) > uint64(len(sub.b))+1 && count > 0 {
-		return nil, 0, fmt.Errorf("amqp: count %d exceeds the %d bytes left", count, len(sub.b))
+		return sub, 0, fmt.Errorf("amqp: count %d exceeds the %d bytes left", count, len(sub.b))
 	}
 	return sub, count, nil
 }
@@ -431,6 +437,26 @@ func (d *decoder) end() error {
 	}
 	return nil
 }
+
+// commonSymbols holds, already boxed, the symbols that arrive on every message or link, so
+// decoding them allocates nothing.
+var commonSymbols = func() map[string]any {
+	m := map[string]any{}
+	for _, s := range []Symbol{
+		"iothub-connection-device-id", "iothub-connection-module-id", "iothub-connection-auth-method",
+		"iothub-connection-auth-generation-id", "iothub-enqueuedtime", "iothub-message-source", "iothub-ack",
+		"x-opt-sequence-number", "x-opt-offset", "x-opt-enqueued-time", "x-opt-partition-key", "x-opt-lock-token",
+		"com.microsoft:client-version", "com.microsoft:channel-correlation-id", "com.microsoft:api-version",
+		"com.microsoft:receiver-name", "com.microsoft:epoch", "com.microsoft:timeout", "com.microsoft:georeplication",
+		"com.microsoft:enable-receiver-runtime-metric", "apache.org:selector-filter:string",
+		"application/json", "utf-8", "operation", "resource", "version", "status",
+		MechanismMSSBCBS, MechanismAnonymous, MechanismPlain, MechanismExternal,
+		"product", "version", "platform", "framework", "user-agent",
+	} {
+		m[string(s)] = s
+	}
+	return m
+}()
 
 // Field conversions for composite types: a field that is absent or null takes its default; a
 // field of the wrong type is a decode error.

@@ -22,10 +22,19 @@
 // properties map, sources and targets have all their 11 and 7 fields, and a refused link is
 // answered with null source and target followed by a detach carrying the error.
 //
+// Settlement: a link where the peer sends and asked rcv-settle-mode second gets second in the
+// reply and two-phase settlement (Settle sends an unsettled outcome, the delivery ends when the
+// peer settles), as the specification says. The Python clients (uamqp and pyamqp) ask second but
+// complete a send only on a settled disposition; a handler that serves them answers with
+// Link.SetReceiverSettleMode(ReceiverSettleFirst) during Attach. go-amqp refuses a reply whose
+// mode differs from what it asked, so the engine never changes the mode by itself.
+//
 // Bounds: frames above Config.MaxFrameSize are refused before their body is read; a
-// reassembled message above Config.MaxMessageSize detaches its link; credit never exceeds what
-// a link can buffer, and no more credit is granted while Config.MaxUnsettled deliveries await
-// settlement; sessions, links and the writer queue are bounded; the handshake, every socket
-// write and the peer's idle time have deadlines. One writer goroutine per connection owns the
+// reassembled message above Config.MaxMessageSize (or the link's SetMaxMessageSize) detaches its
+// link; credit is granted only as far as Config.LinkBuffer holds that many messages of the
+// maximum size, and not while Config.MaxUnsettled deliveries await settlement, so a link holds
+// at most about LinkBuffer bytes the handler has not taken; outgoing frames are at most
+// MaxFrameSize and at most Config.WriteQueue of them wait per connection; sessions and links are
+// bounded; the handshake, every socket write and the peer's idle time have deadlines. One writer goroutine per connection owns the
 // socket's write side, so no lock is held while writing and a slow peer only slows itself.
 package amqp

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sort"
 	"time"
 	"unicode/utf8"
 )
@@ -192,25 +191,15 @@ func appendMap(b []byte, pairs int, items func([]byte) ([]byte, error)) ([]byte,
 	return b, nil
 }
 
-// sortedKeys gives maps a stable encoding (tests compare bytes; peers do not care).
-func sortedKeys[K ~string, V any](m map[K]V) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i] < keys[j] })
-	return keys
-}
-
 func appendFields(b []byte, m Fields) ([]byte, error) {
 	if m == nil {
 		return appendNull(b), nil
 	}
 	return appendMap(b, len(m), func(b []byte) ([]byte, error) {
 		var err error
-		for _, k := range sortedKeys(m) {
+		for k, v := range m {
 			b = appendSymbol(b, k)
-			if b, err = appendValue(b, m[k]); err != nil {
+			if b, err = appendValue(b, v); err != nil {
 				return b, err
 			}
 		}
@@ -225,7 +214,7 @@ func appendAnnotations(b []byte, m Annotations) ([]byte, error) {
 	}
 	return appendMap(b, len(m), func(b []byte) ([]byte, error) {
 		var err error
-		for _, k := range annotationKeys(m) {
+		for k, v := range m {
 			switch key := k.(type) {
 			case string:
 				b = appendSymbol(b, Symbol(key))
@@ -236,21 +225,12 @@ func appendAnnotations(b []byte, m Annotations) ([]byte, error) {
 			default:
 				return b, fmt.Errorf("amqp: annotation key %T: want a symbol or ulong", k)
 			}
-			if b, err = appendValue(b, m[k]); err != nil {
+			if b, err = appendValue(b, v); err != nil {
 				return b, err
 			}
 		}
 		return b, nil
 	})
-}
-
-func annotationKeys(m Annotations) []any {
-	keys := make([]any, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return fmt.Sprint(keys[i]) < fmt.Sprint(keys[j]) })
-	return keys
 }
 
 func appendSymbolArray(b []byte, s []Symbol) []byte {
@@ -359,9 +339,9 @@ func appendValue(b []byte, v any) ([]byte, error) {
 		}
 		return appendMap(b, len(v), func(b []byte) ([]byte, error) {
 			var err error
-			for _, k := range sortedKeys(v) {
+			for k, x := range v {
 				b = appendString(b, k)
-				if b, err = appendValue(b, v[k]); err != nil {
+				if b, err = appendValue(b, x); err != nil {
 					return b, err
 				}
 			}
@@ -444,11 +424,11 @@ func appendAnyMap(b []byte, m map[any]any) ([]byte, error) {
 	}
 	return appendMap(b, len(m), func(b []byte) ([]byte, error) {
 		var err error
-		for _, k := range annotationKeys(Annotations(m)) {
+		for k, v := range m {
 			if b, err = appendValue(b, k); err != nil {
 				return b, err
 			}
-			if b, err = appendValue(b, m[k]); err != nil {
+			if b, err = appendValue(b, v); err != nil {
 				return b, err
 			}
 		}

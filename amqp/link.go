@@ -28,6 +28,7 @@ type Link struct {
 	// The attach reply; set by the handler during Attach.
 	replySource    *Source
 	replyTarget    *Target
+	replyRcvMode   *ReceiverSettleMode
 	replyProps     Fields
 	offered        []Symbol
 	maxMessageSize uint64
@@ -48,6 +49,7 @@ type Link struct {
 
 	// RoleReceiver
 	queue      []*Delivery
+	queueBytes int64 // payload bytes of queue
 	unsettled  int
 	partial    *Delivery
 	partialBuf []byte
@@ -88,6 +90,7 @@ func newLink(s *session, p *attachFrame) *Link {
 	if p.RcvSettleMode != nil {
 		l.rcvSettleMode = *p.RcvSettleMode
 	}
+	l.replyRcvMode = p.RcvSettleMode
 	if l.role == RoleReceiver {
 		l.maxMessageSize = cfg.MaxMessageSize
 		if p.InitialDeliveryCount != nil {
@@ -159,6 +162,14 @@ func (l *Link) SetSource(s *Source) { l.replySource = s }
 
 // SetTarget sets the target of the attach reply (default: the peer's).
 func (l *Link) SetTarget(t *Target) { l.replyTarget = t }
+
+// SetReceiverSettleMode sets the rcv-settle-mode of the attach reply on a RoleReceiver link, and
+// the link settles by it (first: Settle sends settled dispositions at once). Some clients ask for
+// second but only complete a send on a settled disposition.
+func (l *Link) SetReceiverSettleMode(m ReceiverSettleMode) {
+	l.rcvSettleMode = m
+	l.replyRcvMode = &m
+}
 
 // SetProperties sets the link properties of the attach reply (default: the peer's, or an empty
 // map: some clients fail on a null map).
@@ -251,6 +262,7 @@ type Delivery struct {
 	link   *Link
 	id     uint32
 	format uint32
+	size   int64
 	done   bool
 }
 
@@ -351,6 +363,11 @@ func (l *Link) onTransfer(p *transferFrame) error {
 		l.session.inUnsettled[d.id] = d
 	}
 	l.queue = append(l.queue, d)
+	l.queueBytes += int64(len(l.partialBuf))
+	d.size = int64(len(l.partialBuf))
+	if cap(l.partialBuf) > 64<<10 {
+		l.partialBuf = nil // do not keep a large reassembly buffer alive on an idle link
+	}
 	l.wake()
 	return nil
 }
@@ -366,10 +383,22 @@ func (l *Link) refill() error {
 	if u := int64(l.conn.srv.cfg.MaxUnsettled - l.unsettled); u < want {
 		want = u
 	}
+	// Bound the bytes the link may hold: what waits in the queue, a message being reassembled,
+	// and a whole MaxMessageSize for every credit.
+	perMessage := int64(l.maxMessageSize)
+	held := l.queueBytes
+	if l.partial != nil {
+		held += perMessage
+	}
+	affordable := (l.conn.srv.cfg.LinkBuffer - held) / perMessage
+	if affordable < 1 && held == 0 {
+		affordable = 1 // messages larger than the buffer still flow, one at a time
+	}
+	want = min(want, affordable)
 	if want <= int64(l.credit) {
 		return nil
 	}
-	if l.credit != 0 && int64(l.credit) > int64(l.window)/2 {
+	if l.credit != 0 && int64(l.credit) > min(int64(l.window), affordable)/2 {
 		return nil
 	}
 	l.credit = uint32(want)
@@ -390,6 +419,7 @@ func (l *Link) Receive(ctx context.Context) (*Delivery, error) {
 			d := l.queue[0]
 			l.queue[0] = nil
 			l.queue = l.queue[1:]
+			l.queueBytes -= d.size
 			l.refill()
 			c.mu.Unlock()
 			return d, nil
@@ -449,7 +479,16 @@ func (l *Link) send(ctx context.Context, payload []byte, format uint32, settled,
 	case <-l.done:
 		return nil, l.Err()
 	}
-	defer func() { <-l.sendLock }()
+	// The lock keeps one delivery's frames together; it is released before waiting for the
+	// outcome, so concurrent Sends pipeline.
+	locked := true
+	unlock := func() {
+		if locked {
+			locked = false
+			<-l.sendLock
+		}
+	}
+	defer unlock()
 	c := l.conn
 	s := l.session
 	maxUnsettled := c.srv.cfg.MaxUnsettled
@@ -551,6 +590,7 @@ func (l *Link) send(ctx context.Context, payload []byte, format uint32, settled,
 	}
 	l.maybeDrain()
 	c.mu.Unlock()
+	unlock()
 	if od == nil {
 		return &Accepted{}, nil
 	}

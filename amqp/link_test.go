@@ -2,7 +2,6 @@ package amqp_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"testing"
 
@@ -290,4 +289,38 @@ func TestClientDetachEndsTheLink(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-var _ = context.Background
+// Node's clients open one session per link pair; every session keeps its own windows.
+func TestManySessionsOnOneConnection(t *testing.T) {
+	received := make(chan *amqp.Delivery, 30)
+	addr, _ := serve(t, queueHandler(t, received, nil, nil), amqp.Config{})
+	c := dial(t, addr, nil)
+	ctx := testCtx(t)
+	errs := make(chan error, 3)
+	for i := 0; i < 3; i++ {
+		s := session(t, c)
+		snd, err := s.NewSender(ctx, "q", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for j := 0; j < 10; j++ {
+				if err := snd.Send(ctx, &goamqp.Message{Value: int32(i*100 + j)}, nil); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	seen := map[int32]bool{}
+	for len(seen) < 30 {
+		d := <-received
+		seen[d.Message.Value.(int32)] = true
+		d.Accept()
+	}
+	for i := 0; i < 3; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // MarshalBinary encodes the message's sections in the order of §3.2. Message sections drop
@@ -13,13 +14,17 @@ func (m *Message) MarshalBinary() ([]byte, error) { return m.appendBinary(nil) }
 func (m *Message) appendBinary(b []byte) ([]byte, error) {
 	var err error
 	if h := m.Header; h != nil {
-		fields := []any{h.Durable, h.Priority, nil, h.FirstAcquirer, h.DeliveryCount}
-		if h.TTL > 0 {
-			fields[2] = uint32(h.TTL / time.Millisecond)
-		}
-		if b, err = appendSection(b, codeHeader, fields); err != nil {
-			return b, err
-		}
+		b, _ = appendComposite(b, codeHeader, 5, func(b []byte) ([]byte, error) {
+			b = appendBool(b, h.Durable)
+			b = append(b, typeUbyte, h.Priority)
+			if h.TTL > 0 {
+				b = appendUint(b, uint32(h.TTL/time.Millisecond))
+			} else {
+				b = appendNull(b)
+			}
+			b = appendBool(b, h.FirstAcquirer)
+			return appendUint(b, h.DeliveryCount), nil
+		})
 	}
 	if m.DeliveryAnnotations != nil {
 		if b, err = appendAnnotations(appendDescriptor(b, codeDeliveryAnnotations), m.DeliveryAnnotations); err != nil {
@@ -31,14 +36,8 @@ func (m *Message) appendBinary(b []byte) ([]byte, error) {
 			return b, err
 		}
 	}
-	if p := m.Properties; p != nil {
-		fields := []any{p.MessageID, optBytes(p.UserID), optString(p.To), optString(p.Subject), optString(p.ReplyTo),
-			p.CorrelationID, optSymbol(p.ContentType), optSymbol(p.ContentEncoding), optTime(p.AbsoluteExpiryTime),
-			optTime(p.CreationTime), optString(p.GroupID), nil, optString(p.ReplyToGroupID)}
-		if p.GroupSequence != nil {
-			fields[11] = *p.GroupSequence
-		}
-		if b, err = appendSection(b, codeProperties, fields); err != nil {
+	if m.Properties != nil {
+		if b, err = appendProperties(b, m.Properties); err != nil {
 			return b, err
 		}
 	}
@@ -77,39 +76,62 @@ func (m *Message) appendBinary(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-func optBytes(v []byte) any {
-	if v == nil {
-		return nil
+// appendProperties writes the properties section up to its last field that is set, without
+// boxing each field.
+func appendProperties(b []byte, p *Properties) ([]byte, error) {
+	set := [13]bool{p.MessageID != nil, p.UserID != nil, p.To != "", p.Subject != "", p.ReplyTo != "",
+		p.CorrelationID != nil, p.ContentType != "", p.ContentEncoding != "", !p.AbsoluteExpiryTime.IsZero(),
+		!p.CreationTime.IsZero(), p.GroupID != "", p.GroupSequence != nil, p.ReplyToGroupID != ""}
+	n := len(set)
+	for n > 0 && !set[n-1] {
+		n--
 	}
-	return v
-}
-
-func optString(v string) any {
-	if v == "" {
-		return nil
+	for _, s := range [...]string{p.To, p.Subject, p.ReplyTo, p.GroupID, p.ReplyToGroupID} {
+		if !utf8.ValidString(s) {
+			return b, fmt.Errorf("amqp: message property %q is not valid UTF-8", s)
+		}
 	}
-	return v
-}
-
-func optSymbol(v Symbol) any {
-	if v == "" {
-		return nil
-	}
-	return v
-}
-
-func optTime(v time.Time) any {
-	if v.IsZero() {
-		return nil
-	}
-	return v
-}
-
-func appendSection(b []byte, code uint64, fields []any) ([]byte, error) {
-	for len(fields) > 0 && fields[len(fields)-1] == nil {
-		fields = fields[:len(fields)-1]
-	}
-	return appendValue(appendDescriptor(b, code), fields)
+	return appendComposite(b, codeProperties, n, func(b []byte) ([]byte, error) {
+		var err error
+		for i := 0; i < n; i++ {
+			if !set[i] {
+				b = appendNull(b)
+				continue
+			}
+			switch i {
+			case 0:
+				b, err = appendValue(b, p.MessageID)
+			case 1:
+				b = appendVariable(b, typeVbin8, typeVbin32, p.UserID)
+			case 2:
+				b = appendString(b, p.To)
+			case 3:
+				b = appendString(b, p.Subject)
+			case 4:
+				b = appendString(b, p.ReplyTo)
+			case 5:
+				b, err = appendValue(b, p.CorrelationID)
+			case 6:
+				b = appendSymbol(b, p.ContentType)
+			case 7:
+				b = appendSymbol(b, p.ContentEncoding)
+			case 8:
+				b = appendTimestamp(b, p.AbsoluteExpiryTime)
+			case 9:
+				b = appendTimestamp(b, p.CreationTime)
+			case 10:
+				b = appendString(b, p.GroupID)
+			case 11:
+				b = appendUint(b, *p.GroupSequence)
+			case 12:
+				b = appendString(b, p.ReplyToGroupID)
+			}
+			if err != nil {
+				return b, err
+			}
+		}
+		return b, nil
+	})
 }
 
 // UnmarshalBinary decodes an encoded message (the payload of a transfer).

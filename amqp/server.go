@@ -9,8 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"reflect"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // SASL mechanisms the engine knows how to read. MSSBCBS ("use CBS instead") carries nothing: the
@@ -40,7 +43,7 @@ type Config struct {
 	MaxFrameSize uint32
 	// ChannelMax is the highest channel (session) number, announced in open. Default 255.
 	ChannelMax uint16
-	// MaxLinks bounds the links open at once on one connection. Default 256.
+	// MaxLinks bounds the links open at once on one connection. Default 128.
 	MaxLinks int
 	// IdleTimeout is announced in open: a peer silent for longer is disconnected with
 	// amqp:resource-limit-exceeded. Default 4 minutes (IoT Hub's value); negative disables.
@@ -54,11 +57,17 @@ type Config struct {
 	MaxMessageSize uint64
 	// LinkCredit is the credit window granted on links where the peer sends. Default 256.
 	LinkCredit uint32
+	// LinkBuffer bounds the bytes one link where the peer sends may hold: messages received
+	// and not yet taken by Receive, plus MaxMessageSize for each credit granted. Credit shrinks
+	// to fit (at least 1). Default 4 MiB.
+	LinkBuffer int64
 	// MaxUnsettled bounds unsettled deliveries per link, in each direction. Default 1024.
 	MaxUnsettled int
 	// SessionWindow is the incoming-window of each session, in transfer frames. Default 2048.
 	SessionWindow uint32
-	// WriteQueue is the number of frames queued for the writer of one connection. Default 256.
+	// WriteQueue is the number of frames queued for the writer of one connection; outgoing
+	// frames are at most MaxFrameSize, so it bounds a connection's pending output to
+	// WriteQueue × MaxFrameSize. Default 64.
 	WriteQueue int
 	// OfferedCapabilities and Properties go into the server's open frame.
 	OfferedCapabilities []Symbol
@@ -84,7 +93,7 @@ func (c Config) withDefaults() Config {
 		c.ChannelMax = 255
 	}
 	if c.MaxLinks <= 0 {
-		c.MaxLinks = 256
+		c.MaxLinks = 128
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 4 * time.Minute
@@ -101,6 +110,9 @@ func (c Config) withDefaults() Config {
 	if c.LinkCredit == 0 {
 		c.LinkCredit = 256
 	}
+	if c.LinkBuffer <= 0 {
+		c.LinkBuffer = 4 << 20
+	}
 	if c.MaxUnsettled <= 0 {
 		c.MaxUnsettled = 1024
 	}
@@ -108,7 +120,7 @@ func (c Config) withDefaults() Config {
 		c.SessionWindow = 2048
 	}
 	if c.WriteQueue <= 0 {
-		c.WriteQueue = 256
+		c.WriteQueue = 64
 	}
 	return c
 }
@@ -430,9 +442,45 @@ func newConn(s *Server, nc net.Conn) *Conn {
 func TraceTo(w io.Writer) func(direction string, channel uint16, frame any) {
 	var mu sync.Mutex
 	return func(direction string, channel uint16, frame any) {
-		line := fmt.Sprintf("amqp %s ch=%d %T %+v\n", direction, channel, frame, frame)
+		line := fmt.Sprintf("amqp %s ch=%d %s\n", direction, channel, formatFrame(frame))
 		mu.Lock()
 		defer mu.Unlock()
 		io.WriteString(w, line)
 	}
+}
+
+// formatFrame renders a performative as name{field:value ...}, with pointers followed and
+// empty fields left out.
+func formatFrame(frame any) string {
+	v := reflect.ValueOf(frame)
+	if v.Kind() == reflect.Pointer && !v.IsNil() {
+		v = v.Elem()
+	}
+	if v.Kind() != reflect.Struct {
+		return fmt.Sprint(frame)
+	}
+	var b strings.Builder
+	b.WriteString(strings.TrimSuffix(v.Type().Name(), "Frame"))
+	b.WriteByte('{')
+	first := true
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		if f.IsZero() {
+			continue
+		}
+		if f.Kind() == reflect.Pointer {
+			f = f.Elem()
+		}
+		if !first {
+			b.WriteByte(' ')
+		}
+		first = false
+		if s, ok := f.Interface().([]byte); ok && utf8.Valid(s) && v.Type().Field(i).Name != "DeliveryTag" {
+			fmt.Fprintf(&b, "%s:%s", v.Type().Field(i).Name, s)
+			continue
+		}
+		fmt.Fprintf(&b, "%s:%+v", v.Type().Field(i).Name, f.Interface())
+	}
+	b.WriteByte('}')
+	return b.String()
 }

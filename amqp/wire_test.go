@@ -618,3 +618,321 @@ func TestSessionWindowIsReopenedOnceHalfUsed(t *testing.T) {
 		t.Fatalf("window not reopened: %+v", f)
 	}
 }
+
+func TestCreditFitsTheLinkBuffer(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		buffer     int64
+		maxMessage uint64
+		credit     uint32
+	}{
+		{"credit times max-message-size fits the buffer", 10000, 4000, 2},
+		{"a message larger than the buffer still gets one credit", 1000, 4000, 1},
+		{"the window caps credit", 1 << 20, 1000, 5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawServe(t, &acceptAll{}, Config{LinkBuffer: tc.buffer, MaxMessageSize: tc.maxMessage, LinkCredit: 5})
+			p := rawDial(t, addr)
+			p.open(0)
+			p.begin()
+			p.send(frameTypeAMQP, 0, &attachFrame{Name: "s", Handle: 0, Role: RoleSender, Target: &Target{Address: "q"}, InitialDeliveryCount: u32(0)})
+			expect[*attachFrame](p)
+			flow, _ := expect[*flowFrame](p)
+			if *flow.LinkCredit != tc.credit {
+				t.Fatalf("credit %d, want %d", *flow.LinkCredit, tc.credit)
+			}
+			// Nobody takes the messages, so no credit comes back: one more is a violation.
+			payload, _ := (&Message{Value: "x"}).MarshalBinary()
+			settled := true
+			for i := uint32(0); i <= tc.credit; i++ {
+				p.send(frameTypeAMQP, 0, &transferFrame{Handle: 0, DeliveryID: u32(i), DeliveryTag: []byte{byte(i)}, Settled: &settled, Payload: payload})
+			}
+			d, _ := expect[*detachFrame](p)
+			if d.Error == nil || d.Error.Condition != ErrCondTransferLimitExceeded {
+				t.Fatalf("detach %+v", d)
+			}
+		})
+	}
+}
+
+// Some clients ask rcv-settle-mode second but complete a send only on a settled disposition; the
+// handler can answer first, and the link then settles at once.
+func TestHandlerCanAnswerReceiverSettleModeFirst(t *testing.T) {
+	addr := rawServe(t, &acceptAll{attach: func(l *Link) error {
+		l.SetReceiverSettleMode(ReceiverSettleFirst)
+		go func() {
+			if d, err := l.Receive(context.Background()); err == nil {
+				d.Accept()
+			}
+		}()
+		return nil
+	}}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	second := ReceiverSettleSecond
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "s", Handle: 0, Role: RoleSender, RcvSettleMode: &second,
+		Target: &Target{Address: "/messages/devicebound"}, InitialDeliveryCount: u32(0)})
+	a, _ := expect[*attachFrame](p)
+	if a.RcvSettleMode == nil || *a.RcvSettleMode != ReceiverSettleFirst {
+		t.Fatalf("reply rcv-settle-mode %v", a.RcvSettleMode)
+	}
+	expect[*flowFrame](p)
+	payload, _ := (&Message{Value: "x"}).MarshalBinary()
+	p.send(frameTypeAMQP, 0, &transferFrame{Handle: 0, DeliveryID: u32(0), DeliveryTag: []byte{1}, Payload: payload})
+	d, _ := expect[*dispositionFrame](p)
+	if !d.Settled {
+		t.Fatal("disposition unsettled on a link answered with rcv-settle-mode first")
+	}
+	if _, ok := d.State.(*Accepted); !ok {
+		t.Fatalf("state %T", d.State)
+	}
+}
+
+// Without the handler's say, a receiver in mode second gets an unsettled outcome and the
+// delivery is settled when the peer settles.
+func TestReceiverSettleModeSecondIsTwoPhase(t *testing.T) {
+	settledByPeer := make(chan error, 1)
+	addr := rawServe(t, &acceptAll{attach: func(l *Link) error {
+		go func() {
+			d, err := l.Receive(context.Background())
+			if err == nil {
+				d.Accept()
+			}
+			settledByPeer <- err
+		}()
+		return nil
+	}}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	second := ReceiverSettleSecond
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "s", Handle: 0, Role: RoleSender, RcvSettleMode: &second,
+		Target: &Target{Address: "q"}, InitialDeliveryCount: u32(0)})
+	a, _ := expect[*attachFrame](p)
+	if a.RcvSettleMode == nil || *a.RcvSettleMode != second {
+		t.Fatalf("reply rcv-settle-mode %v", a.RcvSettleMode)
+	}
+	expect[*flowFrame](p)
+	payload, _ := (&Message{Value: "x"}).MarshalBinary()
+	p.send(frameTypeAMQP, 0, &transferFrame{Handle: 0, DeliveryID: u32(0), DeliveryTag: []byte{1}, Payload: payload})
+	d, _ := expect[*dispositionFrame](p)
+	if d.Settled {
+		t.Fatal("mode second: the receiver settled first")
+	}
+	if err := <-settledByPeer; err != nil {
+		t.Fatal(err)
+	}
+	// The peer settles; the server must not answer a settled disposition.
+	p.send(frameTypeAMQP, 0, &dispositionFrame{Role: RoleSender, First: 0, Settled: true, State: &Accepted{}})
+	p.send(frameTypeAMQP, 0, &closeFrame{})
+	if c, _ := expect[*closeFrame](p); c.Error != nil {
+		t.Fatalf("close %+v", c.Error)
+	}
+}
+
+// sendOutcomes starts n server sends on every RoleSender link and reports their outcomes.
+func sendOutcomes(n int, outcomes chan<- Outcome) func(l *Link) error {
+	return func(l *Link) error {
+		if l.Role() == RoleSender {
+			for i := 0; i < n; i++ {
+				go func() {
+					o, err := l.Send(context.Background(), &Message{Value: int32(i)})
+					if err != nil {
+						o = nil
+					}
+					outcomes <- o
+				}()
+			}
+		}
+		return nil
+	}
+}
+
+func TestOneDispositionRangeSettlesManyDeliveries(t *testing.T) {
+	outcomes := make(chan Outcome, 3)
+	addr := rawServe(t, &acceptAll{attach: sendOutcomes(3, outcomes)}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "r", Handle: 0, Role: RoleReceiver, Source: &Source{Address: "q"}})
+	expect[*attachFrame](p)
+	p.send(frameTypeAMQP, 0, &flowFrame{NextIncomingID: u32(0), IncomingWindow: 100, OutgoingWindow: 100, Handle: u32(0), DeliveryCount: u32(0), LinkCredit: u32(10)})
+	var ids []uint32
+	for len(ids) < 3 {
+		tr, _ := expect[*transferFrame](p)
+		ids = append(ids, *tr.DeliveryID)
+	}
+	if ids[0] != 0 || ids[2] != 2 {
+		t.Fatalf("delivery ids %v", ids)
+	}
+	p.send(frameTypeAMQP, 0, &dispositionFrame{Role: RoleReceiver, First: 0, Last: u32(2), Settled: true, State: &Modified{DeliveryFailed: true}})
+	for i := 0; i < 3; i++ {
+		if m, ok := (<-outcomes).(*Modified); !ok || !m.DeliveryFailed {
+			t.Fatalf("outcome %d: %#v", i, m)
+		}
+	}
+}
+
+func TestServerSendsWithinThePeersSessionWindow(t *testing.T) {
+	outcomes := make(chan Outcome, 2)
+	addr := rawServe(t, &acceptAll{attach: sendOutcomes(2, outcomes)}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.send(frameTypeAMQP, 0, &beginFrame{IncomingWindow: 1, OutgoingWindow: 100, HandleMax: 10})
+	expect[*beginFrame](p)
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "r", Handle: 0, Role: RoleReceiver, Source: &Source{Address: "q"}})
+	expect[*attachFrame](p)
+	p.send(frameTypeAMQP, 0, &flowFrame{NextIncomingID: u32(0), IncomingWindow: 1, OutgoingWindow: 100, Handle: u32(0), DeliveryCount: u32(0), LinkCredit: u32(10)})
+	expect[*transferFrame](p)
+	// The window is used up: the second transfer waits for the peer to reopen it. Echo asks the
+	// server for a flow, which must come before any transfer.
+	p.send(frameTypeAMQP, 0, &flowFrame{NextIncomingID: u32(0), IncomingWindow: 1, OutgoingWindow: 100, Echo: true})
+	f, _ := expect[*flowFrame](p)
+	if f.Handle != nil || f.NextOutgoingID != 1 {
+		t.Fatalf("echoed flow %+v", f)
+	}
+	p.send(frameTypeAMQP, 0, &flowFrame{NextIncomingID: u32(1), IncomingWindow: 1, OutgoingWindow: 100})
+	tr, _ := expect[*transferFrame](p)
+	if *tr.DeliveryID != 1 {
+		t.Fatalf("second delivery id %d", *tr.DeliveryID)
+	}
+}
+
+func TestPeerEndingASessionEndsItsLinks(t *testing.T) {
+	links := make(chan *Link, 2)
+	addr := rawServe(t, &acceptAll{attach: func(l *Link) error { links <- l; return nil }}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "r", Handle: 0, Role: RoleReceiver, Source: &Source{Address: "q"}})
+	expect[*attachFrame](p)
+	l := <-links
+	p.send(frameTypeAMQP, 0, &endFrame{Error: &Error{Condition: "app:bye"}})
+	expect[*endFrame](p)
+	<-l.Done()
+	var ae *Error
+	if err := l.Err(); !errors.As(err, &ae) || ae.Condition != "app:bye" {
+		t.Fatalf("link error %v", err)
+	}
+	if _, err := l.Send(context.Background(), &Message{Value: "x"}); err == nil {
+		t.Fatal("send on an ended session succeeded")
+	}
+	// The channel is free again for a new session.
+	p.begin()
+}
+
+func TestPeerSuspendingALinkGetsAnOpenDetachBack(t *testing.T) {
+	addr := rawServe(t, &acceptAll{}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "r", Handle: 0, Role: RoleReceiver, Source: &Source{Address: "q"}})
+	expect[*attachFrame](p)
+	p.send(frameTypeAMQP, 0, &detachFrame{Handle: 0, Closed: false})
+	if d, _ := expect[*detachFrame](p); d.Closed {
+		t.Fatal("answered a suspending detach with closed=true")
+	}
+	// The handle can be attached again.
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "r", Handle: 0, Role: RoleReceiver, Source: &Source{Address: "q"}})
+	if a, _ := expect[*attachFrame](p); a.Source == nil {
+		t.Fatal("re-attach refused")
+	}
+}
+
+func TestProtocolErrorsEndTheSessionOrCloseTheConnection(t *testing.T) {
+	addr := rawServe(t, &acceptAll{}, Config{})
+	for name, tc := range map[string]struct {
+		ch         uint16
+		perf       performative
+		cond       Condition
+		endSession bool
+	}{
+		"transfer on no link":  {0, &transferFrame{Handle: 7, DeliveryID: u32(0), Payload: []byte{0x00, 0x53, 0x77, 0x40}}, ErrCondUnattachedHandle, true},
+		"flow on no link":      {0, &flowFrame{Handle: u32(7), LinkCredit: u32(1)}, ErrCondUnattachedHandle, true},
+		"detach of no link":    {0, &detachFrame{Handle: 3}, ErrCondUnattachedHandle, true},
+		"attach on no session": {5, &attachFrame{Name: "x", Role: RoleSender, Target: &Target{}}, ErrCondIllegalState, false},
+		"second open":          {0, &openFrame{ContainerID: "again"}, ErrCondIllegalState, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			p := rawDial(t, addr)
+			p.open(0)
+			p.begin()
+			p.send(frameTypeAMQP, tc.ch, tc.perf)
+			var got *Error
+			if tc.endSession {
+				e, _ := expect[*endFrame](p)
+				got = e.Error
+			} else {
+				c, _ := expect[*closeFrame](p)
+				got = c.Error
+			}
+			if got == nil || got.Condition != tc.cond {
+				t.Fatalf("error %+v, want %s", got, tc.cond)
+			}
+			if tc.endSession {
+				// Frames before the peer's end are ignored; after it the channel is free again
+				// and the connection still works.
+				p.send(frameTypeAMQP, 0, &flowFrame{Handle: u32(9)})
+				p.send(frameTypeAMQP, 0, &endFrame{})
+				p.begin()
+			}
+		})
+	}
+}
+
+// A receiver in rcv-settle-mode second waits for the sender to settle what it disposed, also
+// for messages sent with SendSettled on a link whose peer asked snd-settle-mode unsettled.
+func TestServerSettlesForAReceiverInModeSecond(t *testing.T) {
+	outcomes := make(chan Outcome, 1)
+	addr := rawServe(t, &acceptAll{attach: func(l *Link) error {
+		go func() {
+			o, _ := l.Send(context.Background(), &Message{Value: "tracked"})
+			outcomes <- o
+			l.SendSettled(context.Background(), &Message{Value: "untracked"})
+		}()
+		return nil
+	}}, Config{})
+	p := rawDial(t, addr)
+	p.open(0)
+	p.begin()
+	unsettled, second := SenderSettleUnsettled, ReceiverSettleSecond
+	p.send(frameTypeAMQP, 0, &attachFrame{Name: "r", Handle: 0, Role: RoleReceiver, SndSettleMode: &unsettled, RcvSettleMode: &second, Source: &Source{Address: "q"}})
+	expect[*attachFrame](p)
+	p.send(frameTypeAMQP, 0, &flowFrame{NextIncomingID: u32(0), IncomingWindow: 100, OutgoingWindow: 100, Handle: u32(0), DeliveryCount: u32(0), LinkCredit: u32(10)})
+	for i := uint32(0); i < 2; i++ {
+		tr, _ := expect[*transferFrame](p)
+		if *tr.Settled {
+			t.Fatalf("delivery %d sent settled on an unsettled link", i)
+		}
+		p.send(frameTypeAMQP, 0, &dispositionFrame{Role: RoleReceiver, First: *tr.DeliveryID, State: &Accepted{}})
+		d, _ := expect[*dispositionFrame](p)
+		if !d.Settled || d.Role != RoleSender || d.First != *tr.DeliveryID {
+			t.Fatalf("delivery %d: %+v", i, d)
+		}
+		if i == 0 {
+			if _, ok := (<-outcomes).(*Accepted); !ok {
+				t.Fatal("Send did not return accepted")
+			}
+		}
+	}
+}
+
+func TestSessionsBeyondChannelMaxCloseTheConnection(t *testing.T) {
+	addr := rawServe(t, &acceptAll{}, Config{ChannelMax: 1})
+	p := rawDial(t, addr)
+	if o := p.open(0); o.ChannelMax != 1 {
+		t.Fatalf("channel-max %d", o.ChannelMax)
+	}
+	for ch := uint16(0); ch <= 1; ch++ {
+		p.send(frameTypeAMQP, ch, &beginFrame{IncomingWindow: 10, OutgoingWindow: 10})
+		if b, _ := expect[*beginFrame](p); *b.RemoteChannel != ch {
+			t.Fatalf("begin on %d answered for %d", ch, *b.RemoteChannel)
+		}
+	}
+	p.send(frameTypeAMQP, 2, &beginFrame{IncomingWindow: 10, OutgoingWindow: 10})
+	c, _ := expect[*closeFrame](p)
+	if c.Error == nil || c.Error.Condition != ErrCondFramingError {
+		t.Fatalf("close %+v", c.Error)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/amqphub"
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
@@ -46,6 +47,10 @@ type Config struct {
 	// over WebSockets over TLS (443), MQTTAddr and HTTPAddr the same
 	// without TLS (1883, 8080).
 	MQTTSAddr, HTTPSAddr, MQTTAddr, HTTPAddr string
+	// AMQPSAddr serves the service-side AMQP endpoint over TLS (5671): C2D
+	// send, feedback and file notifications. AMQP over WebSockets shares
+	// HTTPSAddr.
+	AMQPSAddr string
 	// FallbackPorts moves a listener whose privileged port cannot be bound
 	// (a non-root user) to 8443 for 443, port+8000 otherwise, and says so in
 	// Warnings.
@@ -109,6 +114,7 @@ func DefaultConfig() Config {
 		HTTPSAddr:     "127.0.0.1:443",
 		MQTTAddr:      "127.0.0.1:1883",
 		HTTPAddr:      "127.0.0.1:8080",
+		AMQPSAddr:     "127.0.0.1:5671",
 		FallbackPorts: true,
 		DataDir:       "./data",
 
@@ -132,6 +138,7 @@ type Hub struct {
 	deviceCAs *x509.CertPool
 	auth      *sasauth.Authenticator
 	broker    *broker.Broker
+	amqp      *amqphub.Server
 	directory *registry.Directory // the broker's view of the registry; connection changes
 	api       *httpapi.Server
 	servers   []*http.Server
@@ -225,9 +232,10 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
+		h.newAMQP,           // the service AMQP endpoint over the C2D queue (amqp.go)
 		h.newSimulator,      // simulated devices, clients of the MQTT listener (dashboard.go)
 		h.newAPI,            // the REST API over every service
-		h.bindListeners,     // 8883, 1883, 443, 8080
+		h.bindListeners,     // 8883, 1883, 443, 8080, 5671
 		h.serve,             // broker, jobs and HTTP servers start
 		h.startSimulations,  // the seed file's simulated devices connect
 	} {
@@ -361,7 +369,7 @@ func (h *Hub) seedDevices(ctx context.Context) error {
 func (h *Hub) newAPI(context.Context) (err error) {
 	h.api, err = httpapi.New(httpapi.Deps{
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
-		Query: h.stores.query, Methods: h.Methods, WebSocket: h.broker.WebSocketHandler(),
+		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 		Provisioning: h.Provisioning, ProvisioningAuth: h.dpsAuth,
 		Simulations: h.Simulator, Connections: h.directory,
@@ -382,8 +390,10 @@ func (h *Hub) bindListeners(context.Context) error {
 	// Client certificates are requested, never required, so SAS devices
 	// connect as before; X.509 devices are checked in the broker's hook.
 	mqttTLS.ClientAuth = tls.RequestClientCert
+	amqpTLS := serverTLS.Clone()
+	amqpTLS.NextProtos = nil
 
-	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS}
+	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS, "amqps": amqpTLS}
 	maxConns := h.cfg.MaxConnections
 	if maxConns <= 0 {
 		maxConns = defaultMaxConnections()
@@ -391,6 +401,7 @@ func (h *Hub) bindListeners(context.Context) error {
 	limit := &connLimit{max: int64(maxConns), log: h.log}
 	for _, l := range []struct{ name, addr string }{
 		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},
+		{"amqps", h.cfg.AMQPSAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -418,6 +429,10 @@ func (h *Hub) serve(context.Context) error {
 	}
 	h.Jobs.Start(context.Background())
 	h.Configurations.Start()
+	// The AMQP engine's handshake deadline covers the TLS handshake.
+	if ln, ok := h.listener["amqps"]; ok {
+		go func() { _ = h.amqp.Serve(tls.NewListener(ln, h.tlsOf["amqps"])) }()
+	}
 	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
 		ln, ok := h.listener[name]
@@ -555,6 +570,9 @@ func (h *Hub) close() error {
 	if h.broker != nil {
 		_ = h.broker.Close()
 	}
+	if h.amqp != nil {
+		_ = h.amqp.Close()
+	}
 	for _, ln := range h.listener {
 		_ = ln.Close()
 	}
@@ -606,7 +624,7 @@ func (h *Hub) DeadListeners() []string {
 func (h *Hub) listenersAlive() bool { return len(h.DeadListeners()) == 0 }
 
 // Addr returns the bound address of a listener ("mqtts", "mqtt", "https",
-// "http"), or "" when it is disabled.
+// "http", "amqps"), or "" when it is disabled.
 func (h *Hub) Addr(name string) string {
 	if ln, ok := h.listener[name]; ok {
 		return ln.Addr().String()

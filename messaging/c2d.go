@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/iothub-emulator/iothub-emulator/groupcommit"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
@@ -52,8 +53,13 @@ type CloudToDevice struct {
 	stop  chan struct{}
 	done  chan struct{}
 
+	sends     *groupcommit.Batcher[*sendReq]
+	completes *groupcommit.Batcher[*completeReq]
+
 	mu      sync.Mutex
 	pending map[string]bool // devices to push to
+	// fbAdded is closed, and replaced, when feedback records are stored.
+	fbAdded chan struct{}
 }
 
 // C2DDeps are the C2D queue's collaborators, all required.
@@ -93,13 +99,18 @@ func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
 		cfg.Logger = slog.Default()
 	}
 	c := &CloudToDevice{cfg: cfg, q: deps.Queue, link: deps.Link, kicks: make(chan struct{}, 1), stop: make(chan struct{}),
-		done: make(chan struct{}), pending: map[string]bool{}}
+		done: make(chan struct{}), pending: map[string]bool{}, fbAdded: make(chan struct{})}
+	c.sends = groupcommit.New(c.commitSends, groupcommit.Config{Yields: 8})
+	c.completes = groupcommit.New(c.commitCompletes, groupcommit.Config{Yields: 8})
 	go c.worker()
 	return c, nil
 }
 
-// Close stops the worker.
+// Close stores the sends already queued, then stops the worker; later
+// sends return iothub.ErrClosed.
 func (c *CloudToDevice) Close() {
+	c.sends.Close()
+	c.completes.Close()
 	select {
 	case <-c.stop:
 	default:
@@ -115,19 +126,31 @@ func (c *CloudToDevice) Close() {
 // Returns 404001 DeviceNotFound, 403004 DeviceMaximumQueueDepthExceeded,
 // 413001 MessageTooLarge above 64 KB, 400004 ArgumentInvalid for a bad ack.
 func (c *CloudToDevice) Send(ctx context.Context, m *C2DMessage) error {
+	wait, err := c.Submit(ctx, m)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// Submit is Send in two halves, for transports that pipeline: it checks m
+// and queues it behind every message submitted before it, and wait returns
+// its outcome. Messages from many callers share one transaction (group
+// commit); one caller's messages are stored in submission order.
+func (c *CloudToDevice) Submit(ctx context.Context, m *C2DMessage) (wait func() error, err error) {
 	size := len(m.Body)
 	for k, v := range m.Properties {
 		size += len(k) + len(v)
 	}
 	if size > MaxC2DSize {
-		return iothub.Errorf(iothub.MessageTooLarge, "Message size %d bytes exceeds the limit of %d bytes.", size, MaxC2DSize)
+		return nil, iothub.Errorf(iothub.MessageTooLarge, "Message size %d bytes exceeds the limit of %d bytes.", size, MaxC2DSize)
 	}
 	switch m.Ack {
 	case "":
 		m.Ack = AckNone
 	case AckNone, AckPositive, AckNegative, AckFull:
 	default:
-		return iothub.Errorf(iothub.ArgumentInvalid, "Invalid value '%s' for iothub-ack: use none, positive, negative or full.", m.Ack)
+		return nil, iothub.Errorf(iothub.ArgumentInvalid, "Invalid value '%s' for iothub-ack: use none, positive, negative or full.", m.Ack)
 	}
 	if m.MessageID == "" {
 		m.MessageID = uuid.NewString()
@@ -143,11 +166,44 @@ func (c *CloudToDevice) Send(ctx context.Context, m *C2DMessage) error {
 		m.ExpiryTime = now.Add(c.cfg.MaxTTL)
 	}
 	m.DeliveryCount, m.LockToken, m.LockedUntil = 0, "", time.Time{}
-	if err := c.q.Enqueue(ctx, m, c.cfg.QueueLimit); err != nil {
-		return err
+	r := &sendReq{m: m, done: make(chan error, 1)}
+	if err := c.sends.Add(ctx, r); err != nil {
+		return nil, err
 	}
-	c.Kick(m.DeviceID)
-	return nil
+	// Once queued, the outcome comes even if ctx ends: the writer owns r
+	// until it answers, and a sender must not see a refusal for a stored
+	// message.
+	return func() error { return <-r.done }, nil
+}
+
+// sendReq is one message waiting for the group commit of Submit.
+type sendReq struct {
+	m    *C2DMessage
+	done chan error
+}
+
+// commitSends stores a batch of sends in one transaction and answers each.
+func (c *CloudToDevice) commitSends(batch []*sendReq) {
+	msgs := make([]*C2DMessage, len(batch))
+	for i, r := range batch {
+		msgs[i] = r.m
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	errs, err := c.q.EnqueueMany(ctx, msgs, c.cfg.QueueLimit)
+	cancel()
+	if err != nil {
+		c.cfg.Logger.Error("store C2D messages", "messages", len(msgs), "error", err)
+	}
+	for i, r := range batch {
+		e := err
+		if e == nil {
+			e = errs[i]
+		}
+		if e == nil {
+			c.Kick(r.m.DeviceID)
+		}
+		r.done <- e
+	}
 }
 
 // Receive locks the device's next message for an HTTPS device (nil when
@@ -163,13 +219,46 @@ func (c *CloudToDevice) Receive(ctx context.Context, deviceID string) (*C2DMessa
 
 // Complete settles a delivered message as done (an MQTT PUBACK, an HTTPS
 // DELETE). Returns 412002 DeviceMessageLockLost when the lock is gone.
+// Completions from many devices share one transaction (group commit).
 func (c *CloudToDevice) Complete(ctx context.Context, deviceID, lockToken string) error {
-	m, err := c.q.Remove(ctx, deviceID, lockToken, c.cfg.Now())
-	if err != nil {
+	r := &completeReq{key: LockKey{DeviceID: deviceID, Token: lockToken}, done: make(chan error, 1)}
+	if err := c.completes.Add(ctx, r); err != nil {
 		return err
 	}
-	c.feedback(ctx, FeedbackSuccess, m)
-	return nil
+	return <-r.done
+}
+
+// completeReq is one completion waiting for the group commit of Complete.
+type completeReq struct {
+	key  LockKey
+	done chan error
+}
+
+// commitCompletes removes a batch of completed messages in one transaction,
+// stores their Success feedback in another, and answers each.
+func (c *CloudToDevice) commitCompletes(batch []*completeReq) {
+	keys := make([]LockKey, len(batch))
+	for i, r := range batch {
+		keys[i] = r.key
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, errs, err := c.q.RemoveMany(ctx, keys, c.cfg.Now())
+	if err != nil {
+		c.cfg.Logger.Error("complete C2D messages", "messages", len(keys), "error", err)
+	}
+	var done []*C2DMessage
+	for i, r := range batch {
+		e := err
+		if e == nil {
+			e = errs[i]
+		}
+		if e == nil {
+			done = append(done, msgs[i])
+		}
+		r.done <- e
+	}
+	c.storeFeedback(ctx, FeedbackSuccess, done)
 }
 
 // Reject dead-letters a delivered message (HTTPS DELETE ?reject).
@@ -251,21 +340,86 @@ func (c *CloudToDevice) Feedback(ctx context.Context, f FeedbackFilter) ([]*Feed
 }
 
 func (c *CloudToDevice) feedback(ctx context.Context, status string, m *C2DMessage) {
-	if !m.Ack.wants(status) {
+	c.storeFeedback(ctx, status, []*C2DMessage{m})
+}
+
+// feedbackDescriptions are the hub's descriptions of the feedback codes.
+var feedbackDescriptions = map[string]string{
+	FeedbackSuccess:               "Success",
+	FeedbackExpired:               "Message Expired",
+	FeedbackDeliveryCountExceeded: "Message delivery count exceeded",
+	FeedbackRejected:              "Message rejected",
+	FeedbackPurged:                "Message purged",
+}
+
+// storeFeedback records status for the messages whose senders asked for it,
+// in one transaction, and wakes the feedback receivers.
+func (c *CloudToDevice) storeFeedback(ctx context.Context, status string, msgs []*C2DMessage) {
+	var fb []*Feedback
+	for _, m := range msgs {
+		if m.Ack.wants(status) {
+			fb = append(fb, &Feedback{OriginalMessageID: m.MessageID, DeviceID: m.DeviceID, DeviceGenerationID: m.GenerationID,
+				EnqueuedTime: c.cfg.Now(), StatusCode: status, Description: feedbackDescriptions[status]})
+		}
+	}
+	if len(fb) == 0 {
 		return
 	}
-	desc := map[string]string{
-		FeedbackSuccess:               "Success",
-		FeedbackExpired:               "Message Expired",
-		FeedbackDeliveryCountExceeded: "Message delivery count exceeded",
-		FeedbackRejected:              "Message rejected",
-		FeedbackPurged:                "Message purged",
-	}[status]
-	fb := &Feedback{OriginalMessageID: m.MessageID, DeviceID: m.DeviceID, DeviceGenerationID: m.GenerationID,
-		EnqueuedTime: c.cfg.Now(), StatusCode: status, Description: desc}
-	if err := c.q.AddFeedback(ctx, []*Feedback{fb}); err != nil {
-		c.cfg.Logger.Error("store C2D feedback", "device", m.DeviceID, "error", err)
+	if err := c.q.AddFeedback(ctx, fb); err != nil {
+		c.cfg.Logger.Error("store C2D feedback", "records", len(fb), "error", err)
+		return
 	}
+	c.signalFeedback()
+}
+
+func (c *CloudToDevice) signalFeedback() {
+	c.mu.Lock()
+	close(c.fbAdded)
+	c.fbAdded = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// FeedbackBatch is what the service-bound feedback receiver gets at once:
+// up to MaxFeedbackBatch records, locked under LockToken until settled.
+type FeedbackBatch struct {
+	LockToken string
+	Records   []*Feedback
+}
+
+// FeedbackAdded returns a channel that is closed when feedback records are
+// stored after the call; receivers wait on it instead of polling.
+func (c *CloudToDevice) FeedbackAdded() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fbAdded
+}
+
+// NextFeedback locks the oldest unsettled feedback records for a receiver
+// (nil when there are none). A batch not settled within the lock duration
+// becomes available again, as on the hub.
+func (c *CloudToDevice) NextFeedback(ctx context.Context) (*FeedbackBatch, error) {
+	now := c.cfg.Now()
+	token, fb, err := c.q.LockFeedback(ctx, now, now.Add(c.cfg.LockDuration), MaxFeedbackBatch)
+	if err != nil || len(fb) == 0 {
+		return nil, err
+	}
+	return &FeedbackBatch{LockToken: token, Records: fb}, nil
+}
+
+// CompleteFeedback removes a delivered batch from the queue (the receiver
+// accepted it, or rejected it, which the hub treats as dead-lettering).
+// Returns 412002 DeviceMessageLockLost when the lock is gone.
+func (c *CloudToDevice) CompleteFeedback(ctx context.Context, lockToken string) error {
+	return c.q.SettleFeedback(ctx, lockToken, c.cfg.Now(), true)
+}
+
+// AbandonFeedback makes a delivered batch's records available again at once.
+func (c *CloudToDevice) AbandonFeedback(ctx context.Context, lockToken string) error {
+	if err := c.q.SettleFeedback(ctx, lockToken, c.cfg.Now(), false); err != nil {
+		return err
+	}
+	c.signalFeedback()
+	return nil
 }
 
 // Kick asks the worker to push the device's deliverable messages, if it is
@@ -298,32 +452,44 @@ func (c *CloudToDevice) worker() {
 		devices := c.pending
 		c.pending = map[string]bool{}
 		c.mu.Unlock()
+		var ready []string
 		for d := range devices {
-			c.push(d)
+			if c.link.Ready(d) {
+				ready = append(ready, d)
+			}
+		}
+		for len(ready) > 0 {
+			n := min(len(ready), pushChunk)
+			c.push(ready[:n])
+			ready = ready[n:]
 		}
 	}
 }
 
-func (c *CloudToDevice) push(deviceID string) {
-	if !c.link.Ready(deviceID) {
-		return
-	}
+// pushChunk bounds the devices whose messages one transaction locks.
+const pushChunk = 256
+
+// push locks the deliverable messages of connected devices in one
+// transaction and delivers each device's in queue order.
+func (c *CloudToDevice) push(deviceIDs []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	now := c.cfg.Now()
-	msgs, err := c.q.Lock(ctx, deviceID, now, now.Add(c.cfg.LockDuration), c.cfg.QueueLimit)
+	locked, err := c.q.LockMany(ctx, deviceIDs, now, now.Add(c.cfg.LockDuration), c.cfg.QueueLimit)
 	if err != nil {
-		c.cfg.Logger.Error("lock C2D messages", "device", deviceID, "error", err)
+		c.cfg.Logger.Error("lock C2D messages", "devices", len(deviceIDs), "error", err)
 		return
 	}
-	for i, m := range msgs {
-		if err := c.link.Deliver(m); err != nil {
-			// The connection went away: give the rest back uncounted, they
-			// were never sent.
-			for _, r := range msgs[i:] {
-				_, _, _ = c.q.Unlock(ctx, deviceID, r.LockToken, c.cfg.Now(), false, c.cfg.MaxDeliveryCount)
+	for deviceID, msgs := range locked {
+		for i, m := range msgs {
+			if err := c.link.Deliver(m); err != nil {
+				// The connection went away: give the rest back uncounted,
+				// they were never sent.
+				for _, r := range msgs[i:] {
+					_, _, _ = c.q.Unlock(ctx, deviceID, r.LockToken, c.cfg.Now(), false, c.cfg.MaxDeliveryCount)
+				}
+				break
 			}
-			return
 		}
 	}
 }

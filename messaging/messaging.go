@@ -30,8 +30,11 @@ const (
 	// DefaultMaxDeliveryCount is how many deliveries a C2D message gets.
 	DefaultMaxDeliveryCount = 10
 	// DefaultLockDuration is how long a delivered C2D message stays invisible
-	// waiting for completion; the hub's value, not configurable there.
+	// waiting for completion; the hub's value, not configurable there. A
+	// delivered feedback batch is locked as long.
 	DefaultLockDuration = time.Minute
+	// MaxFeedbackBatch is the most feedback records one batch holds.
+	MaxFeedbackBatch = 64
 )
 
 // Message is a device-to-cloud message as the hub stores it. The named
@@ -182,6 +185,9 @@ type Feedback struct {
 	Description        string
 }
 
+// LockKey names a delivered message by its device and lock token.
+type LockKey struct{ DeviceID, Token string }
+
 // FeedbackFilter selects feedback records.
 type FeedbackFilter struct {
 	DeviceID string
@@ -193,16 +199,25 @@ type FeedbackFilter struct {
 // a lock token return 412002 DeviceMessageLockLost when the token does not
 // hold a live lock on a message of that device.
 type Queue interface {
-	// Enqueue appends m to its device's queue and fills SequenceNumber and
-	// GenerationID. Returns 404001 DeviceNotFound when the device does not
-	// exist, 403004 DeviceMaximumQueueDepthExceeded when it already has limit
-	// messages pending.
-	Enqueue(ctx context.Context, m *C2DMessage, limit int) error
+	// EnqueueMany appends msgs, in order, to their devices' queues in one
+	// transaction and fills each one's SequenceNumber and GenerationID.
+	// errs[i] refuses msgs[i] alone: 404001 DeviceNotFound when its device
+	// does not exist, 403004 DeviceMaximumQueueDepthExceeded when the device
+	// already has limit messages pending (counting those stored before it in
+	// msgs). err fails the whole batch: nothing is stored.
+	EnqueueMany(ctx context.Context, msgs []*C2DMessage, limit int) (errs []error, err error)
 	// Lock locks up to n of the device's deliverable messages (unlocked,
 	// unexpired) in sequence order until until, each with a fresh token.
 	Lock(ctx context.Context, deviceID string, now, until time.Time, n int) ([]*C2DMessage, error)
+	// LockMany is Lock for several devices in one transaction; devices with
+	// nothing deliverable are absent from the result.
+	LockMany(ctx context.Context, deviceIDs []string, now, until time.Time, n int) (map[string][]*C2DMessage, error)
 	// Remove deletes the message locked by token (complete, reject).
 	Remove(ctx context.Context, deviceID, token string, now time.Time) (*C2DMessage, error)
+	// RemoveMany is Remove for several locks in one transaction: msgs[i] is
+	// what keys[i] removed, or errs[i] says why not (412002); err fails the
+	// whole batch.
+	RemoveMany(ctx context.Context, keys []LockKey, now time.Time) (msgs []*C2DMessage, errs []error, err error)
 	// Unlock ends the lock held by token and, with count, counts a delivery;
 	// a message whose count reaches maxDelivery is deleted and returned with
 	// dead set.
@@ -220,6 +235,15 @@ type Queue interface {
 	ReleaseAll(ctx context.Context) error
 	// AddFeedback stores records, filling their Sequence.
 	AddFeedback(ctx context.Context, fb []*Feedback) error
-	// Feedback lists records in ascending order.
+	// Feedback lists records in ascending order, settled or not.
 	Feedback(ctx context.Context, f FeedbackFilter) ([]*Feedback, error)
+	// LockFeedback locks up to n unsettled records that no live lock holds,
+	// oldest first, under one fresh token until until. It returns no token
+	// and no records when none is available.
+	LockFeedback(ctx context.Context, now, until time.Time, n int) (token string, fb []*Feedback, err error)
+	// SettleFeedback ends the lock held by token: with remove the records
+	// leave the queue (Feedback still lists them), without they become
+	// available again. Returns 412002 DeviceMessageLockLost when token holds
+	// no live lock.
+	SettleFeedback(ctx context.Context, token string, now time.Time, remove bool) error
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -380,34 +381,74 @@ func queryC2D(ctx context.Context, q interface {
 	return out, rows.Err()
 }
 
-func (s *C2DQueue) Enqueue(ctx context.Context, m *messaging.C2DMessage, limit int) error {
-	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, `SELECT generation_id FROM identities WHERE device_id = ? AND module_id = ''`, m.DeviceID).Scan(&m.GenerationID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return iothub.Errorf(iothub.DeviceNotFound, "Device %s not registered", m.DeviceID)
-		}
+func (s *C2DQueue) EnqueueMany(ctx context.Context, msgs []*messaging.C2DMessage, limit int) ([]error, error) {
+	errs := make([]error, len(msgs))
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		gen, err := tx.PrepareContext(ctx, `SELECT generation_id FROM identities WHERE device_id = ? AND module_id = ''`)
 		if err != nil {
 			return err
 		}
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM c2d_messages WHERE device_id = ?`, m.DeviceID).Scan(&n); err != nil {
-			return err
-		}
-		if n >= limit {
-			return iothub.Errorf(iothub.DeviceMaximumQueueDepthExceeded, "Maximum queue depth of %d exceeded for device %s.", limit, m.DeviceID)
-		}
-		p, err := json.Marshal(c2dProps{To: m.To, Cid: m.CorrelationID, Uid: m.UserID, Ct: m.ContentType, Ce: m.ContentEncoding, App: m.Properties})
+		defer gen.Close()
+		count, err := tx.PrepareContext(ctx, `SELECT COUNT(*) FROM c2d_messages WHERE device_id = ?`)
 		if err != nil {
 			return err
 		}
-		body := m.Body
-		if body == nil {
-			body = []byte{}
+		defer count.Close()
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO c2d_messages (device_id, generation_id, message_id, enqueued_ms, expiry_ms, ack, props, body)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`)
+		if err != nil {
+			return err
 		}
-		return tx.QueryRowContext(ctx, `INSERT INTO c2d_messages (device_id, generation_id, message_id, enqueued_ms, expiry_ms, ack, props, body)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`, m.DeviceID, m.GenerationID, m.MessageID, m.EnqueuedTime.UnixMilli(),
-			m.ExpiryTime.UnixMilli(), string(m.Ack), p, body).Scan(&m.SequenceNumber)
+		defer ins.Close()
+		type device struct {
+			gen     string
+			pending int
+			missing bool
+		}
+		devices := map[string]*device{}
+		for i, m := range msgs {
+			d := devices[m.DeviceID]
+			if d == nil {
+				d = &device{}
+				devices[m.DeviceID] = d
+				err := gen.QueryRowContext(ctx, m.DeviceID).Scan(&d.gen)
+				if errors.Is(err, sql.ErrNoRows) {
+					d.missing = true
+				} else if err != nil {
+					return err
+				} else if err := count.QueryRowContext(ctx, m.DeviceID).Scan(&d.pending); err != nil {
+					return err
+				}
+			}
+			if d.missing {
+				errs[i] = iothub.Errorf(iothub.DeviceNotFound, "Device %s not registered", m.DeviceID)
+				continue
+			}
+			if d.pending >= limit {
+				errs[i] = iothub.Errorf(iothub.DeviceMaximumQueueDepthExceeded, "Maximum queue depth of %d exceeded for device %s.", limit, m.DeviceID)
+				continue
+			}
+			p, err := json.Marshal(c2dProps{To: m.To, Cid: m.CorrelationID, Uid: m.UserID, Ct: m.ContentType, Ce: m.ContentEncoding, App: m.Properties})
+			if err != nil {
+				return err
+			}
+			body := m.Body
+			if body == nil {
+				body = []byte{}
+			}
+			m.GenerationID = d.gen
+			if err := ins.QueryRowContext(ctx, m.DeviceID, m.GenerationID, m.MessageID, m.EnqueuedTime.UnixMilli(),
+				m.ExpiryTime.UnixMilli(), string(m.Ack), p, body).Scan(&m.SequenceNumber); err != nil {
+				return err
+			}
+			d.pending++
+		}
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return errs, nil
 }
 
 func (s *C2DQueue) Lock(ctx context.Context, deviceID string, now, until time.Time, n int) ([]*messaging.C2DMessage, error) {
@@ -429,6 +470,77 @@ func (s *C2DQueue) Lock(ctx context.Context, deviceID string, now, until time.Ti
 		return nil
 	})
 	return out, err
+}
+
+func (s *C2DQueue) LockMany(ctx context.Context, deviceIDs []string, now, until time.Time, n int) (map[string][]*messaging.C2DMessage, error) {
+	out := map[string][]*messaging.C2DMessage{}
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		clear(out)
+		sel, err := tx.PrepareContext(ctx, `SELECT `+c2dColumns+` FROM c2d_messages
+			WHERE device_id = ? AND lock_token IS NULL AND expiry_ms > ? ORDER BY seq LIMIT ?`)
+		if err != nil {
+			return err
+		}
+		defer sel.Close()
+		upd, err := tx.PrepareContext(ctx, `UPDATE c2d_messages SET lock_token = ?, lock_until_ms = ? WHERE seq = ?`)
+		if err != nil {
+			return err
+		}
+		defer upd.Close()
+		for _, d := range deviceIDs {
+			msgs, err := queryC2D(ctx, stmtQuerier{sel}, "", d, now.UnixMilli(), n)
+			if err != nil {
+				return err
+			}
+			for _, m := range msgs {
+				m.LockToken, m.LockedUntil = uuid.NewString(), until.UTC().Truncate(time.Millisecond)
+				if _, err := upd.ExecContext(ctx, m.LockToken, until.UnixMilli(), m.SequenceNumber); err != nil {
+					return err
+				}
+			}
+			if len(msgs) > 0 {
+				out[d] = msgs
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// stmtQuerier lets queryC2D run a prepared statement (the query text is
+// the statement's own).
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (q stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return q.st.QueryContext(ctx, args...)
+}
+
+func (s *C2DQueue) RemoveMany(ctx context.Context, keys []messaging.LockKey, now time.Time) ([]*messaging.C2DMessage, []error, error) {
+	msgs := make([]*messaging.C2DMessage, len(keys))
+	errs := make([]error, len(keys))
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		del, err := tx.PrepareContext(ctx, `DELETE FROM c2d_messages WHERE lock_token = ? AND device_id = ? AND lock_until_ms > ? RETURNING `+c2dColumns)
+		if err != nil {
+			return err
+		}
+		defer del.Close()
+		for i, k := range keys {
+			m, err := scanC2D(del.QueryRowContext(ctx, k.Token, k.DeviceID, now.UnixMilli()))
+			if errors.Is(err, sql.ErrNoRows) {
+				errs[i] = lockLost(k.Token)
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			msgs[i] = m
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return msgs, errs, nil
 }
 
 func lockLost(token string) error {
@@ -581,6 +693,10 @@ func (s *C2DQueue) Feedback(ctx context.Context, f messaging.FeedbackFilter) ([]
 		return nil, err
 	}
 	defer rows.Close()
+	return scanFeedback(rows)
+}
+
+func scanFeedback(rows *sql.Rows) ([]*messaging.Feedback, error) {
 	out := []*messaging.Feedback{}
 	for rows.Next() {
 		var fb messaging.Feedback
@@ -592,4 +708,44 @@ func (s *C2DQueue) Feedback(ctx context.Context, f messaging.FeedbackFilter) ([]
 		out = append(out, &fb)
 	}
 	return out, rows.Err()
+}
+
+func (s *C2DQueue) LockFeedback(ctx context.Context, now, until time.Time, n int) (string, []*messaging.Feedback, error) {
+	token := uuid.NewString()
+	var out []*messaging.Feedback
+	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `UPDATE c2d_feedback SET lock_token = ?, lock_until_ms = ?
+			WHERE seq IN (SELECT seq FROM c2d_feedback WHERE settled = 0 AND (lock_token IS NULL OR lock_until_ms <= ?) ORDER BY seq LIMIT ?)
+			RETURNING seq, original_message_id, device_id, device_generation_id, enqueued_ms, status_code, description`,
+			token, until.UnixMilli(), now.UnixMilli(), n)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out, err = scanFeedback(rows)
+		return err
+	})
+	if err != nil || len(out) == 0 {
+		return "", nil, err
+	}
+	// RETURNING gives no order guarantee.
+	sort.Slice(out, func(i, j int) bool { return out[i].Sequence < out[j].Sequence })
+	return token, out, nil
+}
+
+func (s *C2DQueue) SettleFeedback(ctx context.Context, token string, now time.Time, remove bool) error {
+	q := `UPDATE c2d_feedback SET lock_token = NULL, lock_until_ms = NULL WHERE lock_token = ? AND lock_until_ms > ?`
+	if remove {
+		q = `UPDATE c2d_feedback SET settled = 1, lock_token = NULL, lock_until_ms = NULL WHERE lock_token = ? AND lock_until_ms > ?`
+	}
+	res, err := s.DB.Writer().ExecContext(ctx, q, token, now.UnixMilli())
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return err
+	} else if n == 0 {
+		return iothub.Errorf(iothub.DeviceMessageLockLost, "Feedback lock %s is lost or expired.", token)
+	}
+	return nil
 }

@@ -42,6 +42,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type options struct {
 	bind                                     string
 	mqttsPort, httpsPort, mqttPort, httpPort int
+	amqpsPort                                int
 	hostname, dataDir                        string
 	inMemory                                 bool
 	tlsCert, tlsKey                          string
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.httpsPort, "https-port", port(def.HTTPSAddr), "HTTPS port: service REST API and MQTT over WebSockets (0 disables)")
 	fs.IntVar(&o.mqttPort, "mqtt-port", port(def.MQTTAddr), "plain MQTT port for raw clients (0 disables)")
 	fs.IntVar(&o.httpPort, "http-port", port(def.HTTPAddr), "plain HTTP port for curl and scripts (0 disables)")
+	fs.IntVar(&o.amqpsPort, "amqps-port", port(def.AMQPSAddr), "AMQP over TLS port: service-side C2D send and feedback (0 disables)")
 	fs.StringVar(&o.hostname, "hostname", def.Hostname, "the hub's host name, used in certificates, SAS resource URIs and connection strings")
 	fs.StringVar(&o.dataDir, "data-dir", def.DataDir, "directory for the database and generated certificates")
 	fs.BoolVar(&o.inMemory, "in-memory", def.InMemory, "keep nothing on disk (for tests)")
@@ -142,6 +144,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 	return hub.Config{
 		Hostname:  o.hostname,
 		MQTTSAddr: addr(o.mqttsPort), HTTPSAddr: addr(o.httpsPort), MQTTAddr: addr(o.mqttPort), HTTPAddr: addr(o.httpPort),
+		AMQPSAddr:     addr(o.amqpsPort),
 		FallbackPorts: hub.DefaultConfig().FallbackPorts,
 		DataDir:       o.dataDir, InMemory: o.inMemory,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
@@ -218,7 +221,8 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	fmt.Fprintf(w, "IoT Hub emulator ready in %s\n", took.Round(time.Millisecond))
 	for _, l := range []struct{ name, what string }{
 		{"mqtts", "MQTT over TLS (devices)"},
-		{"https", "HTTPS: REST API, MQTT over WebSockets at /$iothub/websocket"},
+		{"https", "HTTPS: REST API, MQTT and AMQP over WebSockets at /$iothub/websocket"},
+		{"amqps", "AMQP over TLS (service: C2D send, feedback)"},
 		{"mqtt", "MQTT, no TLS"},
 		{"http", "HTTP: REST API, no TLS"},
 	} {

@@ -66,9 +66,9 @@ start_emulator() {
   echo "== building the emulator"
   (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
 
-  echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 1883, 8080"
+  echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 5671 (AMQP/TLS), 1883, 8080"
   "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost \
-    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 "$@" >"$LOG" 2>&1 &
+    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 --amqps-port 5671 "$@" >"$LOG" 2>&1 &
   EMU_PID=$!
 
   deadline=$((SECONDS + HEALTH_TIMEOUT))
@@ -85,7 +85,7 @@ start_emulator() {
   done
 
   # The SDKs cannot follow a listener that fell back to another port.
-  for addr in 127.0.0.1:8883 127.0.0.1:443; do
+  for addr in 127.0.0.1:8883 127.0.0.1:443 127.0.0.1:5671; do
     grep -q " $addr " "$LOG" || { echo "$(basename "$0"): the emulator is not listening on $addr (see its banner)" >&2; exit 1; }
   done
 

@@ -6,6 +6,7 @@
 #   e2e/sdk/run.sh              both suites, then the tutorials
 #   e2e/sdk/run.sh node         only the Node suite (azure-iot-device, azure-iothub)
 #   e2e/sdk/run.sh python       only the Python suite (azure-iot-device, azure-iot-hub)
+#   e2e/sdk/run.sh go           only the Go suite (amenzhinsky/iothub, a module of its own)
 #   e2e/sdk/run.sh tutorial     only the tutorials (e2e/sdk/tutorial.sh)
 #   e2e/sdk/run.sh dashboard    only the dashboard in headless Chromium
 #                               (installs Debian's chromium with apt-get when
@@ -30,12 +31,12 @@ SUITE_TIMEOUT=${SUITE_TIMEOUT:-300}    # seconds per suite, a hard stop against 
 
 suites=()
 tutorial=""
-[ $# -gt 0 ] || set -- node python dashboard tutorial
+[ $# -gt 0 ] || set -- node python go dashboard tutorial
 for s in "$@"; do
   case "$s" in
-    node|python|dashboard) suites+=("$s") ;;
+    node|python|go|dashboard) suites+=("$s") ;;
     tutorial) tutorial=1 ;;
-    *) echo "run.sh: unknown suite '$s' (node, python, dashboard or tutorial)" >&2; exit 2 ;;
+    *) echo "run.sh: unknown suite '$s' (node, python, go, dashboard or tutorial)" >&2; exit 2 ;;
   esac
 done
 if [ ${#suites[@]} -eq 0 ]; then
@@ -63,6 +64,7 @@ trap 'exit 130' INT TERM
 
 prepare_node() { prepare_node_dir "$HERE/node"; }
 prepare_python() { prepare_venv "$HERE/python/requirements.txt" "$HERE/python/.venv"; }
+prepare_go() { (cd "$HERE/go" && timeout "$INSTALL_TIMEOUT" go mod download); }
 prepare_dashboard() {
   if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
     echo "== apt-get install chromium chromium-driver"
@@ -87,6 +89,11 @@ run_node() {
   local dir="$HERE/node"
   echo "== node --test ($(node --version))"
   (cd "$dir" && timeout "$SUITE_TIMEOUT" node --test --test-concurrency=1 --test-timeout=120000)
+}
+
+run_go() {
+  echo "== go test e2e/sdk/go ($(go version | cut -d' ' -f3))"
+  (cd "$HERE/go" && timeout "$SUITE_TIMEOUT" go test -count=1 ./...)
 }
 
 run_dashboard() {

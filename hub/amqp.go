@@ -1,0 +1,29 @@
+package hub
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/iothub-emulator/iothub-emulator/amqphub"
+)
+
+// newAMQP builds the service-side AMQP endpoint (C2D send, feedback, file
+// notifications) on the C2D queue, file upload and the SAS policies.
+func (h *Hub) newAMQP(context.Context) (err error) {
+	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload}, amqphub.Config{Hostname: h.cfg.Hostname, Now: h.now, Logger: h.log})
+	return err
+}
+
+// webSocketHandler serves /$iothub/websocket: upgrades asking for the
+// AMQPWSB10 subprotocol go to AMQP, every other one to the MQTT broker,
+// before the broker sees them.
+func (h *Hub) webSocketHandler() http.Handler {
+	mqtt, amqp := h.broker.WebSocketHandler(), h.amqp.WebSocketHandler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if amqphub.IsAMQP(r) {
+			amqp.ServeHTTP(w, r)
+			return
+		}
+		mqtt.ServeHTTP(w, r)
+	})
+}
