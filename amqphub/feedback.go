@@ -44,6 +44,10 @@ func (cs *connState) serveFeedback(l *amqp.Link) {
 			continue
 		}
 		outcome, err := cs.sendFeedback(l, batch)
+		if err != nil {
+			// No outcome: the batch is abandoned below and goes out again.
+			cs.srv.log.Debug("send C2D feedback", "error", err)
+		}
 		switch outcome.(type) {
 		case *amqp.Accepted, *amqp.Rejected:
 			err = c2d.CompleteFeedback(context.Background(), batch.LockToken)

@@ -3,11 +3,8 @@ package broker
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"strconv"
 	"strings"
@@ -152,51 +149,20 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) 
 	return dev, nil
 }
 
-// verifyCertificate checks an X.509 device's TLS client certificate: by
-// thumbprint for selfSigned, by chain to a registered CA (with the device id
-// as subject CN) for certificateAuthority.
+// verifyCertificate checks an X.509 device's TLS client certificate, from
+// a direct TLS connection or the HTTPS connection a WebSocket came over.
 func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
-	tc, ok := cl.Net.Conn.(*tls.Conn)
-	if !ok {
-		return refusal("no password and no TLS client certificate")
+	var chain []*x509.Certificate
+	switch c := cl.Net.Conn.(type) {
+	case *tls.Conn:
+		chain = c.ConnectionState().PeerCertificates
+	case *wsConn:
+		chain = c.peerCerts
 	}
-	certs := tc.ConnectionState().PeerCertificates
-	if len(certs) == 0 {
-		return refusal("no password and no TLS client certificate")
+	if err := registry.VerifyCertificate(id, chain, h.b.cfg.DeviceCAs); err != nil {
+		return refusal("%v", err)
 	}
-	leaf := certs[0]
-	switch id.Auth.Type {
-	case registry.AuthSelfSigned:
-		s1 := sha1.Sum(leaf.Raw)
-		s256 := sha256.Sum256(leaf.Raw)
-		for _, tp := range []string{id.Auth.PrimaryThumbprint, id.Auth.SecondaryThumbprint} {
-			if tp != "" && (strings.EqualFold(tp, hex.EncodeToString(s1[:])) || strings.EqualFold(tp, hex.EncodeToString(s256[:]))) {
-				return nil
-			}
-		}
-		return refusal("certificate thumbprint does not match the device's")
-	case registry.AuthCertificateAuthority:
-		if h.b.cfg.DeviceCAs == nil {
-			return refusal("no device CA is registered (--device-ca)")
-		}
-		inter := x509.NewCertPool()
-		for _, c := range certs[1:] {
-			inter.AddCert(c)
-		}
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: h.b.cfg.DeviceCAs, Intermediates: inter,
-			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageAny}}); err != nil {
-			return refusal("certificate chain: %v", err)
-		}
-		want := id.DeviceID
-		if id.ModuleID != "" {
-			want += "/" + id.ModuleID
-		}
-		if leaf.Subject.CommonName != want {
-			return refusal("certificate CN %q is not %q", leaf.Subject.CommonName, want)
-		}
-		return nil
-	}
-	return refusal("authentication type %q needs a SAS token", id.Auth.Type)
+	return nil
 }
 
 // OnConnectAuthenticate accepts what OnConnect already authenticated.

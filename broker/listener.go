@@ -2,6 +2,7 @@ package broker
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -157,7 +158,13 @@ func (l *wsListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer c.Close()
 	// mochi replaces this deadline with the keep-alive's after CONNECT.
 	_ = c.SetReadDeadline(time.Now().Add(l.connectTimeout))
-	_ = establish(l.id, &wsConn{Conn: c.UnderlyingConn(), ws: c, writeTimeout: l.writeTimeout})
+	conn := &wsConn{Conn: c.UnderlyingConn(), ws: c, writeTimeout: l.writeTimeout}
+	if r.TLS != nil {
+		// X.509 devices authenticate with the certificate they gave the
+		// HTTPS listener, as on the hub.
+		conn.peerCerts = r.TLS.PeerCertificates
+	}
+	_ = establish(l.id, conn)
 }
 
 // wsConn presents a WebSocket as a net.Conn carrying binary frames.
@@ -165,6 +172,7 @@ type wsConn struct {
 	net.Conn
 	ws           *websocket.Conn
 	writeTimeout time.Duration
+	peerCerts    []*x509.Certificate // the TLS client certificates, if any
 	r            interface{ Read([]byte) (int, error) }
 	wm           sync.Mutex
 }

@@ -354,7 +354,3 @@ type Twins interface {
 func FormatETag(counter int64) string {
 	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(counter, 10)))
 }
-
-// MatchETag reports whether an If-Match value admits etag (twins' rule: "",
-// "*", quotes and W/ are ignored).
-func MatchETag(ifMatch, etag string) bool { return twins.MatchETag(ifMatch, etag) }

@@ -160,7 +160,7 @@ func TestFormatETag(t *testing.T) {
 	if got := FormatETag(1); got != "MQ==" {
 		t.Fatalf("FormatETag(1) = %q", got)
 	}
-	if !MatchETag(`"MQ=="`, FormatETag(1)) || MatchETag("Mg==", FormatETag(1)) || !MatchETag("*", "x") {
+	if !iothub.MatchETag(`"MQ=="`, FormatETag(1)) || iothub.MatchETag("Mg==", FormatETag(1)) || !iothub.MatchETag("*", "x") {
 		t.Fatal("MatchETag")
 	}
 }

@@ -184,7 +184,7 @@ func (s *Service) Put(ctx context.Context, c *Configuration, ifMatch string) (ou
 		return c, true, nil
 	}
 	out, err = s.d.Store.Update(ctx, c.ID, func(old *Configuration) error {
-		if !MatchETag(ifMatch, FormatETag(old.ETag)) {
+		if !iothub.MatchETag(ifMatch, FormatETag(old.ETag)) {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		if !sameContent(old.Content, c.Content) {
@@ -219,7 +219,7 @@ func (s *Service) Delete(ctx context.Context, id, ifMatch string) error {
 	if err != nil {
 		return err
 	}
-	if !MatchETag(ifMatch, FormatETag(c.ETag)) {
+	if !iothub.MatchETag(ifMatch, FormatETag(c.ETag)) {
 		return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 	}
 	applied, err := s.d.Store.Applied(ctx)

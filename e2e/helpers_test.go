@@ -21,13 +21,12 @@ type mqttConn struct {
 }
 
 type connOpts struct {
-	tls       bool   // over the 8883-style TLS listener (default: plain 1883)
-	ws        bool   // over wss://…/$iothub/websocket
-	clean     bool   // clean session (the SDKs use false)
-	password  string // overrides the device token
-	username  string // overrides the username
-	clientID  string // overrides the client id
-	noConnect bool
+	tls      bool   // over the 8883-style TLS listener (default: plain 1883)
+	ws       bool   // over wss://…/$iothub/websocket
+	clean    bool   // clean session (the SDKs use false)
+	password string // overrides the device token
+	username string // overrides the username
+	clientID string // overrides the client id
 }
 
 // dial connects a device and returns the client and the CONNACK error.
@@ -133,7 +132,7 @@ func (c *mqttConn) publish(t *testing.T, topic string, qos byte, payload string)
 func (c *mqttConn) waitFor(t *testing.T, prefix string) paho.Message {
 	t.Helper()
 	var found paho.Message
-	checkFor(t, 10*time.Second, func() error {
+	checkFor(t, 30*time.Second, func() error {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, m := range c.received {

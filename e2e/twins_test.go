@@ -119,15 +119,21 @@ func TestTwin_DesiredNotificationFromREST(t *testing.T) {
 	}
 	// A tags-only change notifies nobody, and dev2 never hears of dev1.
 	h.Do(t, http.MethodPatch, "/twins/dev1", `{"tags":{"floor":3}}`)
-	time.Sleep(50 * time.Millisecond) // give a wrong notification the chance to arrive
+	// Sentinels instead of a sleep: each device's own next notification
+	// arrives after anything sent to its connection before it, so once it
+	// is in, a wrong notification would be in too.
+	h.Do(t, http.MethodPatch, "/twins/dev1", `{"properties":{"desired":{"sentinel":1}}}`)
+	h.Do(t, http.MethodPatch, "/twins/dev2", `{"properties":{"desired":{"sentinel":1}}}`)
+	c.waitFor(t, "$iothub/twin/PATCH/properties/desired/?$version=3")
+	c2.waitFor(t, "$iothub/twin/PATCH/properties/desired/?$version=2")
 	c2.mu.Lock()
-	n2 := len(c2.received)
+	n2 := len(c2.received) - 1 // less its own sentinel
 	c2.mu.Unlock()
 	if n2 != 0 {
 		t.Errorf("dev2 received %d messages meant for dev1", n2)
 	}
 	c.mu.Lock()
-	n := len(c.received)
+	n := len(c.received) - 1 // less the sentinel
 	c.mu.Unlock()
 	if n != 1 {
 		t.Errorf("dev1 received %d notifications, want 1 (tags changes do not notify)", n)

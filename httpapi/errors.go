@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -42,7 +43,8 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	var body any
 	if methodErrorCodes[code] {
 		info := map[string]any{}
-		if e, ok := err.(*iothub.Error); ok && e.Info != nil {
+		var e *iothub.Error
+		if errors.As(err, &e) && e.Info != nil {
 			info = e.Info
 		}
 		inner, _ := json.Marshal(map[string]any{

@@ -79,11 +79,12 @@ func (req *jobRequest) toJob() (*jobs.Job, error) {
 		if err != nil {
 			return nil, err
 		}
-		var etag struct {
-			ETag string `json:"etag"`
+		var ids struct {
+			DeviceID string `json:"deviceId"`
+			ETag     string `json:"etag"`
 		}
-		_ = json.Unmarshal(req.UpdateTwin, &etag)
-		j.UpdateTwin = &jobs.TwinPatch{ETag: etag.ETag, Tags: p.Tags, Desired: p.Desired}
+		_ = json.Unmarshal(req.UpdateTwin, &ids)
+		j.UpdateTwin = &jobs.TwinPatch{DeviceID: ids.DeviceID, ETag: ids.ETag, Tags: p.Tags, Desired: p.Desired}
 	}
 	return j, nil
 }
@@ -111,7 +112,11 @@ func jobResponse(j *jobs.Job) wire.Object {
 		}})
 	}
 	if t := j.UpdateTwin; t != nil {
-		ut := wire.Object{{Key: "deviceId", Value: nil}, {Key: "etag", Value: t.ETag}}
+		var deviceID any // null when the request named none, as the hub shows it
+		if t.DeviceID != "" {
+			deviceID = t.DeviceID
+		}
+		ut := wire.Object{{Key: "deviceId", Value: deviceID}, {Key: "etag", Value: t.ETag}}
 		if t.Tags != nil {
 			ut = append(ut, wire.Member{Key: "tags", Value: t.Tags})
 		}

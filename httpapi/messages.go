@@ -55,12 +55,7 @@ func (s *Server) device(h deviceHandler) http.Handler {
 			}
 			return
 		}
-		tok := r.Header.Get("Authorization")
-		if tok == "" {
-			s.writeError(w, r, iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized: no Authorization header"))
-			return
-		}
-		if err := s.Auth.Device(tok, deviceID, moduleID, id.Auth.PrimaryKey, id.Auth.SecondaryKey); err != nil {
+		if err := s.authenticateDevice(r, id); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -73,6 +68,22 @@ func (s *Server) device(h deviceHandler) http.Handler {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// authenticateDevice accepts a SAS token in Authorization, or, without one,
+// the X.509 client certificate the device gave the HTTPS listener (the hub
+// accepts both on its device API).
+func (s *Server) authenticateDevice(r *http.Request, id *registry.Identity) error {
+	if tok := r.Header.Get("Authorization"); tok != "" {
+		return s.Auth.Device(tok, id.DeviceID, id.ModuleID, id.Auth.PrimaryKey, id.Auth.SecondaryKey)
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized: no Authorization header and no client certificate")
+	}
+	if err := registry.VerifyCertificate(id, r.TLS.PeerCertificates, s.cfg.DeviceCAs); err != nil {
+		return iothub.Wrap(iothub.IotHubUnauthorizedAccess, err, "Unauthorized: the client certificate does not authenticate the device")
+	}
+	return nil
 }
 
 // batchContentType marks a batch of messages in one POST (digest §3.13).
@@ -432,8 +443,11 @@ func (s *Server) streamMessages(w http.ResponseWriter, r *http.Request) error {
 	}
 	sub := s.Telemetry.Subscribe(f)
 	defer func() { sub.Cancel() }()
+	// The response has begun: an error can only end the stream, and is
+	// logged (a reader that went away shows up here too).
 	if f.From > 0 {
 		if err := replay(f.From); err != nil {
+			s.log.Warn("telemetry stream: replay failed", "from", f.From, "error", err)
 			return nil
 		}
 	}
@@ -449,6 +463,7 @@ func (s *Server) streamMessages(w http.ResponseWriter, r *http.Request) error {
 				// Too slow for the live feed: catch up from the log.
 				sub = s.Telemetry.Subscribe(f)
 				if err := replay(last + 1); err != nil {
+					s.log.Warn("telemetry stream: catching up after lagging failed", "from", last+1, "error", err)
 					return nil
 				}
 				continue

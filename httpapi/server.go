@@ -6,6 +6,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -78,6 +79,9 @@ type Config struct {
 	Unavailable func(error) bool
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
+	// DeviceCAs verify certificateAuthority devices' client certificates
+	// on the device API; nil when none is registered (--device-ca).
+	DeviceCAs *x509.CertPool
 	// DPSServiceConnectionString and DPSGlobalEndpoint are reported by
 	// GET /_emulator/dps.
 	DPSServiceConnectionString, DPSGlobalEndpoint string
@@ -129,7 +133,7 @@ func (s *Server) router() http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
 	})
-	return s.logRequests(r)
+	return s.logRequests(methodOverride(r))
 }
 
 type handlerFunc = func(w http.ResponseWriter, r *http.Request) error

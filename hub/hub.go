@@ -122,6 +122,8 @@ func DefaultConfig() Config {
 		MaxActiveJobs: jobs.DefaultMaxActive,
 		JobRetention:  jobs.DefaultRetention,
 
+		DPSIDScope: provisioning.DefaultIDScope,
+
 		MessageRetentionCount: 100000,
 		MessageRetentionAge:   24 * time.Hour,
 	}
@@ -259,18 +261,20 @@ func (h *Hub) openDatabase(ctx context.Context) error {
 		dbPath = filepath.Join(h.cfg.DataDir, "iothub.db")
 	}
 	var err error
-	if h.db, err = sqlite.Open(ctx, dbPath); err != nil {
+	if h.db, err = sqlite.Open(ctx, dbPath, sqlite.WithClock(h.now)); err != nil {
 		return fmt.Errorf("open the database: %w", err)
 	}
 	h.stores = stores{
 		registry: &sqlite.RegistryStore{DB: h.db},
 		twins:    sqlite.NewTwinStore(h.db),
 		sessions: &sqlite.SessionStore{DB: h.db},
-		messages: &sqlite.MessageLog{DB: h.db},
 		c2d:      &sqlite.C2DQueue{DB: h.db},
 		jobs:     &sqlite.JobStore{DB: h.db},
 		selector: sqlite.Selector{DB: h.db},
 		query:    &sqlite.QueryStore{DB: h.db},
+	}
+	if h.stores.messages, err = sqlite.NewMessageLog(ctx, h.db); err != nil {
+		return err
 	}
 	// No connection survives a restart: nobody is connected, and locks
 	// held on C2D messages are released.
@@ -373,7 +377,7 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 		Provisioning: h.Provisioning, ProvisioningAuth: h.dpsAuth,
 		Simulations: h.Simulator, Connections: h.directory,
-	}, httpapi.Config{CACert: h.caPEM, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+	}, httpapi.Config{CACert: h.caPEM, DeviceCAs: h.deviceCAs, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
 		Logger:                     h.log.With("component", "http"),
 		DPSServiceConnectionString: h.DPSServiceConnectionString(), DPSGlobalEndpoint: h.cfg.Hostname})
 	return err
@@ -384,12 +388,13 @@ func (h *Hub) bindListeners(context.Context) error {
 		MinVersion:   tls.VersionTLS12, // the Python device SDK speaks exactly TLS 1.2
 		Certificates: []tls.Certificate{h.certs.server},
 		NextProtos:   []string{"http/1.1"},
+		// Client certificates are requested, never required, on every TLS
+		// listener: X.509 devices use them on MQTT, MQTT over WebSockets
+		// and the device HTTPS API, checked by identity (registry.VerifyCertificate).
+		ClientAuth: tls.RequestClientCert,
 	}
 	mqttTLS := serverTLS.Clone()
 	mqttTLS.NextProtos = nil
-	// Client certificates are requested, never required, so SAS devices
-	// connect as before; X.509 devices are checked in the broker's hook.
-	mqttTLS.ClientAuth = tls.RequestClientCert
 	amqpTLS := serverTLS.Clone()
 	amqpTLS.NextProtos = nil
 
@@ -566,6 +571,9 @@ func (h *Hub) close() error {
 	}
 	if h.Configurations != nil {
 		_ = h.Configurations.Close()
+	}
+	if h.Provisioning != nil {
+		_ = h.Provisioning.Close() // DPS requests still arriving get 503
 	}
 	if h.broker != nil {
 		_ = h.broker.Close()

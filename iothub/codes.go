@@ -1,7 +1,8 @@
 package iothub
 
 // The hub's error codes that the emulator produces. Names and numbers follow
-// the C# SDK's ErrorCode enum and the troubleshooting doc (digest §7.2).
+// the C# SDK's ErrorCode enum and the hub's troubleshooting doc; codes_test.go
+// records which of the two vouches for each (docs/compatibility.md lists them).
 const (
 	InvalidProtocolVersion                    Code = 400001
 	InvalidOperation                          Code = 400003
@@ -15,12 +16,11 @@ const (
 	InvalidConfigurationContent               Code = 400402
 	CannotModifyImmutableConfigurationContent Code = 400403
 	InvalidConfigurationCustomMetricsQuery    Code = 400404
-	GenericBadRequest                         Code = 400020
+	GenericBadRequest                         Code = 400000 // 400020 is IotHubSuspended
 	ConnectionForcefullyClosedOnNewConnection Code = 400027
 	IotHubUnauthorizedAccess                  Code = 401002
 	IotHubUnauthorized                        Code = 401003
 	IotHubQuotaExceeded                       Code = 403002
-	JobQuotaExceeded                          Code = 403003
 	DeviceMaximumQueueDepthExceeded           Code = 403004
 	DeviceNotFound                            Code = 404001
 	JobNotFound                               Code = 404002
@@ -69,7 +69,6 @@ var codeNames = map[Code]string{
 	IotHubUnauthorizedAccess:                  "IotHubUnauthorizedAccess",
 	IotHubUnauthorized:                        "IotHubUnauthorized",
 	IotHubQuotaExceeded:                       "IotHubQuotaExceeded",
-	JobQuotaExceeded:                          "JobQuotaExceeded",
 	DeviceMaximumQueueDepthExceeded:           "DeviceMaximumQueueDepthExceeded",
 	DeviceNotFound:                            "DeviceNotFound",
 	JobNotFound:                               "JobNotFound",

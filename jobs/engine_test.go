@@ -192,8 +192,9 @@ func TestEngine_ScheduledAndCancel(t *testing.T) {
 	if j.Status != jobs.StatusCancelled {
 		t.Errorf("status after cancel %q", j.Status)
 	}
-	// In-flight calls finish; the rest never run.
-	time.Sleep(100 * time.Millisecond)
+	// In-flight calls finish; the rest never run. The engine's Close waits
+	// for the job's workers, so every call that was going to happen has.
+	e.Close()
 	calls := 0
 	f.calls.Range(func(any, any) bool { calls++; return true })
 	if calls > 4 {
@@ -202,6 +203,7 @@ func TestEngine_ScheduledAndCancel(t *testing.T) {
 	if got, _ := e.Get(ctx, "later"); got.Status != jobs.StatusScheduled || got.Stats.DeviceCount != 0 {
 		t.Errorf("future job ran: %+v", got)
 	}
+	e = newEngine(t, db, f) // the hub restarted
 	if _, err := e.Create(ctx, &jobs.Job{ID: "badq", Type: "scheduleDeviceMethod", QueryCondition: "bad", Method: &jobs.Method{MethodName: "m"}}); err != nil {
 		t.Fatal(err)
 	}

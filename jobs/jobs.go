@@ -47,9 +47,13 @@ type Method struct {
 
 // TwinPatch is a job's updateTwin: tags and desired properties to merge.
 type TwinPatch struct {
-	ETag    string
-	Tags    map[string]any
-	Desired map[string]any
+	// DeviceID is the request's updateTwin.deviceId, kept only to be read
+	// back in the job (the SDKs send the twin they were given); the patch
+	// goes to every device the query selects.
+	DeviceID string
+	ETag     string
+	Tags     map[string]any
+	Desired  map[string]any
 }
 
 // Stats are a job's deviceJobStatistics, always counted from its device

@@ -2,7 +2,6 @@ package jobs
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/iothub-emulator/iothub-emulator/changefeed"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
+	"github.com/iothub-emulator/iothub-emulator/methods"
 )
 
 // Default settings of an Engine (the hub's values where it has them).
@@ -107,8 +107,10 @@ func badRequest(format string, args ...any) error {
 }
 
 // Create validates and stores a new job and wakes the scheduler. Returns
-// 400 for an invalid request, 409104 JobAlreadyExists, 403003
-// JobQuotaExceeded when too many jobs are active.
+// 400 for an invalid request, 409104 JobAlreadyExists, 429004
+// ThrottlingMaxActiveJobCountExceeded when too many jobs are active (what
+// the hub returns: the C# SDK calls 403003 JobQuotaExceeded unused and its
+// e2e tests retry job creation on a ThrottlingException).
 func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 	if err := e.closed(); err != nil {
 		return nil, err
@@ -122,24 +124,16 @@ func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 	switch strings.ToLower(j.Type) {
 	case strings.ToLower(TypeDeviceMethod):
 		j.Type = TypeDeviceMethod
-		if j.Method == nil || j.Method.MethodName == "" {
-			return nil, iothub.Errorf(iothub.ArgumentNull, "cloudToDeviceMethod.methodName is required for a scheduleDeviceMethod job.")
+		if j.Method == nil {
+			return nil, iothub.Errorf(iothub.ArgumentNull, "cloudToDeviceMethod is required for a scheduleDeviceMethod job.")
 		}
-		if strings.ContainsAny(j.Method.MethodName, "/?#+") {
-			return nil, badRequest("The method name '%s' contains a character that is not allowed.", j.Method.MethodName)
+		// A job's method obeys the rules of POST /twins/{id}/methods.
+		req := methods.Request{MethodName: j.Method.MethodName, Payload: j.Method.Payload,
+			ResponseTimeout: j.Method.ResponseTimeout, ConnectTimeout: j.Method.ConnectTimeout}
+		if err := methods.Validate(&req); err != nil {
+			return nil, err
 		}
-		if j.Method.ResponseTimeout == 0 {
-			j.Method.ResponseTimeout = 30 * time.Second
-		}
-		if j.Method.ResponseTimeout < 5*time.Second || j.Method.ResponseTimeout > 300*time.Second {
-			return nil, badRequest("responseTimeoutInSeconds must be between 5 and 300.")
-		}
-		if j.Method.ConnectTimeout < 0 || j.Method.ConnectTimeout > 300*time.Second {
-			return nil, badRequest("connectTimeoutInSeconds must be between 0 and 300.")
-		}
-		if len(j.Method.Payload) == 0 {
-			j.Method.Payload = json.RawMessage("null")
-		}
+		j.Method.Payload, j.Method.ResponseTimeout = req.Payload, req.ResponseTimeout
 		j.UpdateTwin = nil
 	case strings.ToLower(TypeUpdateTwin):
 		j.Type = TypeUpdateTwin
@@ -179,7 +173,7 @@ func (e *Engine) Create(ctx context.Context, j *Job) (*Job, error) {
 			return nil, err
 		}
 		if len(active) >= e.MaxActive {
-			return nil, iothub.Errorf(iothub.JobQuotaExceeded, "Job quota has been exceeded: at most %d jobs may be active at once.", e.MaxActive)
+			return nil, iothub.Errorf(iothub.ThrottlingMaxActiveJobCountExceeded, "Too many active jobs: at most %d jobs may be queued, scheduled or running at once.", e.MaxActive)
 		}
 	}
 	if err := e.Store.Create(ctx, j); err != nil {

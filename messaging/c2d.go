@@ -106,8 +106,19 @@ func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
 	return c, nil
 }
 
-// Close stores the sends already queued, then stops the worker; later
-// sends return iothub.ErrClosed.
+// closed returns iothub.ErrClosed once Close was called.
+func (c *CloudToDevice) closed() error {
+	select {
+	case <-c.stop:
+		return iothub.ErrClosed
+	default:
+		return nil
+	}
+}
+
+// Close stores the sends and completions already queued, then stops the
+// worker; later calls return iothub.ErrClosed. (Release and Return still
+// hand locks back: connections close during a shutdown too.)
 func (c *CloudToDevice) Close() {
 	c.sends.Close()
 	c.completes.Close()
@@ -209,6 +220,9 @@ func (c *CloudToDevice) commitSends(batch []*sendReq) {
 // Receive locks the device's next message for an HTTPS device (nil when
 // there is none).
 func (c *CloudToDevice) Receive(ctx context.Context, deviceID string) (*C2DMessage, error) {
+	if err := c.closed(); err != nil {
+		return nil, err
+	}
 	now := c.cfg.Now()
 	msgs, err := c.q.Lock(ctx, deviceID, now, now.Add(c.cfg.LockDuration), 1)
 	if err != nil || len(msgs) == 0 {
@@ -263,6 +277,9 @@ func (c *CloudToDevice) commitCompletes(batch []*completeReq) {
 
 // Reject dead-letters a delivered message (HTTPS DELETE ?reject).
 func (c *CloudToDevice) Reject(ctx context.Context, deviceID, lockToken string) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
 	m, err := c.q.Remove(ctx, deviceID, lockToken, c.cfg.Now())
 	if err != nil {
 		return err
@@ -274,6 +291,9 @@ func (c *CloudToDevice) Reject(ctx context.Context, deviceID, lockToken string) 
 // Abandon puts a delivered message back in the queue, counting a delivery
 // (HTTPS POST …/abandon).
 func (c *CloudToDevice) Abandon(ctx context.Context, deviceID, lockToken string) error {
+	if err := c.closed(); err != nil {
+		return err
+	}
 	return c.unlock(ctx, deviceID, lockToken)
 }
 
@@ -316,6 +336,9 @@ func (c *CloudToDevice) unlock(ctx context.Context, deviceID, lockToken string) 
 // Purge deletes a device's pending messages and returns how many
 // (DELETE /devices/{id}/commands).
 func (c *CloudToDevice) Purge(ctx context.Context, deviceID string) (int, error) {
+	if err := c.closed(); err != nil {
+		return 0, err
+	}
 	msgs, err := c.q.Purge(ctx, deviceID)
 	if err != nil {
 		return 0, err
@@ -490,6 +513,21 @@ func (c *CloudToDevice) push(deviceIDs []string) {
 				}
 				break
 			}
+		}
+	}
+}
+
+// Sweep applies expiry and lapsed locks now, as the worker does every
+// SweepInterval (tests use it with their own clock).
+func (c *CloudToDevice) Sweep() {
+	c.sweep()
+	c.mu.Lock()
+	n := len(c.pending)
+	c.mu.Unlock()
+	if n > 0 {
+		select {
+		case c.kicks <- struct{}{}:
+		default:
 		}
 	}
 }

@@ -81,6 +81,9 @@ func (s *Service) Authenticate(ctx context.Context, c Credentials) error {
 }
 
 func (s *Service) attest(ctx context.Context, c Credentials) (*attested, error) {
+	if s.closed.Load() {
+		return nil, iothub.ErrClosed
+	}
 	if c.IDScope != s.cfg.IDScope {
 		return nil, unauthorized("Unauthorized: unknown ID scope '%s'.", c.IDScope)
 	}
@@ -162,6 +165,9 @@ func (s *Service) Register(ctx context.Context, c Credentials, payload json.RawM
 	mu := s.regLock(a.regID)
 	mu.Lock()
 	defer mu.Unlock()
+	if s.closed.Load() {
+		return nil, iothub.ErrClosed
+	}
 	prev, err := s.Store.GetRegistration(ctx, a.regID)
 	if err != nil && iothub.CodeOf(err) != iothub.DeviceRegistrationNotFound {
 		return nil, err
@@ -253,6 +259,9 @@ func (s *Service) assign(ctx context.Context, a *attested, deviceID string, caps
 // an operation id the device does not own. The credentials are checked
 // unless the transport already did (Credentials.Attested).
 func (s *Service) OperationStatus(ctx context.Context, c Credentials, operationID string) (*Operation, error) {
+	if s.closed.Load() {
+		return nil, iothub.ErrClosed
+	}
 	if !c.Attested {
 		if _, err := s.attest(ctx, c); err != nil {
 			return nil, err

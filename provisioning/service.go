@@ -8,6 +8,7 @@ import (
 
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,6 +88,33 @@ type Service struct {
 	writes sync.Mutex
 	// regs serializes registrations of one registration id.
 	regs [64]sync.Mutex
+	// closed makes every call after Close return iothub.ErrClosed.
+	closed atomic.Bool
+}
+
+// Close stops the service: it waits for the writes and registrations in
+// progress, and every later call returns iothub.ErrClosed. Safe to call twice.
+func (s *Service) Close() error {
+	s.closed.Store(true)
+	// Taking each lock once waits for the call that holds it; later calls
+	// see closed.
+	s.writes.Lock()
+	s.writes.Unlock() //lint:ignore SA2001 the empty critical section is the wait
+	for i := range s.regs {
+		s.regs[i].Lock()
+		s.regs[i].Unlock() //lint:ignore SA2001 the empty critical section is the wait
+	}
+	return nil
+}
+
+// lockWrites takes the service API's write lock, unless the service is closed.
+func (s *Service) lockWrites() error {
+	s.writes.Lock()
+	if s.closed.Load() {
+		s.writes.Unlock()
+		return iothub.ErrClosed
+	}
+	return nil
 }
 
 // NewService returns a Service over deps.
@@ -181,7 +209,9 @@ func (s *Service) PutEnrollment(ctx context.Context, id, ifMatch string, e *Enro
 	if err := s.normalize(&e.Attestation, false, &e.ProvisioningStatus, &e.ReprovisionPolicy, &e.InitialTwin); err != nil {
 		return nil, err
 	}
-	s.writes.Lock()
+	if err := s.lockWrites(); err != nil {
+		return nil, err
+	}
 	defer s.writes.Unlock()
 	cur, err := s.Store.GetEnrollment(ctx, id)
 	if err != nil && iothub.CodeOf(err) != iothub.EnrollmentNotFound {
@@ -225,7 +255,9 @@ func (s *Service) GetEnrollment(ctx context.Context, id string) (*Enrollment, er
 // DeleteEnrollment deletes an individual enrollment when ifMatch matches.
 // The device stays in the hub, as with DPS.
 func (s *Service) DeleteEnrollment(ctx context.Context, id, ifMatch string) error {
-	s.writes.Lock()
+	if err := s.lockWrites(); err != nil {
+		return err
+	}
 	defer s.writes.Unlock()
 	cur, err := s.Store.GetEnrollment(ctx, id)
 	if err != nil {
@@ -313,7 +345,9 @@ func (s *Service) PutGroup(ctx context.Context, id, ifMatch string, g *Enrollmen
 	if err := s.normalize(&g.Attestation, true, &g.ProvisioningStatus, &g.ReprovisionPolicy, &g.InitialTwin); err != nil {
 		return nil, err
 	}
-	s.writes.Lock()
+	if err := s.lockWrites(); err != nil {
+		return nil, err
+	}
 	defer s.writes.Unlock()
 	cur, err := s.Store.GetGroup(ctx, id)
 	if err != nil && iothub.CodeOf(err) != iothub.EnrollmentNotFound {
@@ -347,7 +381,9 @@ func (s *Service) GetGroup(ctx context.Context, id string) (*EnrollmentGroup, er
 
 // DeleteGroup deletes an enrollment group when ifMatch matches.
 func (s *Service) DeleteGroup(ctx context.Context, id, ifMatch string) error {
-	s.writes.Lock()
+	if err := s.lockWrites(); err != nil {
+		return err
+	}
 	defer s.writes.Unlock()
 	cur, err := s.Store.GetGroup(ctx, id)
 	if err != nil {
@@ -377,6 +413,9 @@ func (s *Service) DeleteRegistration(ctx context.Context, id, ifMatch string) er
 	mu := s.regLock(id)
 	mu.Lock()
 	defer mu.Unlock()
+	if s.closed.Load() {
+		return iothub.ErrClosed
+	}
 	cur, err := s.Store.GetRegistration(ctx, id)
 	if err != nil {
 		return err

@@ -422,3 +422,29 @@ func TestEnrollmentValidationAndETags(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCloseRefusesLaterCalls(t *testing.T) {
+	s, _ := newService(t)
+	ctx := context.Background()
+	sym := provisioning.Attestation{Type: "symmetricKey", SymmetricKey: &provisioning.SymmetricKey{PrimaryKey: keyA}}
+	if _, err := s.PutEnrollment(ctx, "dev1", "", &provisioning.Enrollment{Attestation: sym}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	c := provisioning.Credentials{IDScope: s.IDScope(), RegistrationID: "dev1",
+		SASToken: token(t, s.IDScope()+"/registrations/dev1", keyA, "registration", now.Add(time.Hour))}
+	if _, err := s.Register(ctx, c, nil); err != iothub.ErrClosed {
+		t.Errorf("Register after Close: %v", err)
+	}
+	if _, err := s.PutEnrollment(ctx, "dev2", "", &provisioning.Enrollment{Attestation: sym}); err != iothub.ErrClosed {
+		t.Errorf("PutEnrollment after Close: %v", err)
+	}
+	if err := s.DeleteEnrollment(ctx, "dev1", ""); err != iothub.ErrClosed {
+		t.Errorf("DeleteEnrollment after Close: %v", err)
+	}
+}

@@ -73,10 +73,9 @@ type groupCol struct {
 
 // output says how one selected column becomes a member of a result object.
 type output struct {
-	name  string
-	kind  outputKind
-	col   Column // outColumn
-	count bool
+	name string
+	kind outputKind
+	col  Column // outColumn
 }
 
 type outputKind int

@@ -275,7 +275,7 @@ func (s *Service) decide(op *BulkOp, cur *Identity) (Change, error) {
 	in := op.Identity
 	k := Key{in.DeviceID, in.ModuleID}
 	etagCheck := func() error {
-		if !MatchETag(op.ETag, ETagString(cur.ETag)) || strings.TrimSpace(op.ETag) == "" {
+		if !iothub.MatchETag(op.ETag, ETagString(cur.ETag)) || strings.TrimSpace(op.ETag) == "" {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		return nil
@@ -339,6 +339,11 @@ func (s *Service) fresh(op *BulkOp) *Identity {
 		id.Auth = Authentication{Type: AuthSAS, PrimaryKey: NewKey(), SecondaryKey: NewKey()}
 	}
 	id.GenerationID = generationID(s.now())
+	if id.IotEdge && !id.IsModule() {
+		// Bulk entries do not name parents here; an edge device still gets
+		// its own scope, as from a single create.
+		id.DeviceScope = EdgeScope(id.DeviceID, id.GenerationID)
+	}
 	id.ConnectionState = Disconnected
 	return &id
 }

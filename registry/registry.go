@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -303,42 +304,10 @@ func (s *Service) normalize(id *Identity) error {
 	return nil
 }
 
-// MatchETag reports whether an If-Match value matches etag: empty, * and "*"
-// match anything; quotes and a W/ prefix are ignored.
-func MatchETag(ifMatch, etag string) bool {
-	v := strings.TrimSpace(ifMatch)
-	v = strings.TrimPrefix(v, "W/")
-	v = strings.Trim(v, `"`)
-	return v == "" || v == "*" || v == etag
-}
-
 // ETagString renders an identity etag counter as the hub does: base64 of its
 // ASCII decimal ("MA==" is 0).
 func ETagString(n int64) string {
-	return base64.StdEncoding.EncodeToString([]byte(itoa(n)))
-}
-
-func itoa(n int64) string {
-	const digits = "0123456789"
-	if n == 0 {
-		return "0"
-	}
-	var b [20]byte
-	i := len(b)
-	neg := n < 0
-	if neg {
-		n = -n
-	}
-	for n > 0 {
-		i--
-		b[i] = digits[n%10]
-		n /= 10
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
+	return base64.StdEncoding.EncodeToString([]byte(strconv.FormatInt(n, 10)))
 }
 
 // Create registers a new device or module. Returns 400004 for invalid input,
@@ -357,6 +326,9 @@ func (s *Service) Create(ctx context.Context, id *Identity) (*Identity, error) {
 	}
 	now := s.now()
 	id.GenerationID = generationID(now)
+	if err := s.resolveScopes(ctx, id, nil); err != nil {
+		return nil, err
+	}
 	id.ConnectionState = Disconnected
 	id.StatusUpdatedTime, id.ConnectionStateUpdatedTime, id.LastActivityTime = time.Time{}, time.Time{}, time.Time{}
 	id.CloudToDeviceMessageCount = 0
@@ -367,7 +339,7 @@ func (s *Service) Create(ctx context.Context, id *Identity) (*Identity, error) {
 // a device is deleted and created again.
 func generationID(now time.Time) string {
 	const ticksAtUnixEpoch = 621355968000000000
-	return itoa(ticksAtUnixEpoch + now.UnixNano()/100)
+	return strconv.FormatInt(ticksAtUnixEpoch+now.UnixNano()/100, 10)
 }
 
 // Update replaces an identity's mutable fields when ifMatch matches its etag.
@@ -376,9 +348,21 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 	if err := s.normalize(in); err != nil {
 		return nil, err
 	}
+	if !in.IsModule() {
+		// Scopes name other devices: check them before the update's
+		// transaction, which must not read the store again.
+		cur, err := s.Store.Get(ctx, in.DeviceID, "")
+		if err != nil {
+			return nil, err
+		}
+		in.GenerationID = cur.GenerationID
+		if err := s.resolveScopes(ctx, in, cur); err != nil {
+			return nil, err
+		}
+	}
 	var disabled bool
 	out, err := s.Store.Update(ctx, in.DeviceID, in.ModuleID, func(cur *Identity) error {
-		if !MatchETag(ifMatch, ETagString(cur.ETag)) {
+		if !iothub.MatchETag(ifMatch, ETagString(cur.ETag)) {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		if cur.Status != in.Status {
@@ -389,11 +373,8 @@ func (s *Service) Update(ctx context.Context, ifMatch string, in *Identity) (*Id
 		cur.Auth = in.Auth
 		cur.IotEdge = in.IotEdge
 		cur.ManagedBy = in.ManagedBy
-		if in.DeviceScope != "" {
-			cur.DeviceScope = in.DeviceScope
-		}
-		if in.ParentScopes != nil {
-			cur.ParentScopes = in.ParentScopes
+		if !in.IsModule() {
+			cur.DeviceScope, cur.ParentScopes = in.DeviceScope, in.ParentScopes
 		}
 		return nil
 	})
@@ -421,7 +402,7 @@ func (s *Service) Delete(ctx context.Context, deviceID, moduleID, ifMatch string
 		modules, _ = s.Store.ListModules(ctx, deviceID)
 	}
 	err := s.Store.Delete(ctx, deviceID, moduleID, func(cur *Identity) error {
-		if !MatchETag(ifMatch, ETagString(cur.ETag)) {
+		if !iothub.MatchETag(ifMatch, ETagString(cur.ETag)) {
 			return iothub.Errorf(iothub.PreconditionFailed, "PreconditionFailed, ETag may be invalid.")
 		}
 		return nil

@@ -48,28 +48,6 @@ func TestValidateID(t *testing.T) {
 	}
 }
 
-func TestMatchETag(t *testing.T) {
-	for _, tc := range []struct {
-		ifMatch, etag string
-		want          bool
-	}{
-		{"", "MQ==", true},
-		{"*", "MQ==", true},
-		{`"*"`, "MQ==", true},
-		{` "*" `, "MQ==", true},
-		{"MQ==", "MQ==", true},
-		{`"MQ=="`, "MQ==", true},
-		{`W/"MQ=="`, "MQ==", true},
-		{`"Mg=="`, "MQ==", false},
-		{"Mg==", "MQ==", false},
-		{`"mq=="`, "MQ==", false}, // etags are case-sensitive
-	} {
-		if got := registry.MatchETag(tc.ifMatch, tc.etag); got != tc.want {
-			t.Errorf("MatchETag(%q, %q) = %v, want %v", tc.ifMatch, tc.etag, got, tc.want)
-		}
-	}
-}
-
 func TestETagString(t *testing.T) {
 	for _, tc := range []struct {
 		n    int64

@@ -24,9 +24,10 @@ import (
 //go:embed migration/*.sql
 var migrations embed.FS
 
-// DB holds two pools over one database: a single-connection writer, so
-// writers queue in Go instead of failing with "database is locked", and a
-// reader pool that WAL lets run beside it.
+// DB holds the connection pools over one database: a single-connection
+// writer, so writers queue in Go instead of failing with "database is
+// locked", a reader pool that WAL lets run beside it, and (for files) one
+// connection for the background checkpointer.
 type DB struct {
 	write *sql.DB
 	read  *sql.DB
@@ -57,10 +58,22 @@ const (
 	autoCheckpointSize = 4000 // pages, 16 MB
 )
 
+// Option adjusts a DB before Open uses it.
+type Option func(*DB)
+
+// WithClock sets the clock for the timestamps the stores write (the hub
+// passes its one clock); the default is time.Now.
+func WithClock(now func() time.Time) Option {
+	return func(db *DB) { db.Now = func() time.Time { return now().UTC() } }
+}
+
 // Open opens (creating if needed) the database at path and runs pending
 // migrations. An empty path opens a private in-memory database.
-func Open(ctx context.Context, path string) (*DB, error) {
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 	db := &DB{path: path, Now: func() time.Time { return time.Now().UTC() }, MaxAutoIndexes: DefaultMaxAutoIndexes}
+	for _, o := range opts {
+		o(db)
+	}
 	// Pragmas go in the DSN so every pooled connection gets them (a PRAGMA
 	// run through db.Exec reaches only one connection of the pool).
 	pragmas := "_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
@@ -143,7 +156,7 @@ func ensureDir(path string) error {
 	return mkdirAll(filepath.Dir(path))
 }
 
-// Close closes both pools.
+// Close stops the checkpointer and closes every pool.
 func (db *DB) Close() error {
 	var err error
 	if db.ckpt != nil {

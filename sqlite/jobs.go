@@ -29,9 +29,10 @@ type methodJSON struct {
 }
 
 type twinJSON struct {
-	ETag    string         `json:"etag"`
-	Tags    map[string]any `json:"tags,omitempty"`
-	Desired map[string]any `json:"desired,omitempty"`
+	DeviceID string         `json:"deviceId,omitempty"`
+	ETag     string         `json:"etag"`
+	Tags     map[string]any `json:"tags,omitempty"`
+	Desired  map[string]any `json:"desired,omitempty"`
 }
 
 func jobNotFound(id string) error {
@@ -69,7 +70,7 @@ func scanJob(row scanner) (*jobs.Job, error) {
 		if err := json.Unmarshal([]byte(twin.String), &t); err != nil {
 			return nil, err
 		}
-		j.UpdateTwin = &jobs.TwinPatch{ETag: t.ETag, Tags: t.Tags, Desired: t.Desired}
+		j.UpdateTwin = &jobs.TwinPatch{DeviceID: t.DeviceID, ETag: t.ETag, Tags: t.Tags, Desired: t.Desired}
 	}
 	return &j, nil
 }
@@ -84,7 +85,7 @@ func jobArgs(j *jobs.Job) ([]any, error) {
 		method = sql.NullString{String: string(b), Valid: true}
 	}
 	if j.UpdateTwin != nil {
-		b, err := json.Marshal(twinJSON{j.UpdateTwin.ETag, j.UpdateTwin.Tags, j.UpdateTwin.Desired})
+		b, err := json.Marshal(twinJSON{j.UpdateTwin.DeviceID, j.UpdateTwin.ETag, j.UpdateTwin.Tags, j.UpdateTwin.Desired})
 		if err != nil {
 			return nil, err
 		}
@@ -319,8 +320,8 @@ func (s *JobStore) SettlePending(ctx context.Context, jobID, status, errCode, er
 		errJSON = sql.NullString{String: string(b), Valid: true}
 	}
 	ts := formatTime(now)
-	res, err := s.DB.Writer().ExecContext(ctx, `UPDATE device_jobs SET status = ?, end_time = ?, last_updated_time = ?, error = ?
-		WHERE job_id = ? AND status IN ('pending', 'running')`, status, ts, ts, errJSON, jobID)
+	res, err := s.DB.Writer().ExecContext(ctx, `UPDATE device_jobs SET status = ?, start_time = COALESCE(start_time, ?), end_time = ?, last_updated_time = ?, error = ?
+		WHERE job_id = ? AND status IN ('pending', 'running')`, status, ts, ts, ts, errJSON, jobID)
 	if err != nil {
 		return 0, err
 	}

@@ -22,10 +22,8 @@ import (
 // writer connection per row count: parsing SQL per batch cost more than the
 // inserts, and one statement execution per row cost more than the rows.
 type MessageLog struct {
-	DB *DB
+	db *DB // unexported: build it with NewMessageLog, which reads where numbering stands
 
-	once    sync.Once
-	prepErr error
 	// next is the last sequence number handed out. Only the telemetry
 	// writer appends, but mu keeps Append safe for any caller; it also
 	// guards inserts and args.
@@ -52,7 +50,7 @@ func (s *MessageLog) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 		}
 		q.WriteString(`(?, ?, ?, ?, ?, ?)`)
 	}
-	st, err := s.DB.Writer().PrepareContext(ctx, q.String())
+	st, err := s.db.Writer().PrepareContext(ctx, q.String())
 	if err != nil {
 		return nil, err
 	}
@@ -62,17 +60,18 @@ func (s *MessageLog) insertStmt(ctx context.Context, n int) (*sql.Stmt, error) {
 
 var _ messaging.Log = (*MessageLog)(nil)
 
-func (s *MessageLog) prepare(ctx context.Context) error {
-	s.once.Do(func() {
-		w := s.DB.Writer()
-		// Sequence numbers continue from the larger of the stored rows and
-		// the d2c_seq counter, which Trim saves before it deletes: no
-		// per-batch counter write, and no reuse after retention emptied the
-		// table.
-		s.prepErr = w.QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT value FROM counters WHERE name = 'd2c_seq'), 0),
-			COALESCE((SELECT MAX(seq) FROM d2c_messages), 0))`).Scan(&s.next)
-	})
-	return s.prepErr
+// NewMessageLog returns the log over db, numbering on from what it holds.
+func NewMessageLog(ctx context.Context, db *DB) (*MessageLog, error) {
+	s := &MessageLog{db: db}
+	// Sequence numbers continue from the larger of the stored rows and the
+	// d2c_seq counter, which Trim saves before it deletes: no per-batch
+	// counter write, and no reuse after retention emptied the table.
+	err := db.Writer().QueryRowContext(ctx, `SELECT MAX(COALESCE((SELECT value FROM counters WHERE name = 'd2c_seq'), 0),
+		COALESCE((SELECT MAX(seq) FROM d2c_messages), 0))`).Scan(&s.next)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // d2cProps is the props column of d2c_messages: short names, empty members
@@ -172,9 +171,6 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := s.prepare(ctx); err != nil {
-		return err
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	last := s.next
@@ -205,7 +201,7 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 			return err
 		}
 	}
-	err = s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+	err = s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		for i := 0; i < len(msgs); i += insertRows {
 			n := min(len(msgs)-i, insertRows)
 			st := full
@@ -259,7 +255,7 @@ func (s *MessageLog) List(ctx context.Context, f messaging.Filter) ([]*messaging
 		q = `SELECT * FROM (` + q + ` ORDER BY seq DESC LIMIT ?) ORDER BY seq`
 	}
 	args = append(args, f.Limit)
-	rows, err := s.DB.Reader().QueryContext(ctx, q, args...)
+	rows, err := s.db.Reader().QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -292,7 +288,7 @@ func (s *MessageLog) List(ctx context.Context, f messaging.Filter) ([]*messaging
 // before cutoff go.
 func (s *MessageLog) Trim(ctx context.Context, keep int, cutoff time.Time) (int64, error) {
 	var n int64
-	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+	err := s.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO counters (name, value) SELECT 'd2c_seq', MAX(seq) FROM d2c_messages WHERE true HAVING MAX(seq) IS NOT NULL
 			ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)`); err != nil {
 			return err

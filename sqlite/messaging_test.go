@@ -27,7 +27,7 @@ func openDB(t *testing.T) *sqlite.DB {
 func TestTelemetry_GroupCommitAndRetention(t *testing.T) {
 	ctx := context.Background()
 	db := openDB(t)
-	tel, err := messaging.NewTelemetry(messaging.TelemetryDeps{Log: &sqlite.MessageLog{DB: db}}, messaging.TelemetryConfig{RetentionCount: 50, MaxBatch: 64})
+	tel, err := messaging.NewTelemetry(messaging.TelemetryDeps{Log: newMessageLog(t, db)}, messaging.TelemetryConfig{RetentionCount: 50, MaxBatch: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestTelemetry_GroupCommitAndRetention(t *testing.T) {
 		t.Fatalf("after trim: %d messages from %d", len(rest), rest[0].SequenceNumber)
 	}
 	// Retention empties the table; numbers still go on.
-	if _, err := (&sqlite.MessageLog{DB: db}).Trim(ctx, 0, time.Now().Add(time.Hour)); err != nil {
+	if _, err := newMessageLog(t, db).Trim(ctx, 0, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	m := &messaging.Message{DeviceID: "d0"}
@@ -180,7 +180,7 @@ func TestCloudToDevice_LocksExpiryAndFeedback(t *testing.T) {
 // remainder; every row keeps its own values and sequence number.
 func TestMessageLog_AppendChunks(t *testing.T) {
 	ctx := context.Background()
-	log := &sqlite.MessageLog{DB: openDB(t)}
+	log := newMessageLog(t, openDB(t))
 	seq := int64(0)
 	for _, n := range []int{1, 63, 64, 65, 128, 150} {
 		msgs := make([]*messaging.Message, n)
@@ -208,7 +208,7 @@ func TestMessageLog_AppendChunks(t *testing.T) {
 // returns only once the enqueued messages before it are stored.
 func TestTelemetry_EnqueueThenSend(t *testing.T) {
 	ctx := context.Background()
-	tel, err := messaging.NewTelemetry(messaging.TelemetryDeps{Log: &sqlite.MessageLog{DB: openDB(t)}}, messaging.TelemetryConfig{MaxBatch: 16})
+	tel, err := messaging.NewTelemetry(messaging.TelemetryDeps{Log: newMessageLog(t, openDB(t))}, messaging.TelemetryConfig{MaxBatch: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,4 +261,13 @@ type noTwins struct{}
 
 func (noTwins) MergeTwin(context.Context, string, string, string, map[string]any, map[string]any) error {
 	return nil
+}
+
+func newMessageLog(t *testing.T, db *sqlite.DB) *sqlite.MessageLog {
+	t.Helper()
+	l, err := sqlite.NewMessageLog(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

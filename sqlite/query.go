@@ -357,6 +357,9 @@ func scanDeviceJob(rows *sql.Rows) (map[string]any, error) {
 	if moduleID != "" {
 		doc["moduleId"] = moduleID
 	}
+	// C# reads both as non-nullable DateTime: a device the job has not
+	// reached yet shows .NET's zero time, never null or nothing.
+	doc["startTimeUtc"], doc["endTimeUtc"] = zeroTime, zeroTime
 	if start.Valid {
 		doc["startTimeUtc"] = start.String
 	}

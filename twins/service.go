@@ -3,7 +3,6 @@ package twins
 import (
 	"context"
 	"hash/fnv"
-	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +19,10 @@ type ServicePatch struct {
 	// without its $version and $metadata. Reported properties are read-only
 	// for the service, so a non-empty Reported is rejected.
 	Reported map[string]any
+	// ClearDesired is "properties":{"desired":null}: the hub removes every
+	// desired property (a write: $version goes up and the device hears of
+	// each removal as a null). Desired must then be nil.
+	ClearDesired bool
 }
 
 // lockStripes is the number of per-twin mutexes. Twins hash onto them, so
@@ -97,12 +100,12 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 	if err != nil {
 		return nil, err
 	}
-	if tags == nil && desired == nil {
+	if tags == nil && desired == nil && !p.ClearDesired {
 		t, err := s.Store.Get(ctx, key)
 		if err != nil {
 			return nil, err
 		}
-		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+		if !iothub.MatchETag(ifMatch, FormatETag(t.ETag)) {
 			return nil, preconditionFailed()
 		}
 		return t, nil
@@ -112,8 +115,11 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 	defer mu.Unlock()
 	ts := FormatTime(s.now())
 	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
-		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+		if !iothub.MatchETag(ifMatch, FormatETag(t.ETag)) {
 			return preconditionFailed()
+		}
+		if p.ClearDesired {
+			desired = removeAll(t.Desired.Data)
 		}
 		return applyServicePatch(t, tags, desired, ts, lim)
 	})
@@ -126,11 +132,24 @@ func (s *Service) PatchService(ctx context.Context, key Key, ifMatch string, p S
 	return t, nil
 }
 
+// removeAll is the merge patch that deletes every member of data: what
+// "desired":null means. It is never nil, so it counts as a desired write.
+func removeAll(data map[string]any) map[string]any {
+	patch := make(map[string]any, len(data))
+	for k := range data {
+		patch[k] = nil
+	}
+	return patch
+}
+
 // checkServicePatch validates a service patch and returns its normalized
 // tags and desired sections (nil when absent).
 func (l Limits) checkServicePatch(p ServicePatch) (tags, desired map[string]any, err error) {
 	if len(p.Reported) > 0 {
 		return nil, nil, invalid("Reported properties are read-only for the service and cannot be updated.")
+	}
+	if p.ClearDesired && p.Desired != nil {
+		return nil, nil, invalid("properties.desired cannot be both null and an object.")
 	}
 	tags, desired = NormalizeMap(p.Tags), NormalizeMap(p.Desired)
 	if err := l.validatePatch(sectionTags, tags); err != nil {
@@ -196,10 +215,11 @@ func (s *Service) PatchMany(ctx context.Context, keys []Key, p ServicePatch) (er
 		return nil, err
 	}
 	bs, ok := s.Store.(BatchStore)
-	if !ok || tags == nil && desired == nil {
+	if !ok || tags == nil && desired == nil || p.ClearDesired {
+		// Clearing desired patches each twin differently: one by one.
 		errs = make([]error, len(keys))
 		for i, k := range keys {
-			_, errs[i] = s.PatchService(ctx, k, "*", ServicePatch{Tags: p.Tags, Desired: p.Desired})
+			_, errs[i] = s.PatchService(ctx, k, "*", ServicePatch{Tags: p.Tags, Desired: p.Desired, ClearDesired: p.ClearDesired})
 		}
 		return errs, nil
 	}
@@ -238,7 +258,7 @@ func (s *Service) ReplaceService(ctx context.Context, key Key, ifMatch string, t
 	defer mu.Unlock()
 	ts := FormatTime(s.now())
 	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
-		if !MatchETag(ifMatch, FormatETag(t.ETag)) {
+		if !iothub.MatchETag(ifMatch, FormatETag(t.ETag)) {
 			return preconditionFailed()
 		}
 		var newTags map[string]any
@@ -301,19 +321,6 @@ func (s *Service) PatchReported(ctx context.Context, key Key, patch map[string]a
 		return 0, err
 	}
 	return t.Reported.Version, nil
-}
-
-// MatchETag reports whether an If-Match header value admits an entity whose
-// etag is etag: "" and "*" match anything; otherwise surrounding white space,
-// a W/ prefix and one pair of double quotes are ignored and the rest must
-// equal etag (digest §3.0).
-func MatchETag(ifMatch, etag string) bool {
-	v := strings.TrimSpace(ifMatch)
-	v = strings.TrimPrefix(v, "W/")
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
-	return v == "" || v == "*" || v == etag
 }
 
 func preconditionFailed() error {

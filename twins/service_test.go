@@ -135,29 +135,6 @@ func TestFormatTime(t *testing.T) {
 	}
 }
 
-func TestMatchETag(t *testing.T) {
-	const etag = "AAAAAAAAAAE="
-	for _, tc := range []struct {
-		ifMatch string
-		want    bool
-	}{
-		{"", true},
-		{"*", true},
-		{`"*"`, true},
-		{etag, true},
-		{`"` + etag + `"`, true},
-		{`W/"` + etag + `"`, true},
-		{` "` + etag + `" `, true},
-		{"AAAAAAAAAAI=", false},
-		{`"AAAAAAAAAAI="`, false},
-		{`"` + etag, false},
-	} {
-		if got := twins.MatchETag(tc.ifMatch, etag); got != tc.want {
-			t.Errorf("MatchETag(%q) = %v, want %v", tc.ifMatch, got, tc.want)
-		}
-	}
-}
-
 func TestService_PatchService(t *testing.T) {
 	ctx := context.Background()
 
@@ -582,5 +559,34 @@ func TestService_NotifierGetsItsOwnCopy(t *testing.T) {
 	patch["a"].(obj)["b"] = "mutated too"
 	if got := js(mustGet(t, s, dev).Desired.Data); got != `{"a":{"b":1}}` {
 		t.Errorf("stored desired aliased: %s", got)
+	}
+}
+
+// "properties":{"desired":null} removes every desired property as a write:
+// $version goes up and the device hears each removal as a null.
+func TestPatchService_ClearDesired(t *testing.T) {
+	s, _, rec := newService(t)
+	ctx := context.Background()
+	if _, err := s.PatchService(ctx, dev, "", twins.ServicePatch{Desired: obj{"a": 1, "b": obj{"c": "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := mustGet(t, s, dev)
+	tw, err := s.PatchService(ctx, dev, "*", twins.ServicePatch{ClearDesired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tw.Desired.Data) != 0 {
+		t.Errorf("desired after clearing = %v, want empty", tw.Desired.Data)
+	}
+	if tw.Desired.Version != before.Desired.Version+1 || tw.ETag != before.ETag+1 {
+		t.Errorf("desired $version %d→%d, etag %d→%d: want both +1", before.Desired.Version, tw.Desired.Version, before.ETag, tw.ETag)
+	}
+	calls := rec.all()
+	last := calls[len(calls)-1]
+	if want := (obj{"a": nil, "b": nil}); !reflect.DeepEqual(last.patch, want) || last.version != tw.Desired.Version {
+		t.Errorf("notification = %v v%d, want %v v%d", last.patch, last.version, want, tw.Desired.Version)
+	}
+	if _, err := s.PatchService(ctx, dev, "", twins.ServicePatch{ClearDesired: true, Desired: obj{"a": 1}}); !iothub.Is(err, iothub.ArgumentInvalid) {
+		t.Errorf("null and object at once: err = %v, want ArgumentInvalid", err)
 	}
 }

@@ -1,7 +1,3 @@
-// Package wire holds the hub's JSON shapes shared by the REST and MQTT
-// transports: the exact documents, member order included, that SDKs parse.
-// Domain packages know nothing of these shapes; transports convert with the
-// functions here.
 package wire
 
 import (
@@ -227,6 +223,7 @@ func DecodeTwinPatch(body []byte) (twins.ServicePatch, error) {
 	if p.Desired, err = member(props, "desired"); err != nil {
 		return p, err
 	}
+	p.ClearDesired = p.Desired == nil && memberIsNull(props, "desired")
 	if p.Reported, err = member(props, "reported"); err != nil {
 		return p, err
 	}
@@ -258,6 +255,17 @@ func decodeObject(body []byte) (map[string]any, error) {
 		return nil, iothub.Errorf(iothub.ArgumentInvalid, "The request body must be a JSON object.")
 	}
 	return twins.NormalizeMap(m), nil
+}
+
+// memberIsNull reports whether m has the member name (matched as member
+// does) with the value null, as opposed to absent.
+func memberIsNull(m map[string]any, name string) bool {
+	for k, v := range m {
+		if strings.EqualFold(k, name) && v == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // member returns the object member name of m, matched case-insensitively

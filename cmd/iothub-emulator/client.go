@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -16,22 +18,51 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
 
-// apiClient calls a running emulator's REST API over its plain HTTP
-// listener, signed with the iothubowner key, for the CLI subcommands.
+// apiClient calls a running emulator's REST API, by default over its plain
+// HTTP listener, signed with the iothubowner key, for the CLI subcommands.
 type apiClient struct {
 	base     string
 	hostname string
 	key      string
+	caFile   string
 	http     *http.Client
 }
 
-func clientFlags(fs *flag.FlagSet) func() *apiClient {
-	u := fs.String("url", envOr("IOTHUB_EMULATOR_URL", "http://127.0.0.1:8080"), "the emulator's HTTP listener")
+// clientFlags adds the flags that locate a running emulator; the returned
+// function builds the client once the flags are parsed.
+func clientFlags(fs *flag.FlagSet) func() (*apiClient, error) {
+	u := fs.String("url", envOr("IOTHUB_EMULATOR_URL", "http://127.0.0.1:8080"), "the emulator's HTTP or HTTPS listener")
+	ca := fs.String("ca", envOr("IOTHUB_EMULATOR_CA", ""), "CA certificate (PEM) to trust for an https:// --url (default: the system's)")
 	host := fs.String("hostname", envOr("IOTHUB_EMULATOR_HOSTNAME", "localhost"), "the hub's host name (signs the token)")
 	key := fs.String("owner-key", envOr("IOTHUB_EMULATOR_OWNER_KEY", sasauth.DefaultOwnerKey), "the iothubowner key")
-	return func() *apiClient {
-		return &apiClient{base: strings.TrimRight(*u, "/"), hostname: *host, key: *key, http: &http.Client{Timeout: 30 * time.Second}}
+	return func() (*apiClient, error) {
+		hc, err := httpClient(*ca, 30*time.Second)
+		if err != nil {
+			return nil, err
+		}
+		return &apiClient{base: strings.TrimRight(*u, "/"), hostname: *host, key: *key, caFile: *ca, http: hc}, nil
 	}
+}
+
+// httpClient trusts caFile, when given, instead of the system's roots.
+// timeout 0 means none (for long-lived streams).
+func httpClient(caFile string, timeout time.Duration) (*http.Client, error) {
+	c := &http.Client{Timeout: timeout}
+	if caFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.Transport = tr
+	return c, nil
 }
 
 func envOr(name, def string) string {

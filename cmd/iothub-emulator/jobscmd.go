@@ -64,13 +64,21 @@ func jobsCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if len(args) == 0 {
 		fs.Usage()
-		return flag.ErrHelp
+		return fmt.Errorf("jobs needs a command: list, show or watch")
+	}
+	if isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return nil
 	}
 	verb := args[0]
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	c := client()
+	c, err := client()
+	if err != nil {
+		return err
+	}
 	switch verb {
 	case "list":
 		var list []jobView

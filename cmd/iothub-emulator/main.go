@@ -20,14 +20,14 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/hub"
-	"github.com/iothub-emulator/iothub-emulator/provisioning"
 )
 
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "iothub-emulator:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // --help was asked for and printed
 		}
+		fmt.Fprintln(os.Stderr, "iothub-emulator:", err)
 		os.Exit(1)
 	}
 }
@@ -58,6 +58,7 @@ type options struct {
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
+	exportCA                                 string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -90,16 +91,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.jobWorkers, "job-workers", def.JobWorkers, "device operations one job runs at once")
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
-	fs.StringVar(&o.dpsIDScope, "dps-id-scope", provisioning.DefaultIDScope, "ID scope of the Device Provisioning Service that devices name")
+	fs.StringVar(&o.dpsIDScope, "dps-id-scope", def.DPSIDScope, "ID scope of the Device Provisioning Service that devices name")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist, and of simulated devices to run (see examples/seed.json)")
 	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
 	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
 	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
+	fs.StringVar(&o.exportCA, "export-ca", "", "also write the CA certificate (not its key) to this file, e.g. a folder shared with clients")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: iothub-emulator [flags]\n       iothub-emulator jobs list | show JOB_ID | watch JOB_ID\n       iothub-emulator messages tail [--device ID] [--from SEQ] [--json]\n       iothub-emulator healthcheck\n\nA local Azure IoT Hub. Every flag can also be set as IOTHUB_EMULATOR_<FLAG>,\ne.g. IOTHUB_EMULATOR_HTTPS_PORT=8443. Flags win over the environment.\n\n")
+		fmt.Fprint(fs.Output(), usageHeader)
 		fs.PrintDefaults()
 	}
 	// The environment sets defaults; flags given on the command line win.
@@ -180,7 +182,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		switch args[0] {
 		case "healthcheck":
-			return healthcheck(ctx, args[1:], stderr)
+			return healthcheck(ctx, args[1:], stdout, stderr)
+		case "token":
+			return tokenCommand(ctx, args[1:], stdout, stderr)
 		case "jobs":
 			return jobsCommand(ctx, args[1:], stdout, stderr)
 		case "messages":
@@ -208,10 +212,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	debugHub.Store(h)
+	if o.exportCA != "" {
+		if err := exportCA(h.CACertFile(), o.exportCA); err != nil {
+			h.Close()
+			return fmt.Errorf("--export-ca: %w", err)
+		}
+	}
 	printBanner(ctx, stdout, h, time.Since(start))
 	<-ctx.Done()
 	log.Info("shutting down")
 	return h.Close()
+}
+
+// usageHeader lists the subcommands; each has its own --help.
+const usageHeader = `Usage: iothub-emulator [flags]
+       iothub-emulator token [--policy NAME | --device ID [--module ID]] [--ttl D] [--connection-string]
+       iothub-emulator jobs list | show JOB_ID | watch JOB_ID
+       iothub-emulator messages tail [--device ID] [--module ID] [--from SEQ] [--json]
+       iothub-emulator healthcheck [--url URL] [--ca FILE]
+
+A local Azure IoT Hub. Every flag can also be set as IOTHUB_EMULATOR_<FLAG>,
+e.g. IOTHUB_EMULATOR_HTTPS_PORT=8443. Flags win over the environment.
+The subcommands reach a running emulator at --url (default
+http://127.0.0.1:8080, or IOTHUB_EMULATOR_URL); see "iothub-emulator token --help".
+
+Flags of the emulator:
+`
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
 }
 
 // bannerSeedLines bounds how many seeded identities the banner lists.

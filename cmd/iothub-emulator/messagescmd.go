@@ -69,9 +69,6 @@ func formatMessage(m *messageView) string {
 
 // messagesCommand is `iothub-emulator messages tail [--device ID] [--from N] [--json]`.
 func messagesCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "tail" {
-		return fmt.Errorf("usage: iothub-emulator messages tail [--device ID] [--module ID] [--from SEQ] [--json]")
-	}
 	fs := flag.NewFlagSet("messages tail", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := clientFlags(fs)
@@ -79,10 +76,29 @@ func messagesCommand(ctx context.Context, args []string, stdout, stderr io.Write
 	module := fs.String("module", "", "only this module's messages (with --device)")
 	from := fs.Int64("from", 0, "replay stored messages from this sequence number first (1: everything kept)")
 	asJSON := fs.Bool("json", false, "print each message as a JSON line")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: iothub-emulator messages tail [--device ID] [--module ID] [--from SEQ] [--json] [flags]\n\nFollows telemetry as the emulator stores it.\n\n")
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 {
+		fs.Usage()
+		return fmt.Errorf("messages needs a command: tail")
+	}
+	if isHelp(args[0]) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return nil
+	}
+	if args[0] != "tail" {
+		return fmt.Errorf("unknown messages command %q (tail; see messages --help)", args[0])
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	c := client()
+	c, err := client()
+	if err != nil {
+		return err
+	}
 	q := url.Values{}
 	if *device != "" {
 		q.Set("deviceId", *device)
@@ -136,7 +152,11 @@ func (c *apiClient) stream(ctx context.Context, q url.Values, lastID int64, fn f
 	if lastID > 0 {
 		req.Header.Set("Last-Event-ID", strconv.FormatInt(lastID, 10))
 	}
-	resp, err := (&http.Client{}).Do(req) // no timeout: the stream is long-lived
+	hc, err := httpClient(c.caFile, 0) // no timeout: the stream is long-lived
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("is the emulator running at %s? %w", c.base, err)
 	}

@@ -276,7 +276,6 @@ type device struct {
 	mu      sync.Mutex
 	waiters map[string]chan struct{} // by C2D body or desired seq
 	rid     atomic.Int64
-	twinRes map[string]chan struct{}
 }
 
 func (d *device) expect(key string) chan struct{} {

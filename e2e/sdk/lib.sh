@@ -22,8 +22,19 @@ export no_proxy="$NO_PROXY"
 # are exported: pip honours REQUESTS_CA_BUNDLE too, and would then trust only
 # the emulator's CA.
 
+# with_install_lock PATH CMD...: runs CMD holding a lock named after PATH, so
+# that scripts running side by side (run.sh, compose-test.sh) never install
+# into the same directory at once.
+with_install_lock() {
+  local lock
+  lock="${TMPDIR:-/tmp}/iothub-install-$(printf '%s' "$1" | sha256sum | cut -c1-16).lock"
+  shift
+  ( flock 9; "$@" ) 9>"$lock"
+}
+
 # prepare_node_dir DIR: npm ci in DIR unless node_modules matches package-lock.json.
-prepare_node_dir() {
+prepare_node_dir() { with_install_lock "$1" prepare_node_dir_unlocked "$@"; }
+prepare_node_dir_unlocked() {
   local dir="$1" want have=""
   command -v node >/dev/null && command -v npm >/dev/null || { echo "$(basename "$0"): node and npm are required" >&2; exit 2; }
   want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
@@ -37,7 +48,8 @@ prepare_node_dir() {
 
 # prepare_venv REQUIREMENTS VENV: a virtualenv at VENV with REQUIREMENTS
 # installed, unless it already holds exactly those (and this Python).
-prepare_venv() {
+prepare_venv() { with_install_lock "$2" prepare_venv_unlocked "$@"; }
+prepare_venv_unlocked() {
   local req="$1" venv="$2" want have=""
   command -v "$PYTHON" >/dev/null || { echo "$(basename "$0"): $PYTHON is required" >&2; exit 2; }
   want=$( (sha256sum "$req"; "$PYTHON" --version) | sha256sum | cut -d' ' -f1)
@@ -53,8 +65,8 @@ prepare_venv() {
   fi
 }
 
-# start_emulator WORK [ARGS...]: builds bin/iothub-emulator, starts it (with
-# ARGS added to its flags) in memory on
+# start_emulator WORK [FLAGS...]: builds bin/iothub-emulator, starts it (with
+# FLAGS added) in memory on
 # 8883, 443, 1883 and 8080 with its log in WORK/emulator.log, waits until it
 # is healthy, and exports IOTHUB_CONNECTION_STRING, IOTHUB_CA_FILE,
 # NODE_EXTRA_CA_CERTS and REQUESTS_CA_BUNDLE. Sets EMU_PID and LOG.
@@ -63,12 +75,16 @@ start_emulator() {
   shift
   LOG="$work/emulator.log"
 
-  echo "== building the emulator"
-  (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
+  # run.sh builds it once for all its suites.
+  if [ -z "${IOTHUB_EMULATOR_BIN:-}" ]; then
+    echo "== building the emulator"
+    (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
+  fi
 
   echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 5671 (AMQP/TLS), 1883, 8080"
   "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost \
-    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 --amqps-port 5671 "$@" >"$LOG" 2>&1 &
+    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 --amqps-port 5671 \
+    ${IOTHUB_DOTTED_HOSTNAME:+--tls-san "$IOTHUB_DOTTED_HOSTNAME"} "$@" >"$LOG" 2>&1 &
   EMU_PID=$!
 
   deadline=$((SECONDS + HEALTH_TIMEOUT))
@@ -99,6 +115,31 @@ start_emulator() {
   export REQUESTS_CA_BUNDLE="$work/ca.pem"    # azure-iot-hub (requests/msrest)
   echo "   ready: $cs"
 }
+
+# use_running_emulator WORK: instead of start_emulator, uses an emulator that
+# is already running on 127.0.0.1 (8883, 443, 8080), e.g. in a container, and
+# exports the same variables. IOTHUB_CA_FILE may name its CA (else it is
+# fetched from /_emulator/ca.pem); IOTHUB_CONNECTION_STRING defaults to the
+# well-known iothubowner one. EMU_PID stays empty.
+use_running_emulator() {
+  local work="$1"
+  LOG="$work/emulator.log"
+  : >"$LOG"
+  curl -sf --max-time 5 -o /dev/null http://127.0.0.1:8080/_emulator/health ||
+    { echo "$(basename "$0"): no emulator answers at http://127.0.0.1:8080" >&2; exit 1; }
+  if [ -z "${IOTHUB_CA_FILE:-}" ]; then
+    curl -sf --max-time 5 -o "$work/ca.pem" http://127.0.0.1:8080/_emulator/ca.pem
+    IOTHUB_CA_FILE="$work/ca.pem"
+  fi
+  export IOTHUB_CA_FILE
+  export IOTHUB_CONNECTION_STRING="${IOTHUB_CONNECTION_STRING:-HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=P2ja1D+Ckn3UtCuHYDTO8mnTDonBDe4tGpQE5JTLVhM=}"
+  export NODE_EXTRA_CA_CERTS="$IOTHUB_CA_FILE" REQUESTS_CA_BUNDLE="$IOTHUB_CA_FILE"
+  echo "== using the running emulator at 127.0.0.1 (CA $IOTHUB_CA_FILE)"
+}
+
+# emulator_alive: the emulator this script started still runs (always true
+# for one it did not start).
+emulator_alive() { [ -z "$EMU_PID" ] || kill -0 "$EMU_PID" 2>/dev/null; }
 
 stop_emulator() {
   if [ -n "$EMU_PID" ] && kill -0 "$EMU_PID" 2>/dev/null; then

@@ -9,6 +9,7 @@
 #   e2e/sdk/tutorial.sh sim          the Python scheduleJobService against the
 #                                    simulated myDeviceId of examples/seed.json,
 #                                    no simDevice at all
+#   e2e/sdk/tutorial.sh --prepare-only   only install what the ports need
 #
 # The emulator starts with --seed examples/seed.json (its simulated fleet).
 # For each port: registers a device over REST, starts simDevice in the
@@ -21,6 +22,10 @@
 #     GET /jobs/v2/{id} completed with succeededCount 1 and failedCount 0 for
 #     both jobs, and the method job's devices.jobs record with
 #     outcome.deviceMethodResponse.status 200.
+#
+# With IOTHUB_EXTERNAL_EMULATOR=1 it uses an emulator already running on
+# 127.0.0.1 (e.g. `docker compose up`) instead of starting one; IOTHUB_CA_FILE
+# then names its CA (see use_running_emulator in lib.sh).
 #
 # Same needs as run.sh (root, ports 8883/443/1883/8080 free, go, node, python3).
 # The Python port reuses e2e/sdk/python/.venv when its pins are a subset of
@@ -40,6 +45,8 @@ DEVICE_TIMEOUT=${DEVICE_TIMEOUT:-300}    # hard stop for a simDevice left runnin
 PY_DIR="$ROOT/examples/schedule-jobs-python"
 NODE_DIR="$ROOT/examples/schedule-jobs-node"
 
+prepare_only=""
+if [ "${1:-}" = "--prepare-only" ]; then prepare_only=1; shift; fi
 ports=("$@")
 [ ${#ports[@]} -gt 0 ] || ports=(python node sim)
 for p in "${ports[@]}"; do
@@ -104,8 +111,13 @@ prepare_node() { prepare_node_dir "$NODE_DIR"; }
 prepare_sim() { [ -n "$PY_VENV" ] || prepare_python; }
 
 for p in "${ports[@]}"; do "prepare_$p"; done
+[ -z "$prepare_only" ] || exit 0
 
-start_emulator "$WORK" --seed "$ROOT/examples/seed.json"
+if [ -n "${IOTHUB_EXTERNAL_EMULATOR:-}" ]; then
+  use_running_emulator "$WORK"
+else
+  start_emulator "$WORK" --seed "$ROOT/examples/seed.json"
+fi
 
 # --- one port ------------------------------------------------------------------
 
@@ -195,7 +207,7 @@ for p in "${ports[@]}"; do
     failed+=("$p")
     stop_device
   fi
-  if ! kill -0 "$EMU_PID" 2>/dev/null; then
+  if ! emulator_alive; then
     echo "tutorial.sh: the emulator died during the $p port" >&2
     failed+=("emulator")
     break

@@ -248,34 +248,6 @@ function c2dEnabled(client) {
   }), OP_TIMEOUT_MS, 'enable C2D');
 }
 
-/**
- * Feature gate for work that other developers are still landing. The emulator
- * answers a route it does not have with 404 GenericNotFound (or 405
- * GenericMethodNotAllowed when a neighbouring route takes the path). Then the
- * test skips itself, naming the route; once the route exists, the test runs
- * and checks the feature.
- */
-async function skipUnlessRoute(t, feature, method, path, body) {
-  const r = await rawRequest(method, path, body);
-  const missing = (r.status === 404 && r.errorCode === 'GenericNotFound') ||
-    (r.status === 405 && r.errorCode === 'GenericMethodNotAllowed');
-  if (missing) {
-    t.skip(`${feature} not landed yet: the emulator answers ${method} ${path} with ${r.status} ${r.errorCode}`);
-    return true;
-  }
-  return false;
-}
-
-/**
- * Direct methods gate. A probe to an id no device has: once methods exist it
- * answers 404 DeviceNotFound, before that 404 GenericNotFound. Method jobs
- * need it too: they call the same invoker.
- */
-function skipUnlessMethods(t) {
-  return skipUnlessRoute(t, 'direct methods', 'POST', `/twins/${uniqueId('probe')}/methods`,
-    { methodName: 'probe', payload: null, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 0 });
-}
-
 /** Parses the hub's error body, including the JSON-in-Message form used for methods. */
 function hubErrorOf(err) {
   const out = { status: err.response && err.response.statusCode };
@@ -329,7 +301,5 @@ module.exports = {
   emulatorApi,
   pollUntil,
   c2dEnabled,
-  skipUnlessRoute,
-  skipUnlessMethods,
   hubErrorOf,
 };

@@ -1,20 +1,12 @@
 'use strict';
 // Jobs through azure-iothub's JobClient: scheduled direct methods, scheduled
 // twin updates, getJob, cancelJob and the jobs query.
-//
-// Jobs are still being built: each test first asks the emulator whether
-// /jobs/v2 exists and skips itself, naming the route, while it does not.
 const { test } = require('node:test');
 const hub = require('../lib/hub');
 
 const { assert, uniqueId, withTimeout, OP_TIMEOUT_MS } = hub;
 const T = { timeout: 90000 };
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
-
-function skipUnlessJobs(t) {
-  // Once jobs exist an unknown id answers 404 JobNotFound; before, 404 GenericNotFound.
-  return hub.skipUnlessRoute(t, 'jobs', 'GET', `/jobs/v2/${uniqueId('probe')}`);
-}
 
 /** Polls getJob until the job reaches a terminal state (bounded). */
 async function waitForJob(jobs, jobId, ms = 30000) {
@@ -30,9 +22,7 @@ async function waitForJob(jobs, jobId, ms = 30000) {
 }
 
 test('scheduleDeviceMethod runs the method on the matching device', T, async (t) => {
-  if (await skipUnlessJobs(t)) return;
   // A method job calls the device through the direct-method invoker.
-  if (await hub.skipUnlessMethods(t)) return;
   const reg = hub.registry();
   const id = uniqueId('job-m');
   const jobId = uniqueId('job-method');
@@ -67,7 +57,6 @@ test('scheduleDeviceMethod runs the method on the matching device', T, async (t)
 });
 
 test('scheduleTwinUpdate patches the desired properties of the matching devices', T, async (t) => {
-  if (await skipUnlessJobs(t)) return;
   const reg = hub.registry();
   const run = uniqueId('run');
   const ids = [uniqueId('job-t'), uniqueId('job-t')];
@@ -97,7 +86,6 @@ test('scheduleTwinUpdate patches the desired properties of the matching devices'
 });
 
 test('cancelJob cancels a job scheduled for later; getJob and createQuery see it', T, async (t) => {
-  if (await skipUnlessJobs(t)) return;
   const jobs = hub.jobClient();
   const jobId = uniqueId('job-cancel');
   const later = new Date(Date.now() + 3600 * 1000);
@@ -128,7 +116,6 @@ test('cancelJob cancels a job scheduled for later; getJob and createQuery see it
 });
 
 test('getJob of an unknown job fails with 404 JobNotFound', T, async (t) => {
-  if (await skipUnlessJobs(t)) return;
   const jobs = hub.jobClient();
   const err = await hub.rejectionOf(jobs.getJob(uniqueId('job-none')), 'getJob unknown');
   assert.equal(err.response && err.response.statusCode, 404, `${err.name}: ${err.message}`);

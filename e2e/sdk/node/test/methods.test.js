@@ -1,25 +1,13 @@
 'use strict';
 // Direct methods: azure-iothub Client.invokeDeviceMethod (REST) to a device or
 // module that answers through onDeviceMethod (MQTT).
-//
-// Direct methods are still being built: every test first asks the emulator
-// whether the route exists and skips itself, naming the route, while it does
-// not. Once it lands these tests run unchanged.
 const { test } = require('node:test');
 const hub = require('../lib/hub');
 
 const { assert, serviceErrors, uniqueId, withTimeout, rejectionOf, OP_TIMEOUT_MS } = hub;
 const T = { timeout: 60000 };
 
-const { skipUnlessMethods } = hub;
-
-function skipUnlessModuleMethods(t) {
-  return hub.skipUnlessRoute(t, 'module direct methods', 'POST', `/twins/${uniqueId('probe')}/modules/m/methods`,
-    { methodName: 'probe', payload: null, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 0 });
-}
-
 test('invokeDeviceMethod reaches onDeviceMethod and returns its status and payload', T, async (t) => {
-  if (await skipUnlessMethods(t)) return;
   const reg = hub.registry();
   const id = uniqueId('m-dev');
   let client;
@@ -57,7 +45,6 @@ test('invokeDeviceMethod reaches onDeviceMethod and returns its status and paylo
 });
 
 test('invokeDeviceMethod on a module reaches the module client', T, async (t) => {
-  if (await skipUnlessModuleMethods(t)) return;
   const reg = hub.registry();
   const id = uniqueId('m-mod');
   const moduleId = 'actuator';
@@ -84,7 +71,6 @@ test('invokeDeviceMethod on a module reaches the module client', T, async (t) =>
 });
 
 test('invokeDeviceMethod on an offline device fails with 404 DeviceNotOnline (404103)', T, async (t) => {
-  if (await skipUnlessMethods(t)) return;
   const reg = hub.registry();
   const id = uniqueId('m-offline');
   try {
@@ -105,7 +91,6 @@ test('invokeDeviceMethod on an offline device fails with 404 DeviceNotOnline (40
 });
 
 test('invokeDeviceMethod on a device that never answers fails with GatewayTimeoutError', T, async (t) => {
-  if (await skipUnlessMethods(t)) return;
   const reg = hub.registry();
   const id = uniqueId('m-timeout');
   let client;

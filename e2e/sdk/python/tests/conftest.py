@@ -60,20 +60,6 @@ def _service_token():
             f"&se={se}&skn={_FIELDS['SharedAccessKeyName']}")
 
 
-def skip_unless_route(feature, method, path, body=None):
-    """Skips the calling test while the emulator lacks a route.
-
-    Features other developers are still landing answer 404 GenericNotFound (or
-    405 GenericMethodNotAllowed when a neighbouring route takes the path). Once
-    the route exists the test runs unchanged.
-    """
-    r = requests.request(method, f"https://{HOST_NAME}{path}", params={"api-version": "2021-04-12"},
-                         headers={"Authorization": _service_token()}, json=body, verify=CA_FILE, timeout=15)
-    code = r.headers.get("iothub-errorcode")
-    if (r.status_code, code) in ((404, "GenericNotFound"), (405, "GenericMethodNotAllowed")):
-        pytest.skip(f"{feature} not landed yet: the emulator answers {method} {path} with {r.status_code} {code}")
-
-
 def emulator_api(method, path, body=None, params=None):
     """A call to the emulator's own API under /_emulator (same SAS, no api-version): the JSON answer."""
     r = requests.request(method, f"https://{HOST_NAME}{path}", params=params, headers={"Authorization": _service_token()},
@@ -92,12 +78,6 @@ def poll_until(fn, what, timeout=10.0, interval=0.1):
         if time.monotonic() >= deadline:
             pytest.fail(f"timed out after {timeout} s: {what}")
         time.sleep(interval)  # poll interval
-
-
-def skip_unless_methods():
-    """Direct methods gate; method jobs need it too (they use the same invoker)."""
-    skip_unless_route("direct methods", "POST", f"/twins/{unique_id('probe')}/methods",
-                      {"methodName": "probe", "payload": None, "responseTimeoutInSeconds": 5})
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,7 @@
 """Scheduled jobs through IoTHubJobManager: create_scheduled_job and
 get_scheduled_job. query_scheduled_jobs is left out on purpose: the SDK
 deserializes the hub's array answer as an object and fails against the real
-hub too (sdk-behavior.md §4.6).
-
-Jobs are still being built: each test first asks the emulator whether the
-route exists and skips itself, naming the route, while it does not.
+hub too (docs/sdk-notes.md).
 """
 import datetime
 import time
@@ -12,13 +9,9 @@ import time
 from azure.iot.device import MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod, JobRequest, Twin, TwinProperties
 
-from conftest import skip_unless_methods, skip_unless_route, unique_id
+from conftest import unique_id
 
 TERMINAL = {"completed", "failed", "cancelled"}
-
-
-def skip_unless_jobs():
-    skip_unless_route("jobs", "GET", f"/jobs/v2/{unique_id('probe')}")
 
 
 def wait_for_job(job_manager, job_id, timeout=30):
@@ -33,8 +26,6 @@ def wait_for_job(job_manager, job_id, timeout=30):
 
 
 def test_scheduled_method_job_runs_on_the_device(registry, job_manager, make_device, connect_device):
-    skip_unless_jobs()
-    skip_unless_methods()  # a method job calls the device through the direct-method invoker
     device_id, key = make_device("py-job-m")
     client = connect_device(device_id, key)
     calls = []
@@ -65,7 +56,6 @@ def test_scheduled_method_job_runs_on_the_device(registry, job_manager, make_dev
 
 
 def test_scheduled_twin_job_patches_desired(registry, job_manager, make_device):
-    skip_unless_jobs()
     device_id, _ = make_device("py-job-t")
     job_id = unique_id("py-job")
     request = JobRequest(

@@ -1,19 +1,14 @@
 """Direct methods: IoTHubRegistryManager.invoke_device_method to a device that
 answers through on_method_request_received.
-
-Direct methods are still being built: each test first asks the emulator whether
-the route exists and skips itself, naming the route, while it does not.
 """
 import pytest
 from azure.iot.device import MethodResponse
 from azure.iot.hub.models import CloudToDeviceMethod
 from msrest.exceptions import HttpOperationError
 
-from conftest import skip_unless_methods
 
 
 def test_invoke_device_method_round_trip(registry, make_device, connect_device):
-    skip_unless_methods()
     device_id, key = make_device("py-m")
     client = connect_device(device_id, key)
     seen = []
@@ -33,7 +28,6 @@ def test_invoke_device_method_round_trip(registry, make_device, connect_device):
 
 
 def test_invoke_on_offline_device_is_404_device_not_online(registry, make_device):
-    skip_unless_methods()
     device_id, _ = make_device("py-m-off")
     with pytest.raises(HttpOperationError) as info:
         registry.invoke_device_method(device_id, CloudToDeviceMethod(
