@@ -26,29 +26,26 @@ const (
 	JobNotFound                               Code = 404002
 	ModuleNotFound                            Code = 404010
 	ConfigurationNotFound                     Code = 404301
-	// Device Provisioning Service codes.
-	EnrollmentNotFound                  Code = 404201
-	DeviceRegistrationNotFound          Code = 404202
-	DeviceNotOnline                     Code = 404103
-	DeviceConnectionClosedRemotely      Code = 404104
-	GenericNotFound                     Code = 404000
-	GenericMethodNotAllowed             Code = 405000
-	DeviceAlreadyExists                 Code = 409001
-	JobAlreadyExists                    Code = 409104
-	ModuleAlreadyExistsOnDevice         Code = 409301
-	ConfigurationAlreadyExists          Code = 409401
-	PreconditionFailed                  Code = 412001
-	DeviceMessageLockLost               Code = 412002
-	MessageTooLarge                     Code = 413001
-	TooManyDevices                      Code = 413002
-	TooManyModulesOnDevice              Code = 413003
-	ThrottlingException                 Code = 429001
-	ThrottlingMaxActiveJobCountExceeded Code = 429004
-	ServerError                         Code = 500001
-	GenericTimeout                      Code = 500008
-	InvalidResponseWhileProxying        Code = 502101
-	ServiceUnavailable                  Code = 503001
-	GatewayTimeout                      Code = 504101
+	DeviceNotOnline                           Code = 404103
+	DeviceConnectionClosedRemotely            Code = 404104
+	GenericNotFound                           Code = 404000
+	GenericMethodNotAllowed                   Code = 405000
+	DeviceAlreadyExists                       Code = 409001
+	JobAlreadyExists                          Code = 409104
+	ModuleAlreadyExistsOnDevice               Code = 409301
+	ConfigurationAlreadyExists                Code = 409401
+	PreconditionFailed                        Code = 412001
+	DeviceMessageLockLost                     Code = 412002
+	MessageTooLarge                           Code = 413001
+	TooManyDevices                            Code = 413002
+	TooManyModulesOnDevice                    Code = 413003
+	ThrottlingException                       Code = 429001
+	ThrottlingMaxActiveJobCountExceeded       Code = 429004
+	ServerError                               Code = 500001
+	GenericTimeout                            Code = 500008
+	InvalidResponseWhileProxying              Code = 502101
+	ServiceUnavailable                        Code = 503001
+	GatewayTimeout                            Code = 504101
 )
 
 var codeNames = map[Code]string{
@@ -74,8 +71,6 @@ var codeNames = map[Code]string{
 	JobNotFound:                               "JobNotFound",
 	ModuleNotFound:                            "ModuleNotFound",
 	ConfigurationNotFound:                     "ConfigurationNotFound",
-	EnrollmentNotFound:                        "EnrollmentNotFound",
-	DeviceRegistrationNotFound:                "DeviceRegistrationNotFound",
 	DeviceNotOnline:                           "DeviceNotOnline",
 	DeviceConnectionClosedRemotely:            "DeviceConnectionClosedRemotely",
 	GenericNotFound:                           "GenericNotFound",

@@ -126,7 +126,7 @@ func (s *Service) attestSAS(ctx context.Context, c Credentials) (*attested, erro
 				auth: registry.Authentication{Type: registry.AuthSAS, PrimaryKey: sk.PrimaryKey, SecondaryKey: sk.SecondaryKey}}, nil
 		}
 		return nil, unauthorized("Unauthorized: the token is not signed with the enrollment's key.")
-	case iothub.CodeOf(err) != iothub.EnrollmentNotFound:
+	case iothub.CodeOf(err) != iothub.GenericNotFound:
 		return nil, err
 	}
 	groups, err := s.Store.ListGroups(ctx)
@@ -169,7 +169,7 @@ func (s *Service) Register(ctx context.Context, c Credentials, payload json.RawM
 		return nil, iothub.ErrClosed
 	}
 	prev, err := s.Store.GetRegistration(ctx, a.regID)
-	if err != nil && iothub.CodeOf(err) != iothub.DeviceRegistrationNotFound {
+	if err != nil && iothub.CodeOf(err) != iothub.GenericNotFound {
 		return nil, err
 	}
 	now := s.now()
@@ -255,7 +255,7 @@ func (s *Service) assign(ctx context.Context, a *attested, deviceID string, caps
 }
 
 // OperationStatus reports a register operation of the device: its
-// registration state once the operation is the device's latest. 404202 for
+// registration state once the operation is the device's latest. 404000 for
 // an operation id the device does not own. The credentials are checked
 // unless the transport already did (Credentials.Attested).
 func (s *Service) OperationStatus(ctx context.Context, c Credentials, operationID string) (*Operation, error) {
@@ -272,7 +272,7 @@ func (s *Service) OperationStatus(ctx context.Context, c Credentials, operationI
 		return nil, err
 	}
 	if st.OperationID != operationID {
-		return nil, iothub.Errorf(iothub.DeviceRegistrationNotFound, "Operation '%s' of registration '%s' not found.", operationID, c.RegistrationID)
+		return nil, iothub.Errorf(iothub.GenericNotFound, "Operation '%s' of registration '%s' not found.", operationID, c.RegistrationID)
 	}
 	return &Operation{OperationID: operationID, Status: st.Status, RegistrationState: st}, nil
 }

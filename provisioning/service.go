@@ -27,8 +27,7 @@ const DefaultIDScope = "0ne00000000"
 const DefaultRetryAfter = 1 * time.Second
 
 // Store persists enrollments and registration states. Get and Delete return
-// 404201 EnrollmentNotFound or 404202 DeviceRegistrationNotFound when the
-// record is absent. Lists are ordered by id.
+// 404000 GenericNotFound when the record is absent. Lists are ordered by id.
 type Store interface {
 	GetEnrollment(ctx context.Context, registrationID string) (*Enrollment, error)
 	PutEnrollment(ctx context.Context, e *Enrollment) error
@@ -214,7 +213,7 @@ func (s *Service) PutEnrollment(ctx context.Context, id, ifMatch string, e *Enro
 	}
 	defer s.writes.Unlock()
 	cur, err := s.Store.GetEnrollment(ctx, id)
-	if err != nil && iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+	if err != nil && iothub.CodeOf(err) != iothub.GenericNotFound {
 		return nil, err
 	}
 	now := s.now()
@@ -350,7 +349,7 @@ func (s *Service) PutGroup(ctx context.Context, id, ifMatch string, g *Enrollmen
 	}
 	defer s.writes.Unlock()
 	cur, err := s.Store.GetGroup(ctx, id)
-	if err != nil && iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+	if err != nil && iothub.CodeOf(err) != iothub.GenericNotFound {
 		return nil, err
 	}
 	now := s.now()

@@ -34,7 +34,7 @@ func (m *memStore) GetEnrollment(_ context.Context, id string) (*provisioning.En
 	defer m.mu.Unlock()
 	e, ok := m.enr[id]
 	if !ok {
-		return nil, notFound(iothub.EnrollmentNotFound)
+		return nil, notFound(iothub.GenericNotFound)
 	}
 	return &e, nil
 }
@@ -48,7 +48,7 @@ func (m *memStore) DeleteEnrollment(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.enr[id]; !ok {
-		return notFound(iothub.EnrollmentNotFound)
+		return notFound(iothub.GenericNotFound)
 	}
 	delete(m.enr, id)
 	return nil
@@ -69,7 +69,7 @@ func (m *memStore) GetGroup(_ context.Context, id string) (*provisioning.Enrollm
 	defer m.mu.Unlock()
 	g, ok := m.groups[id]
 	if !ok {
-		return nil, notFound(iothub.EnrollmentNotFound)
+		return nil, notFound(iothub.GenericNotFound)
 	}
 	return &g, nil
 }
@@ -83,7 +83,7 @@ func (m *memStore) DeleteGroup(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.groups[id]; !ok {
-		return notFound(iothub.EnrollmentNotFound)
+		return notFound(iothub.GenericNotFound)
 	}
 	delete(m.groups, id)
 	return nil
@@ -104,7 +104,7 @@ func (m *memStore) GetRegistration(_ context.Context, id string) (*provisioning.
 	defer m.mu.Unlock()
 	r, ok := m.regs[id]
 	if !ok {
-		return nil, notFound(iothub.DeviceRegistrationNotFound)
+		return nil, notFound(iothub.GenericNotFound)
 	}
 	return &r, nil
 }
@@ -118,7 +118,7 @@ func (m *memStore) DeleteRegistration(_ context.Context, id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.regs[id]; !ok {
-		return notFound(iothub.DeviceRegistrationNotFound)
+		return notFound(iothub.GenericNotFound)
 	}
 	delete(m.regs, id)
 	return nil
@@ -295,7 +295,7 @@ func register(t *testing.T, s *provisioning.Service, regID, key string) *provisi
 	if err != nil {
 		t.Fatalf("operation status: %v", err)
 	}
-	if _, err := s.OperationStatus(ctx, c, "other"); iothub.CodeOf(err) != iothub.DeviceRegistrationNotFound {
+	if _, err := s.OperationStatus(ctx, c, "other"); iothub.CodeOf(err) != iothub.GenericNotFound {
 		t.Fatalf("foreign operation id: %v", err)
 	}
 	return done

@@ -104,7 +104,7 @@ func (s *Service) attestX509(ctx context.Context, c Credentials) (*attested, err
 			}
 		}
 		return nil, unauthorized("Unauthorized: the certificate is not the enrollment's.")
-	case iothub.CodeOf(err) != iothub.EnrollmentNotFound:
+	case iothub.CodeOf(err) != iothub.GenericNotFound:
 		return nil, err
 	}
 	groups, err := s.Store.ListGroups(ctx)

@@ -17,7 +17,7 @@ type ProvisioningStore struct{ DB *DB }
 var _ provisioning.Store = (*ProvisioningStore)(nil)
 
 func enrollmentNotFound(id string) error {
-	return iothub.Errorf(iothub.EnrollmentNotFound, "Enrollment '%s' not found.", id)
+	return iothub.Errorf(iothub.GenericNotFound, "Enrollment '%s' not found.", id)
 }
 
 func (s *ProvisioningStore) get(ctx context.Context, query, id string, v any, notFound error) error {
@@ -127,7 +127,7 @@ func (s *ProvisioningStore) ListGroups(ctx context.Context) ([]*provisioning.Enr
 }
 
 func registrationNotFound(id string) error {
-	return iothub.Errorf(iothub.DeviceRegistrationNotFound, "Registration '%s' not found.", id)
+	return iothub.Errorf(iothub.GenericNotFound, "Registration '%s' not found.", id)
 }
 
 func (s *ProvisioningStore) GetRegistration(ctx context.Context, id string) (*provisioning.RegistrationState, error) {

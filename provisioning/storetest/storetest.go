@@ -18,10 +18,10 @@ func Run(t *testing.T, newStore func(t *testing.T) provisioning.Store) {
 
 	t.Run("enrollments", func(t *testing.T) {
 		s := newStore(t)
-		if _, err := s.GetEnrollment(ctx, "a"); iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+		if _, err := s.GetEnrollment(ctx, "a"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("absent enrollment: %v", err)
 		}
-		if err := s.DeleteEnrollment(ctx, "a"); iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+		if err := s.DeleteEnrollment(ctx, "a"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("delete absent enrollment: %v", err)
 		}
 		for _, id := range []string{"b", "a"} {
@@ -51,14 +51,14 @@ func Run(t *testing.T, newStore func(t *testing.T) provisioning.Store) {
 		if err := s.DeleteEnrollment(ctx, "a"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.GetEnrollment(ctx, "a"); iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+		if _, err := s.GetEnrollment(ctx, "a"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("deleted enrollment: %v", err)
 		}
 	})
 
 	t.Run("groups", func(t *testing.T) {
 		s := newStore(t)
-		if _, err := s.GetGroup(ctx, "g"); iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+		if _, err := s.GetGroup(ctx, "g"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("absent group: %v", err)
 		}
 		for _, id := range []string{"g2", "g1"} {
@@ -71,20 +71,20 @@ func Run(t *testing.T, newStore func(t *testing.T) provisioning.Store) {
 			t.Fatalf("list: %v %v", list, err)
 		}
 		// Groups and individual enrollments are apart.
-		if _, err := s.GetEnrollment(ctx, "g1"); iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+		if _, err := s.GetEnrollment(ctx, "g1"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("a group read as an enrollment: %v", err)
 		}
 		if err := s.DeleteGroup(ctx, "g1"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteGroup(ctx, "g1"); iothub.CodeOf(err) != iothub.EnrollmentNotFound {
+		if err := s.DeleteGroup(ctx, "g1"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("delete twice: %v", err)
 		}
 	})
 
 	t.Run("registrations", func(t *testing.T) {
 		s := newStore(t)
-		if _, err := s.GetRegistration(ctx, "r"); iothub.CodeOf(err) != iothub.DeviceRegistrationNotFound {
+		if _, err := s.GetRegistration(ctx, "r"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("absent registration: %v", err)
 		}
 		for _, r := range []*provisioning.RegistrationState{
@@ -110,7 +110,7 @@ func Run(t *testing.T, newStore func(t *testing.T) provisioning.Store) {
 		if err := s.DeleteRegistration(ctx, "r3"); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteRegistration(ctx, "r3"); iothub.CodeOf(err) != iothub.DeviceRegistrationNotFound {
+		if err := s.DeleteRegistration(ctx, "r3"); iothub.CodeOf(err) != iothub.GenericNotFound {
 			t.Fatalf("delete twice: %v", err)
 		}
 	})
