@@ -11,6 +11,7 @@ package amqphub
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -21,18 +22,31 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/amqp"
+	"github.com/iothub-emulator/iothub-emulator/eventhub"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Deps are the services the transport calls.
 type Deps struct {
 	Auth *sasauth.Authenticator
 	C2D  *messaging.CloudToDevice
+	// EventHub serves the Event Hub-compatible nodes (eventhub.go); nil
+	// leaves them out.
+	EventHub *eventhub.Hub
 	// FileNotifications feeds the file-notification node.
 	FileNotifications fileupload.NotificationSource
+
+	// The device side: devices authenticate against Identities and reach
+	// the same services as over MQTT.
+	Identities DeviceIdentities
+	Telemetry  *messaging.Telemetry
+	Twins      *twins.Service
+	Methods    *methods.Invoker
 }
 
 // Config configures the transport; zero values take the defaults of
@@ -47,6 +61,11 @@ type Config struct {
 	// SendTimeout bounds one C2D enqueue and the wait for a feedback
 	// receiver's credit. Default 30 s.
 	SendTimeout time.Duration
+	// DeviceCAs verifies certificateAuthority devices' client certificates.
+	DeviceCAs *x509.CertPool
+	// EventHubPort is the TLS port that redirects from messages/events
+	// name (the AMQPS listener's, known once it is bound). Default 5671.
+	EventHubPort func() int
 	// Engine tunes the protocol engine (frame sizes, credit, timeouts).
 	Engine amqp.Config
 	Now    func() time.Time
@@ -62,6 +81,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 30 * time.Second
+	}
+	if c.EventHubPort == nil {
+		c.EventHubPort = func() int { return 5671 }
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -85,8 +107,10 @@ type Server struct {
 	// fileDone is the sequence number up to which file notifications have
 	// been accepted by a receiver.
 	fileDone atomic.Int64
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// devices are the AMQP devices connected now.
+	devices *deviceTable
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -95,12 +119,13 @@ type Server struct {
 
 // New returns a transport ready to serve; Close ends it.
 func New(deps Deps, cfg Config) (*Server, error) {
-	if err := iothub.CheckDeps("amqp", deps); err != nil {
+	if err := iothub.CheckDeps("amqp", deps, "EventHub"); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
 	s := &Server{deps: deps, cfg: cfg, log: cfg.Logger.With("component", "amqp"), slots: make(chan struct{}, cfg.MaxConnections)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.devices = &deviceTable{srv: s, cur: map[devKey]*deviceSession{}}
 	cfg.Engine.Authenticate = s.authenticate
 	s.engine = amqp.NewServer(s, cfg.Engine)
 	return s, nil
@@ -179,7 +204,8 @@ func (s *Server) Close() error {
 // Connected gives each connection its own state: the claims put on $cbs and
 // the links of the service nodes (amqp.Handler).
 func (s *Server) Connected(c *amqp.Conn) (amqp.ConnHandler, error) {
-	cs := &connState{srv: s, conn: c, links: map[*amqp.Link]struct{}{}}
+	cs := &connState{srv: s, conn: c, links: map[*amqp.Link]struct{}{},
+		devices: map[devKey]*deviceClaim{}, sessions: map[devKey]*deviceSession{}}
 	if g, ok := c.Identity().(*grant); ok {
 		cs.grant(g)
 	}
@@ -225,6 +251,9 @@ func (cs *connState) Attach(l *amqp.Link) error {
 		}
 		return nil
 	}
+	if k, kind, ok := deviceNode(l.Address()); ok {
+		return cs.attachDevice(l, k, kind)
+	}
 	var serve func(*amqp.Link)
 	switch {
 	case node == nodeDevicebound && l.Role() == amqp.RoleReceiver:
@@ -239,6 +268,9 @@ func (cs *connState) Attach(l *amqp.Link) error {
 	case node == nodeDevicebound || node == nodeFeedback || node == nodeFileNotifications:
 		return amqp.Errorf(amqp.ErrCondNotAllowed, "The node %s cannot be attached as a %s link.", l.Address(), peerRole(l))
 	default:
+		if handled, err := cs.attachEventHub(l, node); handled {
+			return err
+		}
 		return amqp.Errorf(amqp.ErrCondNotFound, "The node %s does not exist on this hub.", l.Address())
 	}
 	if err := cs.authorize(l); err != nil {
@@ -259,8 +291,9 @@ func peerRole(l *amqp.Link) string {
 // Closed stops the connection's claim timer (amqp.ConnHandler).
 func (cs *connState) Closed(error) {
 	cs.mu.Lock()
-	defer cs.mu.Unlock()
 	if cs.timer != nil {
 		cs.timer.Stop()
 	}
+	cs.mu.Unlock()
+	cs.closeDevices()
 }

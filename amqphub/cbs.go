@@ -25,11 +25,16 @@ type connState struct {
 	srv  *Server
 	conn *amqp.Conn
 	cbs  *amqp.RequestNode
+	mgmt *amqp.RequestNode // $management of the Event Hub endpoint, made on first use
 
 	mu    sync.Mutex
 	claim *grant // the latest-expiring claim; nil before any
 	timer *time.Timer
 	links map[*amqp.Link]struct{} // links of the protected nodes
+	// devices are the device claims put on this connection, sessions the
+	// devices' links (device.go).
+	devices  map[devKey]*deviceClaim
+	sessions map[devKey]*deviceSession
 }
 
 // authenticate decides SASL (amqp.Authenticator). MSSBCBS and ANONYMOUS
@@ -66,6 +71,9 @@ func keyEqual(given, key string) bool {
 func (s *Server) checkToken(token string) (*grant, error) {
 	p, err := s.deps.Auth.Service(token, sasauth.ServiceConnect)
 	if err != nil {
+		if g, ok := s.checkEventHubToken(token); ok {
+			return g, nil
+		}
 		return nil, err
 	}
 	t, err := sasauth.Parse(token) // parsed fine above
@@ -112,6 +120,10 @@ func (cs *connState) putToken(req *amqp.Message) (int, string) {
 	}
 	if token == "" {
 		return 400, "The put-token request carries no token."
+	}
+	name, _ := req.ApplicationProperties["name"].(string)
+	if k, ok := isDeviceToken(token, name); ok {
+		return cs.putDeviceToken(k, token)
 	}
 	g, err := cs.srv.checkToken(token)
 	if err != nil {

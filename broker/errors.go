@@ -1,22 +1,7 @@
 package broker
 
-import (
-	"encoding/json"
-	"time"
+import "github.com/iothub-emulator/iothub-emulator/wire"
 
-	"github.com/google/uuid"
-
-	"github.com/iothub-emulator/iothub-emulator/iothub"
-)
-
-// ErrorBody is the JSON the hub puts in MQTT error responses:
-// {"errorCode":400004,"trackingId":"…","message":"…","timestampUtc":"…"}.
-func ErrorBody(err error) []byte {
-	b, _ := json.Marshal(struct {
-		ErrorCode    int    `json:"errorCode"`
-		TrackingID   string `json:"trackingId"`
-		Message      string `json:"message"`
-		TimestampUTC string `json:"timestampUtc"`
-	}{int(iothub.CodeOf(err)), uuid.NewString(), iothub.MessageOf(err), time.Now().UTC().Format("2006-01-02T15:04:05.0000000Z")})
-	return b
-}
+// ErrorBody is the JSON the hub puts in MQTT error responses
+// (wire.ErrorBody).
+func ErrorBody(err error) []byte { return wire.ErrorBody(err) }

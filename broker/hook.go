@@ -112,22 +112,9 @@ func (h *hook) authenticate(cl *mqtt.Client, pk packets.Packet) (Device, error) 
 		return Device{}, refusal("client id %q names no device or module", cl.ID)
 	}
 	ctx := context.Background()
-	id, err := h.b.cfg.Identities.Get(ctx, deviceID, moduleID)
+	id, err := registry.Connectable(ctx, h.b.cfg.Identities, deviceID, moduleID)
 	if err != nil {
 		return Device{}, err
-	}
-	if id.Status != registry.StatusEnabled {
-		return Device{}, refusal("%s is disabled", path)
-	}
-	if moduleID != "" {
-		// A disabled device takes its modules with it.
-		parent, err := h.b.cfg.Identities.Get(ctx, deviceID, "")
-		if err != nil {
-			return Device{}, err
-		}
-		if parent.Status != registry.StatusEnabled {
-			return Device{}, refusal("device %s is disabled", deviceID)
-		}
 	}
 	dev := Device{DeviceID: deviceID, ModuleID: moduleID, AuthMethod: "sas", GenerationID: id.GenerationID, Transport: "mqtt"}
 	if cl.Net.Listener == h.b.ws.id {

@@ -96,6 +96,12 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/_emulator/devices/{id}/messages/devicebound", s.emulator(service, s.listC2D)},
 		{http.MethodGet, "/_emulator/feedback", s.emulator(service, s.listFeedback)},
 
+		// The Event Hub-compatible endpoint's settings and consumer groups,
+		// emulator-only (eventhub.go).
+		{http.MethodGet, "/_emulator/eventhub", s.emulator(service, s.getEventHub)},
+		{http.MethodGet, "/_emulator/eventhub/consumergroups", s.emulator(service, s.listConsumerGroups)},
+		{http.MethodPut, "/_emulator/eventhub/consumergroups/{name}", s.emulator(service, s.putConsumerGroup)},
+
 		// Emulator-only live streams for the dashboard (live.go) and
 		// simulated devices (simulations.go). Starting a simulation creates
 		// devices and reads their keys, hence RegistryWrite.

@@ -46,6 +46,9 @@ type Deps struct {
 	Methods MethodInvoker
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
+	// EventHub describes the Event Hub-compatible endpoint (eventhub.go);
+	// nil answers its routes with 404.
+	EventHub EventHubEndpoint
 	// Configurations, DigitalTwins and FileUpload serve automatic device
 	// management, IoT Plug and Play and file upload (configurations.go,
 	// digitaltwins.go, fileupload.go).
@@ -102,7 +105,7 @@ const maxBody = 4 << 20
 
 // New builds the REST API and its router.
 func New(deps Deps, cfg Config) (*Server, error) {
-	if err := iothub.CheckDeps("httpapi", deps); err != nil {
+	if err := iothub.CheckDeps("httpapi", deps, "EventHub"); err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {

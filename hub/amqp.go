@@ -7,10 +7,14 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/amqphub"
 )
 
-// newAMQP builds the service-side AMQP endpoint (C2D send, feedback, file
-// notifications) on the C2D queue, file upload and the SAS policies.
+// newAMQP builds the AMQP endpoint: the service side (C2D send, feedback,
+// file notifications) and the device side (telemetry, C2D, methods, twins),
+// over the same services as MQTT and REST.
 func (h *Hub) newAMQP(context.Context) (err error) {
-	h.amqp, err = amqphub.New(amqphub.Deps{Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload}, amqphub.Config{Hostname: h.cfg.Hostname, Now: h.now, Logger: h.log})
+	h.amqp, err = amqphub.New(amqphub.Deps{
+		Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload, EventHub: h.EventHub,
+		Identities: h.directory, Telemetry: h.Telemetry, Twins: h.Twins, Methods: h.Methods,
+	}, amqphub.Config{Hostname: h.cfg.Hostname, DeviceCAs: h.deviceCAs, EventHubPort: h.eventHubPort, Now: h.now, Logger: h.log})
 	return err
 }
 

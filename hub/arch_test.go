@@ -46,7 +46,7 @@ var layers = map[string]layer{
 	"iothub": domain, "sasauth": domain, "registry": domain, "twins": domain, "twins/memstore": domain,
 	"methods": domain, "jobs": domain, "query": domain, "messaging": domain, "sessions": domain, "wire": domain,
 	"groupcommit": domain, "provisioning": domain, "provisioning/storetest": domain, "configurations": domain, "fileupload": domain, "digitaltwins": domain,
-	"changefeed":      domain,
+	"changefeed": domain, "eventhub": domain,
 	"twins/twinstest": domain, "messaging/memstore": domain, "messaging/messagingtest": domain,
 	"sqlite": storage, "blobstorage": storage,
 	"broker": transport, "httpapi": transport, "amqphub": transport, "ui": transport,

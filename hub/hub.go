@@ -24,6 +24,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/eventhub"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
@@ -51,6 +52,12 @@ type Config struct {
 	// send, feedback and file notifications. AMQP over WebSockets shares
 	// HTTPSAddr.
 	AMQPSAddr string
+	// AMQPAddr serves the same AMQP endpoint without TLS (5672, loopback),
+	// for Event Hubs clients with UseDevelopmentEmulator=true.
+	AMQPAddr string
+	// Partitions is the partition count of the Event Hub-compatible
+	// endpoint (eventhub.go).
+	Partitions int
 	// FallbackPorts moves a listener whose privileged port cannot be bound
 	// (a non-root user) to 8443 for 443, port+8000 otherwise, and says so in
 	// Warnings.
@@ -115,6 +122,8 @@ func DefaultConfig() Config {
 		MQTTAddr:      "127.0.0.1:1883",
 		HTTPAddr:      "127.0.0.1:8080",
 		AMQPSAddr:     "127.0.0.1:5671",
+		AMQPAddr:      "127.0.0.1:5672",
+		Partitions:    eventhub.DefaultPartitions,
 		FallbackPorts: true,
 		DataDir:       "./data",
 
@@ -163,6 +172,8 @@ type Hub struct {
 	Twins *twins.Service
 	// Telemetry is the device-to-cloud message log.
 	Telemetry *messaging.Telemetry
+	// EventHub is the log seen as the Event Hub-compatible endpoint.
+	EventHub *eventhub.Hub
 	// C2D is the cloud-to-device queue.
 	C2D *messaging.CloudToDevice
 	// Jobs is the jobs engine.
@@ -225,6 +236,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newTwins,          // twins, notifying devices through the broker
 		h.newRegistry,       // registry, closing sessions in the broker and writing twins
 		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
+		h.newEventHub,       // the Event Hub-compatible endpoint over the log (eventhub.go)
 		h.newMethods,        // direct methods, through the broker
 		h.newJobs,           // jobs over twins and methods
 		h.newProvisioning,   // DPS over the registry and twins (provisioning.go)
@@ -234,7 +246,7 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
-		h.newAMQP,           // the service AMQP endpoint over the C2D queue (amqp.go)
+		h.newAMQP,           // AMQP: service and device nodes over the same services (amqp.go)
 		h.newSimulator,      // simulated devices, clients of the MQTT listener (dashboard.go)
 		h.newAPI,            // the REST API over every service
 		h.bindListeners,     // 8883, 1883, 443, 8080, 5671
@@ -316,7 +328,7 @@ func (h *Hub) newBroker(context.Context) error {
 }
 
 func (h *Hub) newTwins(context.Context) (err error) {
-	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: h.broker.DesiredNotifier()}, twins.Config{Now: h.now})
+	h.Twins, err = twins.NewService(twins.Deps{Store: h.stores.twins, Notifier: deviceDesired{h}}, twins.Config{Now: h.now})
 	return err
 }
 
@@ -334,14 +346,14 @@ func (h *Hub) newMessaging(context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: h.broker.C2DLink()},
+	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: deviceC2D{h}},
 		messaging.C2DConfig{Now: h.now, Logger: h.log})
 	return err
 }
 
 func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
-		Transport:  h.broker.MethodTransport(),
+		Transport:  deviceMethods{h},
 		Identities: identityChecker{h},
 		Logger:     h.log.With("component", "methods"),
 	}
@@ -376,7 +388,7 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
 		Provisioning: h.Provisioning, ProvisioningAuth: h.dpsAuth,
-		Simulations: h.Simulator, Connections: h.directory,
+		Simulations: h.Simulator, Connections: h.directory, EventHub: eventHubInfo{h},
 	}, httpapi.Config{CACert: h.caPEM, DeviceCAs: h.deviceCAs, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
 		Logger:                     h.log.With("component", "http"),
 		DPSServiceConnectionString: h.DPSServiceConnectionString(), DPSGlobalEndpoint: h.cfg.Hostname})
@@ -397,6 +409,7 @@ func (h *Hub) bindListeners(context.Context) error {
 	mqttTLS.NextProtos = nil
 	amqpTLS := serverTLS.Clone()
 	amqpTLS.NextProtos = nil
+	amqpTLS.ClientAuth = tls.RequestClientCert // X.509 devices, checked when they attach
 
 	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS, "amqps": amqpTLS}
 	maxConns := h.cfg.MaxConnections
@@ -406,7 +419,7 @@ func (h *Hub) bindListeners(context.Context) error {
 	limit := &connLimit{max: int64(maxConns), log: h.log}
 	for _, l := range []struct{ name, addr string }{
 		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},
-		{"amqps", h.cfg.AMQPSAddr},
+		{"amqps", h.cfg.AMQPSAddr}, {"amqp", h.cfg.AMQPAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -437,6 +450,9 @@ func (h *Hub) serve(context.Context) error {
 	// The AMQP engine's handshake deadline covers the TLS handshake.
 	if ln, ok := h.listener["amqps"]; ok {
 		go func() { _ = h.amqp.Serve(tls.NewListener(ln, h.tlsOf["amqps"])) }()
+	}
+	if ln, ok := h.listener["amqp"]; ok {
+		go func() { _ = h.amqp.Serve(ln) }()
 	}
 	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
@@ -580,6 +596,9 @@ func (h *Hub) close() error {
 	}
 	if h.amqp != nil {
 		_ = h.amqp.Close()
+	}
+	if h.EventHub != nil {
+		_ = h.EventHub.Close()
 	}
 	for _, ln := range h.listener {
 		_ = ln.Close()

@@ -49,9 +49,9 @@ func Start(tb testing.TB, opts ...Option) *Hub {
 	cfg := hub.Config{
 		Hostname:  "localhost",
 		MQTTSAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		AMQPSAddr: "127.0.0.1:0",
-		InMemory:  true,
-		Logger:    discardLogger(tb),
+		AMQPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0",
+		InMemory: true,
+		Logger:   discardLogger(tb),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -76,7 +76,7 @@ func (h *Hub) open(tb testing.TB) {
 // the same ports, as a process restart would.
 func (h *Hub) Restart(tb testing.TB) {
 	tb.Helper()
-	for name, addr := range map[string]*string{"mqtts": &h.cfg.MQTTSAddr, "https": &h.cfg.HTTPSAddr, "mqtt": &h.cfg.MQTTAddr, "http": &h.cfg.HTTPAddr, "amqps": &h.cfg.AMQPSAddr} {
+	for name, addr := range map[string]*string{"mqtts": &h.cfg.MQTTSAddr, "https": &h.cfg.HTTPSAddr, "mqtt": &h.cfg.MQTTAddr, "http": &h.cfg.HTTPAddr, "amqps": &h.cfg.AMQPSAddr, "amqp": &h.cfg.AMQPAddr} {
 		if *addr != "" {
 			*addr = h.Addr(name)
 		}
@@ -97,6 +97,7 @@ func (h *Hub) TLSConfig() *tls.Config {
 // MQTTSAddr, MQTTAddr, AMQPSAddr, HTTPSURL and HTTPURL locate the listeners.
 func (h *Hub) MQTTSAddr() string { return h.Addr("mqtts") }
 func (h *Hub) AMQPSAddr() string { return h.Addr("amqps") }
+func (h *Hub) AMQPAddr() string  { return h.Addr("amqp") }
 func (h *Hub) MQTTAddr() string  { return h.Addr("mqtt") }
 func (h *Hub) HTTPSURL() string  { return "https://" + h.Addr("https") }
 func (h *Hub) HTTPURL() string   { return "http://" + h.Addr("http") }

@@ -141,6 +141,24 @@ func (t *Telemetry) Send(ctx context.Context, m *Message) error {
 	return err
 }
 
+// Submit queues m as Send does and returns at once; wait returns Send's
+// outcome. A transport that acknowledges each message once it is stored
+// (AMQP settles a transfer) reads on while earlier messages are committed:
+// messages of one caller are stored in call order and share commits. wait
+// must be called exactly once.
+func (t *Telemetry) Submit(ctx context.Context, m *Message) (wait func() error, err error) {
+	r, err := t.enqueue(ctx, m, false)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		err := <-r.done
+		r.m = nil
+		reqPool.Put(r)
+		return err
+	}, nil
+}
+
 // Enqueue queues m for storage without waiting for its commit: for
 // messages nobody acknowledges (MQTT QoS 0). Messages go through the same
 // queue and writer as Send's, so what one caller enqueues and sends is

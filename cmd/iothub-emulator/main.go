@@ -42,7 +42,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type options struct {
 	bind                                     string
 	mqttsPort, httpsPort, mqttPort, httpPort int
-	amqpsPort                                int
+	amqpsPort, amqpPort, partitions          int
 	hostname, dataDir                        string
 	inMemory                                 bool
 	tlsCert, tlsKey                          string
@@ -78,6 +78,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.mqttPort, "mqtt-port", port(def.MQTTAddr), "plain MQTT port for raw clients (0 disables)")
 	fs.IntVar(&o.httpPort, "http-port", port(def.HTTPAddr), "plain HTTP port for curl and scripts (0 disables)")
 	fs.IntVar(&o.amqpsPort, "amqps-port", port(def.AMQPSAddr), "AMQP over TLS port: service-side C2D send and feedback (0 disables)")
+	fs.IntVar(&o.amqpPort, "amqp-port", port(def.AMQPAddr), "plain AMQP port for Event Hubs clients with UseDevelopmentEmulator=true (0 disables)")
+	fs.IntVar(&o.partitions, "partitions", def.Partitions, "partition count of the Event Hub-compatible endpoint (1 to 32)")
 	fs.StringVar(&o.hostname, "hostname", def.Hostname, "the hub's host name, used in certificates, SAS resource URIs and connection strings")
 	fs.StringVar(&o.dataDir, "data-dir", def.DataDir, "directory for the database and generated certificates")
 	fs.BoolVar(&o.inMemory, "in-memory", def.InMemory, "keep nothing on disk (for tests)")
@@ -146,7 +148,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 	return hub.Config{
 		Hostname:  o.hostname,
 		MQTTSAddr: addr(o.mqttsPort), HTTPSAddr: addr(o.httpsPort), MQTTAddr: addr(o.mqttPort), HTTPAddr: addr(o.httpPort),
-		AMQPSAddr:     addr(o.amqpsPort),
+		AMQPSAddr: addr(o.amqpsPort), AMQPAddr: addr(o.amqpPort), Partitions: o.partitions,
 		FallbackPorts: hub.DefaultConfig().FallbackPorts,
 		DataDir:       o.dataDir, InMemory: o.inMemory,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
@@ -252,7 +254,8 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	for _, l := range []struct{ name, what string }{
 		{"mqtts", "MQTT over TLS (devices)"},
 		{"https", "HTTPS: REST API, MQTT and AMQP over WebSockets at /$iothub/websocket"},
-		{"amqps", "AMQP over TLS (service: C2D send, feedback)"},
+		{"amqps", "AMQP over TLS (service: C2D send, feedback; Event Hub-compatible endpoint)"},
+		{"amqp", "AMQP, no TLS (Event Hub-compatible endpoint, UseDevelopmentEmulator=true)"},
 		{"mqtt", "MQTT, no TLS"},
 		{"http", "HTTP: REST API, no TLS"},
 	} {
@@ -274,6 +277,12 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	}
 	fmt.Fprintf(w, "  CA certificate to trust: %s\n", h.CACertFile())
 	fmt.Fprintf(w, "  Service connection string:\n    %s\n", h.ServiceConnectionString(""))
+	if cs := h.EventHubConnectionString(); cs != "" {
+		fmt.Fprintf(w, "  Event Hub-compatible connection string (%d partitions):\n    %s\n", h.EventHub.PartitionCount(), cs)
+	}
+	if cs := h.EventHubDevelopmentConnectionString(); cs != "" {
+		fmt.Fprintf(w, "  Event Hub-compatible development connection string:\n    %s\n", cs)
+	}
 	fmt.Fprintf(w, "  Device Provisioning Service: ID scope %s, global endpoint %s\n", h.DPSIDScope(), h.Hostname())
 	fmt.Fprintf(w, "  Provisioning service connection string:\n    %s\n", h.DPSServiceConnectionString())
 	if len(h.Seeded) > 0 {

@@ -3,9 +3,12 @@
 # examples/schedule-jobs-python and examples/schedule-jobs-node, against a
 # freshly built emulator on the SDKs' real ports, and checks the outcome.
 #
-#   e2e/sdk/tutorial.sh              all three runs below
+#   e2e/sdk/tutorial.sh              all four runs below
 #   e2e/sdk/tutorial.sh python       only the Python port
 #   e2e/sdk/tutorial.sh node         only the Node port
+#   e2e/sdk/tutorial.sh node-amqp    the Node port with its device over AMQP
+#                                    (IOTHUB_DEVICE_TRANSPORT=amqp; the Python
+#                                    device SDK has no AMQP)
 #   e2e/sdk/tutorial.sh sim          the Python scheduleJobService against the
 #                                    simulated myDeviceId of examples/seed.json,
 #                                    no simDevice at all
@@ -48,9 +51,9 @@ NODE_DIR="$ROOT/examples/schedule-jobs-node"
 prepare_only=""
 if [ "${1:-}" = "--prepare-only" ]; then prepare_only=1; shift; fi
 ports=("$@")
-[ ${#ports[@]} -gt 0 ] || ports=(python node sim)
+[ ${#ports[@]} -gt 0 ] || ports=(python node node-amqp sim)
 for p in "${ports[@]}"; do
-  case "$p" in python|node|sim) ;; *) echo "tutorial.sh: unknown port '$p' (python, node or sim)" >&2; exit 2 ;; esac
+  case "$p" in python|node|node-amqp|sim) ;; *) echo "tutorial.sh: unknown port '$p' (python, node, node-amqp or sim)" >&2; exit 2 ;; esac
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/iothub-tutorial.XXXXXX")
@@ -108,6 +111,7 @@ prepare_python() {
   fi
 }
 prepare_node() { prepare_node_dir "$NODE_DIR"; }
+prepare_node-amqp() { prepare_node; }
 prepare_sim() { [ -n "$PY_VENV" ] || prepare_python; }
 
 for p in "${ports[@]}"; do "prepare_$p"; done
@@ -179,6 +183,11 @@ run_python() {
 
 run_node() {
   run_port node "$NODE_DIR" node simDevice.js -- node scheduleJobService.js
+}
+
+# The same Node port with its device over AMQP (5671).
+run_node-amqp() {
+  IOTHUB_DEVICE_TRANSPORT=amqp run_port node "$NODE_DIR" node simDevice.js -- node scheduleJobService.js
 }
 
 # run_sim: the tutorial's service against a device the emulator simulates

@@ -3,11 +3,15 @@
 // Python tutorial added. The only changes from a cloud run: the connection
 // string comes from IOTHUB_DEVICE_CONNECTION_STRING, and when IOTHUB_CA_FILE
 // is set (the emulator's CA) the client trusts it through setOptions({ ca }).
+// IOTHUB_DEVICE_TRANSPORT=amqp runs the device over AMQP (azure-iot-device-amqp)
+// instead of MQTT; the emulator's tutorial test runs it both ways.
 'use strict';
 
 var fs = require('fs');
 var Client = require('azure-iot-device').Client;
-var Protocol = require('azure-iot-device-mqtt').Mqtt;
+var Protocol = process.env.IOTHUB_DEVICE_TRANSPORT === 'amqp'
+    ? require('azure-iot-device-amqp').Amqp
+    : require('azure-iot-device-mqtt').Mqtt;
 
 var connectionString = process.env.IOTHUB_DEVICE_CONNECTION_STRING || '{yourDeviceConnectionString}';
 var caFile = process.env.IOTHUB_CA_FILE; // emulator only; leave unset for a real hub
