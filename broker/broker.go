@@ -20,6 +20,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sessions"
@@ -92,7 +93,10 @@ type Config struct {
 	Sessions   sessions.Store
 	// DeviceCAs verifies certificateAuthority devices' client certificates.
 	DeviceCAs *x509.CertPool
-	Logger    *slog.Logger
+	// Provisioning serves devices that register with the Device
+	// Provisioning Service on the hub's listeners (dps.go); nil: none.
+	Provisioning Provisioning
+	Logger       *slog.Logger
 	// Clock ends connections whose SAS token expires; nil means the wall
 	// clock.
 	Clock clock.Clock
@@ -149,6 +153,8 @@ type conn struct {
 	// expiry closes the connection when its SAS token expires, as the hub
 	// does (digest §1.3); the SDKs reconnect with a fresh token before that.
 	expiry clock.Timer
+	// dps is set for a device registering with DPS (dps.go), not the hub.
+	dps *provisioning.Credentials
 }
 
 // New builds a broker; add listeners, set handlers, then Start.

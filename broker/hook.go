@@ -50,6 +50,11 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
 		return errRefused
 	}
+	if h.b.cfg.Provisioning != nil {
+		if scope, regID, ok := dpsUsername(string(pk.Connect.Username), cl.ID); ok {
+			return h.connectDPS(cl, pk, scope, regID)
+		}
+	}
 	dev, err := h.authenticate(cl, pk)
 	if admit := h.b.handlers.AdmitConnect; err == nil && admit != nil {
 		err = admit(dev)
@@ -160,7 +165,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 
 func (h *hook) device(cl *mqtt.Client) (Device, bool) {
 	c, ok := h.b.live(cl.ID)
-	if !ok || c.cl != cl {
+	if !ok || c.cl != cl || c.dps != nil {
 		return Device{}, false
 	}
 	return c.dev, true
@@ -169,6 +174,9 @@ func (h *hook) device(cl *mqtt.Client) (Device, bool) {
 // OnSessionEstablished records the connection and forgets stored
 // subscriptions when a clean session replaced a persistent one.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	if _, ok := h.dpsConn(cl); ok {
+		return
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return
@@ -227,6 +235,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !mine {
 		return
 	}
+	if c.dps != nil {
+		h.b.log.Debug("dps client disconnected", "registration", c.dps.RegistrationID, "reason", err)
+		return
+	}
 	if expire && h.b.cfg.Sessions != nil {
 		_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
 	}
@@ -253,6 +265,13 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return pk, nil
 	}
 	// Only ErrRejectPacket makes mochi end the read loop, closing the connection.
+	if c, ok := h.dpsConn(cl); ok {
+		if pk.FixedHeader.Qos > 1 || !dpsMayPublish(pk.TopicName) {
+			h.b.log.Info("publish refused: not a DPS topic", "registration", c.dps.RegistrationID, "topic", pk.TopicName)
+			return pk, packets.ErrRejectPacket
+		}
+		return pk, nil
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return pk, packets.ErrRejectPacket
@@ -277,6 +296,12 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 
 // OnACLCheck confines a device to its own topics (digest §1.5).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if _, ok := h.dpsConn(cl); ok {
+		if write {
+			return dpsMayPublish(topic)
+		}
+		return dpsMaySubscribe(topic)
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return false
@@ -345,6 +370,9 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet { 
 // OnSubscribed stores a persistent session's subscriptions, so they survive
 // reconnects and restarts: the SDKs never subscribe again (sdk-behavior §3.2).
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if _, ok := h.dpsConn(cl); ok {
+		return // DPS sessions are never kept
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return
@@ -415,6 +443,9 @@ func (h *hook) StoredSubscriptions() ([]storage.Subscription, error) {
 // durable happens here, before mochi writes the PUBACK, so "acked" means
 // "stored"; a storage failure returns ErrRejectPacket and sends no PUBACK.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if c, ok := h.dpsConn(cl); ok {
+		return h.dpsPublish(c, pk)
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return pk, packets.ErrRejectPacket

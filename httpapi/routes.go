@@ -149,6 +149,30 @@ func (s *Server) routes() []route {
 		{http.MethodDelete, "/_emulator/faults/{id}", s.emulator(service, s.deleteFault)},
 		{http.MethodGet, "/_emulator/clock", s.emulator(service, s.getClock)},
 		{http.MethodPost, "/_emulator/clock", s.emulator(service, s.advanceClock)},
+		// Device Provisioning Service (provisioning.go): the device API under
+		// the ID scope, the service API with the provisioningserviceowner
+		// policy, and the emulator's DPS settings (no secret beyond the
+		// well-known key the banner prints). Query routes come before {id};
+		// the Node SDK writes enrollmentgroups in lower case for one call.
+		{http.MethodGet, "/_emulator/dps", s.dpsDevice(s.dpsInfo)},
+		{http.MethodPut, "/{idScope}/registrations/{registrationId}/register", s.dpsDevice(s.dpsRegister)},
+		{http.MethodGet, "/{idScope}/registrations/{registrationId}/operations/{operationId}", s.dpsDevice(s.dpsOperation)},
+		{http.MethodPost, "/enrollments", s.dpsService(s.bulkEnrollments)},
+		{http.MethodPost, "/enrollments/", s.dpsService(s.bulkEnrollments)}, // Node sends the trailing slash
+		{http.MethodPost, "/enrollments/query", s.dpsService(s.queryEnrollments)},
+		{http.MethodPut, "/enrollments/{id}", s.dpsService(s.putEnrollment)},
+		{http.MethodGet, "/enrollments/{id}", s.dpsService(s.getEnrollment)},
+		{http.MethodDelete, "/enrollments/{id}", s.dpsService(s.deleteEnrollment)},
+		{http.MethodPost, "/enrollments/{id}/attestationmechanism", s.dpsService(s.enrollmentAttestation)},
+		{http.MethodPost, "/enrollmentGroups/query", s.dpsService(s.queryGroups)},
+		{http.MethodPut, "/enrollmentGroups/{id}", s.dpsService(s.putGroup)},
+		{http.MethodGet, "/enrollmentGroups/{id}", s.dpsService(s.getGroup)},
+		{http.MethodDelete, "/enrollmentGroups/{id}", s.dpsService(s.deleteGroup)},
+		{http.MethodPost, "/enrollmentGroups/{id}/attestationmechanism", s.dpsService(s.groupAttestation)},
+		{http.MethodPost, "/enrollmentgroups/{id}/attestationmechanism", s.dpsService(s.groupAttestation)},
+		{http.MethodPost, "/registrations/{id}/query", s.dpsService(s.queryGroupRegistrations)},
+		{http.MethodGet, "/registrations/{id}", s.dpsService(s.getRegistration)},
+		{http.MethodDelete, "/registrations/{id}", s.dpsService(s.deleteRegistration)},
 	}
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/query"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -67,6 +68,10 @@ type Deps struct {
 	}
 	// Faults holds injected faults (/_emulator/faults); nil turns them off.
 	Faults *faults.Service
+	// Provisioning serves the Device Provisioning Service's device and
+	// service APIs (provisioning.go), authorized by ProvisioningAuth.
+	Provisioning     *provisioning.Service
+	ProvisioningAuth *sasauth.Authenticator
 }
 
 // Config holds the REST API's settings.
@@ -91,6 +96,9 @@ type Config struct {
 	// DeviceCAs verify certificateAuthority devices' client certificates
 	// on the device API; nil when none is registered (--device-ca).
 	DeviceCAs *x509.CertPool
+	// DPSServiceConnectionString and DPSGlobalEndpoint are reported by
+	// GET /_emulator/dps.
+	DPSServiceConnectionString, DPSGlobalEndpoint string
 }
 
 // Server is the REST API: every route of routes.go over Deps.

@@ -33,6 +33,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/simdevices"
@@ -113,9 +114,12 @@ type Config struct {
 	Clock clock.Clock
 	// SKU and Units apply the hub's throttles of that tier (F1, S1, S2,
 	// S3); an empty SKU throttles nothing.
-	SKU    string
-	Units  int
-	Logger *slog.Logger
+	SKU   string
+	Units int
+	// DPSIDScope is the Device Provisioning Service's ID scope
+	// (provisioning.DefaultIDScope when empty).
+	DPSIDScope string
+	Logger     *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags; the
@@ -137,6 +141,8 @@ func DefaultConfig() Config {
 		JobWorkers:    jobs.DefaultWorkers,
 		MaxActiveJobs: jobs.DefaultMaxActive,
 		JobRetention:  jobs.DefaultRetention,
+
+		DPSIDScope: provisioning.DefaultIDScope,
 
 		MessageRetentionCount: 100000,
 		MessageRetentionAge:   24 * time.Hour,
@@ -166,6 +172,7 @@ type Hub struct {
 	caFile    string
 	tmpDir    string
 	policies  []sasauth.Policy
+	dpsAuth   *sasauth.Authenticator
 	served    []*servedListener
 	lock      *os.File // held on the data directory
 
@@ -192,6 +199,8 @@ type Hub struct {
 	DigitalTwins *digitaltwins.Service
 	// FileUpload is device file upload and its notifications.
 	FileUpload *fileupload.Service
+	// Provisioning is the Device Provisioning Service (provisioning.go).
+	Provisioning *provisioning.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
@@ -248,8 +257,10 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.newEventHub,       // the Event Hub-compatible endpoint over the log (eventhub.go)
 		h.newMethods,        // direct methods, through the broker
 		h.newJobs,           // jobs over twins and methods
+		h.newProvisioning,   // DPS over the registry and twins (provisioning.go)
 		h.wireDevices,       // device topics to the services (wire.go)
 		h.seedDevices,       // --seed
+		h.seedEnrollments,   // --seed: DPS enrollments (provisioning.go)
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
@@ -328,7 +339,7 @@ func (h *Hub) newBroker(context.Context) error {
 	h.directory = dir
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
-		DeviceCAs: h.deviceCAs, Logger: h.log, Clock: h.clock,
+		DeviceCAs: h.deviceCAs, Provisioning: provisioningLink{h}, Logger: h.log, Clock: h.clock,
 		HandshakeTimeout: h.cfg.HandshakeTimeout, ConnectTimeout: h.cfg.ConnectTimeout,
 	})
 	return nil
@@ -395,10 +406,12 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
+		Provisioning: h.Provisioning, ProvisioningAuth: h.dpsAuth,
 		Simulations: h.Simulator, Connections: h.directory, EventHub: eventHubInfo{h}, Faults: h.Faults,
 	}, httpapi.Config{Clock: h.clock, Throttle: h.throttle, FakeClock: fakeClock(h.clock), CACert: h.caPEM, DeviceCAs: h.deviceCAs,
 		Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
-		Logger: h.log.With("component", "http")})
+		Logger:                     h.log.With("component", "http"),
+		DPSServiceConnectionString: h.DPSServiceConnectionString(), DPSGlobalEndpoint: h.cfg.Hostname})
 	return err
 }
 
@@ -597,6 +610,9 @@ func (h *Hub) close() error {
 	}
 	if h.Faults != nil {
 		_ = h.Faults.Close() // no delayed drop fires into a closing broker
+	}
+	if h.Provisioning != nil {
+		_ = h.Provisioning.Close() // DPS requests still arriving get 503
 	}
 	if h.broker != nil {
 		_ = h.broker.Close()

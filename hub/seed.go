@@ -49,6 +49,10 @@ type SeedIdentity struct {
 type seedFile struct {
 	Devices     []seedEntry       `json:"devices" yaml:"devices"`
 	Simulations []simdevices.Spec `json:"simulations" yaml:"simulations"`
+	// Enrollments and EnrollmentGroups are DPS enrollments in the service
+	// API's JSON shape (provisioning.go).
+	Enrollments      []map[string]any `json:"enrollments" yaml:"enrollments"`
+	EnrollmentGroups []map[string]any `json:"enrollmentGroups" yaml:"enrollmentGroups"`
 	// ConsumerGroups are created on the Event Hub-compatible endpoint.
 	ConsumerGroups []string `json:"consumerGroups" yaml:"consumerGroups"`
 }

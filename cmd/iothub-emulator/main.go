@@ -54,6 +54,7 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	dpsIDScope                               string
 	maxConnections                           int
 	fakeClock                                bool
 	sku                                      string
@@ -96,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.jobWorkers, "job-workers", def.JobWorkers, "device operations one job runs at once")
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
+	fs.StringVar(&o.dpsIDScope, "dps-id-scope", def.DPSIDScope, "ID scope of the Device Provisioning Service that devices name")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist, and of simulated devices to run (see examples/seed.json)")
 	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
@@ -161,6 +163,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
 		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
 		SeedFile:                o.seed,
+		DPSIDScope:              o.dpsIDScope,
 		StorageConnectionString: o.storageConnectionString,
 		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
@@ -299,6 +302,8 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	if cs := h.EventHubDevelopmentConnectionString(); cs != "" {
 		fmt.Fprintf(w, "  Event Hub-compatible development connection string:\n    %s\n", cs)
 	}
+	fmt.Fprintf(w, "  Device Provisioning Service: ID scope %s, global endpoint %s\n", h.DPSIDScope(), h.Hostname())
+	fmt.Fprintf(w, "  Provisioning service connection string:\n    %s\n", h.DPSServiceConnectionString())
 	if len(h.Seeded) > 0 {
 		created := 0
 		for _, s := range h.Seeded {
