@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/amqp"
+	"github.com/iothub-emulator/iothub-emulator/eventhub"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -34,6 +36,9 @@ import (
 type Deps struct {
 	Auth *sasauth.Authenticator
 	C2D  *messaging.CloudToDevice
+	// EventHub serves the Event Hub-compatible nodes (eventhub.go); nil
+	// leaves them out.
+	EventHub *eventhub.Hub
 	// FileNotifications feeds the file-notification node.
 	FileNotifications fileupload.NotificationSource
 
@@ -59,8 +64,14 @@ type Config struct {
 	SendTimeout time.Duration
 	// DeviceCAs verifies certificateAuthority devices' client certificates.
 	DeviceCAs *x509.CertPool
+	// EventHubPort is the TLS port that redirects from messages/events
+	// name (the AMQPS listener's, known once it is bound). Default 5671.
+	EventHubPort func() int
 	// Engine tunes the protocol engine (frame sizes, credit, timeouts).
 	Engine amqp.Config
+	// Clock ends connections whose token expires; nil means the wall
+	// clock. Now, when nil, reads it.
+	Clock  clock.Clock
 	Now    func() time.Time
 	Logger *slog.Logger
 }
@@ -75,8 +86,12 @@ func (c Config) withDefaults() Config {
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 30 * time.Second
 	}
+	c.Clock = clock.OrReal(c.Clock)
+	if c.EventHubPort == nil {
+		c.EventHubPort = func() int { return 5671 }
+	}
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = c.Clock.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -109,7 +124,7 @@ type Server struct {
 
 // New returns a transport ready to serve; Close ends it.
 func New(deps Deps, cfg Config) (*Server, error) {
-	if err := iothub.CheckDeps("amqp", deps); err != nil {
+	if err := iothub.CheckDeps("amqp", deps, "EventHub"); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
@@ -258,6 +273,9 @@ func (cs *connState) Attach(l *amqp.Link) error {
 	case node == nodeDevicebound || node == nodeFeedback || node == nodeFileNotifications:
 		return amqp.Errorf(amqp.ErrCondNotAllowed, "The node %s cannot be attached as a %s link.", l.Address(), peerRole(l))
 	default:
+		if handled, err := cs.attachEventHub(l, node); handled {
+			return err
+		}
 		return amqp.Errorf(amqp.ErrCondNotFound, "The node %s does not exist on this hub.", l.Address())
 	}
 	if err := cs.authorize(l); err != nil {

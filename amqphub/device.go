@@ -2,6 +2,7 @@ package amqphub
 
 import (
 	"context"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"strings"
 	"time"
 
@@ -81,7 +82,7 @@ type deviceClaim struct {
 	identity *registry.Identity
 	method   string // "sas" or "x509"
 	expiry   time.Time
-	timer    *time.Timer
+	timer    clock.Timer
 }
 
 // deviceIdentityOf reads the device or module a device-scoped token is for:
@@ -137,7 +138,7 @@ func (cs *connState) grantDevice(k devKey, c *deviceClaim) {
 		old.timer.Stop()
 	}
 	if !c.expiry.IsZero() {
-		c.timer = time.AfterFunc(c.expiry.Sub(cs.srv.cfg.Now()), func() { cs.expireDevice(k) })
+		c.timer = cs.srv.cfg.Clock.AfterFunc(c.expiry.Sub(cs.srv.cfg.Now()), func() { cs.expireDevice(k) })
 	}
 	cs.devices[k] = c
 }

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"net"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sessions"
@@ -78,6 +80,10 @@ type Handlers struct {
 	// acknowledged: written ones count as a delivery attempt, unsent ones
 	// never reached the socket.
 	C2DRelease func(d Device, written, unsent []string)
+	// AdmitConnect, if set, may refuse an authenticated device's connection
+	// (injected faults); an *iothub.Error of 503001 gives CONNACK 3 (the
+	// SDKs retry), any other CONNACK 5.
+	AdmitConnect func(d Device) error
 }
 
 // Config configures a Broker.
@@ -87,7 +93,13 @@ type Config struct {
 	Sessions   sessions.Store
 	// DeviceCAs verifies certificateAuthority devices' client certificates.
 	DeviceCAs *x509.CertPool
-	Logger    *slog.Logger
+	// Provisioning serves devices that register with the Device
+	// Provisioning Service on the hub's listeners (dps.go); nil: none.
+	Provisioning Provisioning
+	Logger       *slog.Logger
+	// Clock ends connections whose SAS token expires; nil means the wall
+	// clock.
+	Clock clock.Clock
 
 	// HandshakeTimeout bounds a new connection's TLS handshake and
 	// ConnectTimeout the wait for its CONNECT packet after that.
@@ -140,7 +152,9 @@ type conn struct {
 	out outbox
 	// expiry closes the connection when its SAS token expires, as the hub
 	// does (digest §1.3); the SDKs reconnect with a fresh token before that.
-	expiry *time.Timer
+	expiry clock.Timer
+	// dps is set for a device registering with DPS (dps.go), not the hub.
+	dps *provisioning.Credentials
 }
 
 // New builds a broker; add listeners, set handlers, then Start.

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"strconv"
 	"strings"
 	"time"
@@ -49,7 +50,15 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 		_ = h.b.srv.SendConnack(cl, packets.ErrUnsupportedProtocolVersion, false, nil)
 		return errRefused
 	}
+	if h.b.cfg.Provisioning != nil {
+		if scope, regID, ok := dpsUsername(string(pk.Connect.Username), cl.ID); ok {
+			return h.connectDPS(cl, pk, scope, regID)
+		}
+	}
 	dev, err := h.authenticate(cl, pk)
+	if admit := h.b.handlers.AdmitConnect; err == nil && admit != nil {
+		err = admit(dev)
+	}
 	if err != nil {
 		var he *iothub.Error
 		if !errors.As(err, &he) || he.Code == iothub.ServiceUnavailable || he.Code == iothub.ServerError {
@@ -67,7 +76,8 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	c := &conn{dev: dev, cl: cl}
 	if t, err := sasauth.Parse(string(pk.Connect.Password)); err == nil {
-		c.expiry = time.AfterFunc(time.Until(expiryTime(t.Expiry)), func() {
+		clk := clock.OrReal(h.b.cfg.Clock)
+		c.expiry = clk.AfterFunc(expiryTime(t.Expiry).Sub(clk.Now()), func() {
 			h.b.log.Info("device disconnected: its SAS token expired", "device", dev.ClientID())
 			cl.Stop(errTokenExpired)
 		})
@@ -155,7 +165,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 
 func (h *hook) device(cl *mqtt.Client) (Device, bool) {
 	c, ok := h.b.live(cl.ID)
-	if !ok || c.cl != cl {
+	if !ok || c.cl != cl || c.dps != nil {
 		return Device{}, false
 	}
 	return c.dev, true
@@ -164,6 +174,9 @@ func (h *hook) device(cl *mqtt.Client) (Device, bool) {
 // OnSessionEstablished records the connection and forgets stored
 // subscriptions when a clean session replaced a persistent one.
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	if _, ok := h.dpsConn(cl); ok {
+		return
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return
@@ -222,6 +235,10 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if !mine {
 		return
 	}
+	if c.dps != nil {
+		h.b.log.Debug("dps client disconnected", "registration", c.dps.RegistrationID, "reason", err)
+		return
+	}
 	if expire && h.b.cfg.Sessions != nil {
 		_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
 	}
@@ -248,6 +265,13 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		return pk, nil
 	}
 	// Only ErrRejectPacket makes mochi end the read loop, closing the connection.
+	if c, ok := h.dpsConn(cl); ok {
+		if pk.FixedHeader.Qos > 1 || !dpsMayPublish(pk.TopicName) {
+			h.b.log.Info("publish refused: not a DPS topic", "registration", c.dps.RegistrationID, "topic", pk.TopicName)
+			return pk, packets.ErrRejectPacket
+		}
+		return pk, nil
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return pk, packets.ErrRejectPacket
@@ -272,6 +296,12 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 
 // OnACLCheck confines a device to its own topics (digest §1.5).
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if _, ok := h.dpsConn(cl); ok {
+		if write {
+			return dpsMayPublish(topic)
+		}
+		return dpsMaySubscribe(topic)
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return false
@@ -340,6 +370,9 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet { 
 // OnSubscribed stores a persistent session's subscriptions, so they survive
 // reconnects and restarts: the SDKs never subscribe again (sdk-behavior §3.2).
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if _, ok := h.dpsConn(cl); ok {
+		return // DPS sessions are never kept
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return
@@ -410,6 +443,9 @@ func (h *hook) StoredSubscriptions() ([]storage.Subscription, error) {
 // durable happens here, before mochi writes the PUBACK, so "acked" means
 // "stored"; a storage failure returns ErrRejectPacket and sends no PUBACK.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if c, ok := h.dpsConn(cl); ok {
+		return h.dpsPublish(c, pk)
+	}
 	dev, ok := h.device(cl)
 	if !ok {
 		return pk, packets.ErrRejectPacket

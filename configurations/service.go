@@ -2,6 +2,7 @@ package configurations
 
 import (
 	"context"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"sort"
 	"sync"
@@ -23,8 +24,10 @@ type Config struct {
 	Interval time.Duration
 	// BatchSize bounds the twins patched in one transaction.
 	BatchSize int
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// Clock schedules the evaluations; nil means the wall clock. Now, when
+	// nil, reads it.
+	Clock clock.Clock
+	Now   func() time.Time
 	// Logger records failed runs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -77,8 +80,9 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = def.BatchSize
 	}
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = cfg.Clock.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -113,14 +117,14 @@ func (s *Service) loop() {
 		<-s.stop
 		cancel()
 	}()
-	t := time.NewTicker(s.cfg.Interval)
+	t := s.cfg.Clock.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-s.kick:
-		case <-t.C:
+		case <-t.C():
 		}
 		if err := s.Evaluate(ctx); err != nil && ctx.Err() == nil {
 			s.log.Warn("configuration run failed", "error", err)

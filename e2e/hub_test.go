@@ -274,15 +274,3 @@ func TestREST_NotFoundIsHubError(t *testing.T) {
 	h := hubtest.Start(t)
 	checkHubError(t, h.Do(t, http.MethodGet, "/devices/nope", nil), 404, "DeviceNotFound")
 }
-
-// The hub closes a connection when its SAS token expires; the SDKs renew
-// the token by reconnecting before then.
-func TestMQTT_ClosedWhenTokenExpires(t *testing.T) {
-	t.Parallel()
-	h := hubtest.Start(t)
-	d := h.CreateDevice(t, "dev1")
-	c := mustDial(t, h, d, connOpts{password: d.Token(t, h, 2*time.Second)})
-	c.waitLost(t)
-	// A fresh token connects again, and the persistent session is kept.
-	mustDial(t, h, d, connOpts{})
-}

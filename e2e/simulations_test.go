@@ -239,7 +239,8 @@ simulations:
 	checkFor(t, 20*time.Second, connected)
 	h.Restart(t)
 	checkFor(t, 20*time.Second, connected)
-	r := h.Do(t, http.MethodPost, "/twins/sensor-2/methods", map[string]any{"methodName": "lockDoor", "responseTimeoutInSeconds": 10})
+	// Connected is recorded before the methods SUBSCRIBE: let the call wait for it.
+	r := h.Do(t, http.MethodPost, "/twins/sensor-2/methods", map[string]any{"methodName": "lockDoor", "responseTimeoutInSeconds": 10, "connectTimeoutInSeconds": 10})
 	if r.StatusCode != http.StatusOK || !strings.Contains(string(r.Body), `"status":200`) {
 		t.Errorf("lockDoor after restart: %d %s", r.StatusCode, r.Body)
 	}

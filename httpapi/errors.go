@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"net/http"
 	"time"
 
@@ -39,7 +40,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.log.Info("request failed", "method", r.Method, "path", r.URL.EscapedPath(), "code", int(code), "error", msg)
 	}
-	now := time.Now().UTC()
+	now := clock.OrReal(s.cfg.Clock).Now().UTC()
 	var body any
 	if methodErrorCodes[code] {
 		info := map[string]any{}

@@ -26,7 +26,8 @@ const keepaliveInterval = 15 * time.Second
 // liveStreams ends the streams when the hub closes (http.Server.Shutdown
 // waits for handlers, and these never end by themselves).
 type liveStreams struct {
-	once sync.Once
+	once sync.Once // makes done
+	end  sync.Once // closes done: the HTTPS and HTTP servers both call EndLiveStreams
 	done chan struct{}
 }
 
@@ -36,14 +37,11 @@ func (l *liveStreams) ch() chan struct{} {
 }
 
 // EndLiveStreams ends every connection-state and job stream; pass it to
-// http.Server.RegisterOnShutdown.
+// http.Server.RegisterOnShutdown. Each listener's server calls it, possibly
+// at the same time.
 func (s *Server) EndLiveStreams() {
 	ch := s.live.ch()
-	select {
-	case <-ch:
-	default:
-		close(ch)
-	}
+	s.live.end.Do(func() { close(ch) })
 }
 
 // sse writes one Server-Sent Events response.

@@ -96,6 +96,12 @@ func (s *Server) routes() []route {
 		{http.MethodGet, "/_emulator/devices/{id}/messages/devicebound", s.emulator(service, s.listC2D)},
 		{http.MethodGet, "/_emulator/feedback", s.emulator(service, s.listFeedback)},
 
+		// The Event Hub-compatible endpoint's settings and consumer groups,
+		// emulator-only (eventhub.go).
+		{http.MethodGet, "/_emulator/eventhub", s.emulator(service, s.getEventHub)},
+		{http.MethodGet, "/_emulator/eventhub/consumergroups", s.emulator(service, s.listConsumerGroups)},
+		{http.MethodPut, "/_emulator/eventhub/consumergroups/{name}", s.emulator(service, s.putConsumerGroup)},
+
 		// Emulator-only live streams for the dashboard (live.go) and
 		// simulated devices (simulations.go). Starting a simulation creates
 		// devices and reads their keys, hence RegistryWrite.
@@ -134,6 +140,39 @@ func (s *Server) routes() []route {
 		{http.MethodPost, "/devices/{id}/files/notifications/{correlationId}", s.device(s.completeFileUpload)},
 		// Emulator-only stand-in for the AMQP filenotifications node.
 		{http.MethodGet, "/_emulator/filenotifications", s.emulator(service, s.listFileNotifications)},
+
+		// Fault injection and the clock (faults.go).
+		{http.MethodGet, "/_emulator/faults", s.emulator(service, s.listFaults)},
+		{http.MethodPost, "/_emulator/faults", s.emulator(service, s.createFault)},
+		{http.MethodDelete, "/_emulator/faults", s.emulator(service, s.clearFaults)},
+		{http.MethodGet, "/_emulator/faults/routes", s.emulator(service, s.faultRoutes)},
+		{http.MethodDelete, "/_emulator/faults/{id}", s.emulator(service, s.deleteFault)},
+		{http.MethodGet, "/_emulator/clock", s.emulator(service, s.getClock)},
+		{http.MethodPost, "/_emulator/clock", s.emulator(service, s.advanceClock)},
+		// Device Provisioning Service (provisioning.go): the device API under
+		// the ID scope, the service API with the provisioningserviceowner
+		// policy, and the emulator's DPS settings (no secret beyond the
+		// well-known key the banner prints). Query routes come before {id};
+		// the Node SDK writes enrollmentgroups in lower case for one call.
+		{http.MethodGet, "/_emulator/dps", s.dpsDevice(s.dpsInfo)},
+		{http.MethodPut, "/{idScope}/registrations/{registrationId}/register", s.dpsDevice(s.dpsRegister)},
+		{http.MethodGet, "/{idScope}/registrations/{registrationId}/operations/{operationId}", s.dpsDevice(s.dpsOperation)},
+		{http.MethodPost, "/enrollments", s.dpsService(s.bulkEnrollments)},
+		{http.MethodPost, "/enrollments/", s.dpsService(s.bulkEnrollments)}, // Node sends the trailing slash
+		{http.MethodPost, "/enrollments/query", s.dpsService(s.queryEnrollments)},
+		{http.MethodPut, "/enrollments/{id}", s.dpsService(s.putEnrollment)},
+		{http.MethodGet, "/enrollments/{id}", s.dpsService(s.getEnrollment)},
+		{http.MethodDelete, "/enrollments/{id}", s.dpsService(s.deleteEnrollment)},
+		{http.MethodPost, "/enrollments/{id}/attestationmechanism", s.dpsService(s.enrollmentAttestation)},
+		{http.MethodPost, "/enrollmentGroups/query", s.dpsService(s.queryGroups)},
+		{http.MethodPut, "/enrollmentGroups/{id}", s.dpsService(s.putGroup)},
+		{http.MethodGet, "/enrollmentGroups/{id}", s.dpsService(s.getGroup)},
+		{http.MethodDelete, "/enrollmentGroups/{id}", s.dpsService(s.deleteGroup)},
+		{http.MethodPost, "/enrollmentGroups/{id}/attestationmechanism", s.dpsService(s.groupAttestation)},
+		{http.MethodPost, "/enrollmentgroups/{id}/attestationmechanism", s.dpsService(s.groupAttestation)},
+		{http.MethodPost, "/registrations/{id}/query", s.dpsService(s.queryGroupRegistrations)},
+		{http.MethodGet, "/registrations/{id}", s.dpsService(s.getRegistration)},
+		{http.MethodDelete, "/registrations/{id}", s.dpsService(s.deleteRegistration)},
 	}
 }
 

@@ -2,13 +2,16 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
+	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Every route appears once, and every route but the open ones refuses a
@@ -21,8 +24,16 @@ func TestRoutes_UniqueAndAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Registry = reg // the device API looks the device up: none exists
+	// DPS: the service API has its own policy; the device API attests each
+	// request (the literal "{idScope}" is an unknown scope).
+	s.ProvisioningAuth = &sasauth.Authenticator{}
+	if s.Provisioning, err = provisioning.NewService(provisioning.Deps{Store: noEnrollments{}, Registry: reg, Twins: noTwinReplace{}}, provisioning.Config{}); err != nil {
+		t.Fatal(err)
+	}
 	s.handler = s.router()
-	open := map[string]bool{"/$iothub/websocket": true, "/_emulator/health": true, "/_emulator/ca.pem": true}
+	// /_emulator/dps tells the ID scope and the well-known DPS connection
+	// string, as the banner does.
+	open := map[string]bool{"/$iothub/websocket": true, "/_emulator/health": true, "/_emulator/ca.pem": true, "/_emulator/dps": true}
 	seen := map[string]bool{}
 	for _, rt := range s.routes() {
 		key := rt.method + " " + rt.path
@@ -47,6 +58,16 @@ type noIdentities struct{ registry.Store }
 
 func (noIdentities) Get(_ context.Context, deviceID, moduleID string) (*registry.Identity, error) {
 	return nil, registry.NotFound(deviceID, moduleID)
+}
+
+// noEnrollments is a provisioning store that holds nothing.
+type noEnrollments struct{ provisioning.Store }
+
+// noTwinReplace is a twin writer that is never reached.
+type noTwinReplace struct{}
+
+func (noTwinReplace) ReplaceService(context.Context, twins.Key, string, map[string]any, map[string]any) (*twins.Twin, error) {
+	return nil, errors.New("not reached")
 }
 
 type noSessions struct{}

@@ -9,6 +9,9 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"github.com/iothub-emulator/iothub-emulator/clock"
+	"github.com/iothub-emulator/iothub-emulator/faults"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,6 +27,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/query"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
@@ -45,6 +49,9 @@ type Deps struct {
 	Methods MethodInvoker
 	// WebSocket serves MQTT over WebSockets at /$iothub/websocket.
 	WebSocket http.Handler
+	// EventHub describes the Event Hub-compatible endpoint (eventhub.go);
+	// nil answers its routes with 404.
+	EventHub EventHubEndpoint
 	// Configurations, DigitalTwins and FileUpload serve automatic device
 	// management, IoT Plug and Play and file upload (configurations.go,
 	// digitaltwins.go, fileupload.go).
@@ -59,6 +66,12 @@ type Deps struct {
 	Connections interface {
 		ConnectionChanges() *changefeed.Feed[registry.ConnectionChange]
 	}
+	// Faults holds injected faults (/_emulator/faults); nil turns them off.
+	Faults *faults.Service
+	// Provisioning serves the Device Provisioning Service's device and
+	// service APIs (provisioning.go), authorized by ProvisioningAuth.
+	Provisioning     *provisioning.Service
+	ProvisioningAuth *sasauth.Authenticator
 }
 
 // Config holds the REST API's settings.
@@ -72,11 +85,20 @@ type Config struct {
 	// full disk: 503 ServiceUnavailable, which clients retry) from other
 	// internal errors (500); nil means none are.
 	Unavailable func(error) bool
+	// Clock is the hub's clock (/_emulator/clock); FakeClock, set under
+	// --fake-clock, lets POST /_emulator/clock move it.
+	Clock     clock.Clock
+	FakeClock *clock.Fake
+	// Throttle applies the tier's throttles (--sku); nil: none.
+	Throttle *throttling.Limiter
 	// Logger logs requests; nil means slog.Default().
 	Logger *slog.Logger
 	// DeviceCAs verify certificateAuthority devices' client certificates
 	// on the device API; nil when none is registered (--device-ca).
 	DeviceCAs *x509.CertPool
+	// DPSServiceConnectionString and DPSGlobalEndpoint are reported by
+	// GET /_emulator/dps.
+	DPSServiceConnectionString, DPSGlobalEndpoint string
 }
 
 // Server is the REST API: every route of routes.go over Deps.
@@ -94,7 +116,7 @@ const maxBody = 4 << 20
 
 // New builds the REST API and its router.
 func New(deps Deps, cfg Config) (*Server, error) {
-	if err := iothub.CheckDeps("httpapi", deps); err != nil {
+	if err := iothub.CheckDeps("httpapi", deps, "EventHub"); err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
@@ -114,7 +136,7 @@ func (s *Server) router() http.Handler {
 	r := mux.NewRouter().UseEncodedPath()
 	r.SkipClean(true)
 	for _, rt := range s.routes() {
-		m := r.Handle(rt.path, rt.handler)
+		m := r.Handle(rt.path, s.withFaults(rt, s.withThrottling(rt, rt.handler)))
 		if rt.method != anyMethod {
 			m.Methods(rt.method)
 		}

@@ -12,9 +12,9 @@ import (
 // over the same services as MQTT and REST.
 func (h *Hub) newAMQP(context.Context) (err error) {
 	h.amqp, err = amqphub.New(amqphub.Deps{
-		Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload,
+		Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload, EventHub: h.EventHub,
 		Identities: h.directory, Telemetry: h.Telemetry, Twins: h.Twins, Methods: h.Methods,
-	}, amqphub.Config{Hostname: h.cfg.Hostname, DeviceCAs: h.deviceCAs, Now: h.now, Logger: h.log})
+	}, amqphub.Config{Hostname: h.cfg.Hostname, DeviceCAs: h.deviceCAs, EventHubPort: h.eventHubPort, Clock: h.clock, Now: h.now, Logger: h.log})
 	return err
 }
 

@@ -45,8 +45,8 @@ const (
 var layers = map[string]layer{
 	"iothub": domain, "sasauth": domain, "registry": domain, "twins": domain, "twins/memstore": domain,
 	"methods": domain, "jobs": domain, "query": domain, "messaging": domain, "sessions": domain, "wire": domain,
-	"groupcommit": domain, "provisioning": domain, "configurations": domain, "fileupload": domain, "digitaltwins": domain,
-	"changefeed":      domain,
+	"groupcommit": domain, "provisioning": domain, "provisioning/storetest": domain, "configurations": domain, "fileupload": domain, "digitaltwins": domain,
+	"changefeed": domain, "eventhub": domain, "clock": domain, "faults": domain, "throttling": domain,
 	"twins/twinstest": domain, "messaging/memstore": domain, "messaging/messagingtest": domain,
 	"sqlite": storage, "blobstorage": storage,
 	"broker": transport, "httpapi": transport, "amqphub": transport, "ui": transport,
@@ -129,8 +129,9 @@ func archViolations(pkgs []pkgInfo, src func(path string) ([]byte, error)) []str
 	return out
 }
 
-// topicLiterals reports string literals that hold an MQTT hub topic. The
-// HTTPS path of MQTT over WebSockets is an HTTP route, not a topic.
+// topicLiterals reports string literals that hold an MQTT hub topic, or a
+// Device Provisioning Service one ("$dps/..."). The HTTPS path of MQTT over
+// WebSockets is an HTTP route, not a topic.
 func topicLiterals(pkg, name string, src []byte) []string {
 	f, err := parser.ParseFile(token.NewFileSet(), name, src, parser.SkipObjectResolution)
 	if err != nil {
@@ -146,7 +147,7 @@ func topicLiterals(pkg, name string, src []byte) []string {
 		if err != nil {
 			return true
 		}
-		if strings.Contains(strings.ReplaceAll(s, "/$iothub/websocket", ""), "$iothub/") {
+		if strings.Contains(strings.ReplaceAll(s, "/$iothub/websocket", ""), "$iothub/") || strings.Contains(s, "$dps/") {
 			out = append(out, pkg+"/"+name+": hub topic "+lit.Value+" outside the MQTT transport")
 		}
 		return true
@@ -189,7 +190,7 @@ func TestArchitecture(t *testing.T) {
 // The check itself finds planted violations of each kind.
 func TestArchitecture_PlantedViolations(t *testing.T) {
 	files := map[string]string{
-		"/m/sqlite/topic.go":  "package sqlite\nconst t = \"$iothub/twin/res/200\"\n",
+		"/m/sqlite/topic.go":  "package sqlite\nconst t = \"$iothub/twin/res/200\"\nconst d = \"$dps/registrations/res/#\"\n",
 		"/m/httpapi/ws.go":    "package httpapi\nconst p = \"/$iothub/websocket\"\n// $iothub/methods/POST/ in a comment is fine\n",
 		"/m/broker/topics.go": "package broker\nconst t = \"$iothub/methods/POST/\"\n",
 	}
@@ -209,6 +210,7 @@ func TestArchitecture_PlantedViolations(t *testing.T) {
 		"messaging depends on modernc.org/sqlite",
 		"sqlite depends on " + module + "broker",
 		`sqlite/topic.go: hub topic "$iothub/twin/res/200" outside the MQTT transport`,
+		`sqlite/topic.go: hub topic "$dps/registrations/res/#" outside the MQTT transport`,
 		"broker depends on " + module + "sqlite",
 		"httpapi depends on " + module + "broker",
 		"amqp depends on " + module + "iothub",

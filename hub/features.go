@@ -18,6 +18,9 @@ func (h *Hub) newConfigurations(context.Context) (err error) {
 	if cfg.Now == nil {
 		cfg.Now = h.now
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = h.clock
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = h.log.With("component", "configurations")
 	}

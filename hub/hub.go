@@ -10,6 +10,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
+	"github.com/iothub-emulator/iothub-emulator/faults"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,11 +27,13 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/digitaltwins"
+	"github.com/iothub-emulator/iothub-emulator/eventhub"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/httpapi"
 	"github.com/iothub-emulator/iothub-emulator/jobs"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
 	"github.com/iothub-emulator/iothub-emulator/methods"
+	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/simdevices"
@@ -50,6 +55,12 @@ type Config struct {
 	// send, feedback and file notifications. AMQP over WebSockets shares
 	// HTTPSAddr.
 	AMQPSAddr string
+	// AMQPAddr serves the same AMQP endpoint without TLS (5672, loopback),
+	// for Event Hubs clients with UseDevelopmentEmulator=true.
+	AMQPAddr string
+	// Partitions is the partition count of the Event Hub-compatible
+	// endpoint (eventhub.go).
+	Partitions int
 	// FallbackPorts moves a listener whose privileged port cannot be bound
 	// (a non-root user) to 8443 for 443, port+8000 otherwise, and says so in
 	// Warnings.
@@ -97,7 +108,18 @@ type Config struct {
 	// MaxSimulatedDevices bounds the simulated devices running at once
 	// (simdevices.DefaultMaxDevices when 0).
 	MaxSimulatedDevices int
-	Logger              *slog.Logger
+	// Clock is the hub's one clock: timestamps, token expiry, C2D TTLs and
+	// locks, job schedules, method timeouts, retention. nil means the wall
+	// clock; tests pass a *clock.Fake and move it with Advance.
+	Clock clock.Clock
+	// SKU and Units apply the hub's throttles of that tier (F1, S1, S2,
+	// S3); an empty SKU throttles nothing.
+	SKU   string
+	Units int
+	// DPSIDScope is the Device Provisioning Service's ID scope
+	// (provisioning.DefaultIDScope when empty).
+	DPSIDScope string
+	Logger     *slog.Logger
 }
 
 // DefaultConfig is what `iothub-emulator` runs with no flags; the
@@ -111,12 +133,16 @@ func DefaultConfig() Config {
 		MQTTAddr:      "127.0.0.1:1883",
 		HTTPAddr:      "127.0.0.1:8080",
 		AMQPSAddr:     "127.0.0.1:5671",
+		AMQPAddr:      "127.0.0.1:5672",
+		Partitions:    eventhub.DefaultPartitions,
 		FallbackPorts: true,
 		DataDir:       "./data",
 
 		JobWorkers:    jobs.DefaultWorkers,
 		MaxActiveJobs: jobs.DefaultMaxActive,
 		JobRetention:  jobs.DefaultRetention,
+
+		DPSIDScope: provisioning.DefaultIDScope,
 
 		MessageRetentionCount: 100000,
 		MessageRetentionAge:   24 * time.Hour,
@@ -127,7 +153,9 @@ func DefaultConfig() Config {
 type Hub struct {
 	cfg       Config
 	log       *slog.Logger
-	now       func() time.Time // the one clock every service gets
+	clock     clock.Clock
+	throttle  *throttling.Limiter // nil unless --sku
+	now       func() time.Time    // the one clock every service gets, in UTC
 	db        *sqlite.DB
 	stores    stores
 	certs     *certSet
@@ -144,6 +172,7 @@ type Hub struct {
 	caFile    string
 	tmpDir    string
 	policies  []sasauth.Policy
+	dpsAuth   *sasauth.Authenticator
 	served    []*servedListener
 	lock      *os.File // held on the data directory
 
@@ -156,6 +185,8 @@ type Hub struct {
 	Twins *twins.Service
 	// Telemetry is the device-to-cloud message log.
 	Telemetry *messaging.Telemetry
+	// EventHub is the log seen as the Event Hub-compatible endpoint.
+	EventHub *eventhub.Hub
 	// C2D is the cloud-to-device queue.
 	C2D *messaging.CloudToDevice
 	// Jobs is the jobs engine.
@@ -168,10 +199,14 @@ type Hub struct {
 	DigitalTwins *digitaltwins.Service
 	// FileUpload is device file upload and its notifications.
 	FileUpload *fileupload.Service
+	// Provisioning is the Device Provisioning Service (provisioning.go).
+	Provisioning *provisioning.Service
 	// Warnings are start-up notes for the banner (e.g. a fallback port).
 	Warnings []string
 	// Seeded lists the identities named by Config.SeedFile, in file order.
 	Seeded []SeedIdentity
+	// Faults holds the emulator's injected faults (/_emulator/faults).
+	Faults *faults.Service
 	// Simulator runs simulated devices (the seed file's and the API's).
 	Simulator *simdevices.Simulator
 
@@ -201,7 +236,8 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	h = &Hub{cfg: cfg, log: cfg.Logger, now: func() time.Time { return time.Now().UTC() }, listener: map[string]net.Listener{}}
+	clk := clock.OrReal(cfg.Clock)
+	h = &Hub{cfg: cfg, log: cfg.Logger, clock: clk, now: func() time.Time { return clk.Now().UTC() }, listener: map[string]net.Listener{}}
 	// The error returns set h to nil; close what was opened through self.
 	self := h
 	defer func() {
@@ -213,13 +249,18 @@ func Open(ctx context.Context, cfg Config) (h *Hub, err error) {
 		h.openDatabase,      // SQLite and the stores over it
 		h.loadCertificates,  // CA, server certificate, device CAs; SAS policies
 		h.newBroker,         // MQTT: authenticates devices against the registry's directory
+		h.newFaults,         // injected faults, dropping connections through the broker (faults.go)
+		h.newThrottling,     // --sku: the tier's throttles (faults.go)
 		h.newTwins,          // twins, notifying devices through the broker
 		h.newRegistry,       // registry, closing sessions in the broker and writing twins
 		h.newMessaging,      // telemetry log and C2D queue, delivering through the broker
+		h.newEventHub,       // the Event Hub-compatible endpoint over the log (eventhub.go)
 		h.newMethods,        // direct methods, through the broker
 		h.newJobs,           // jobs over twins and methods
+		h.newProvisioning,   // DPS over the registry and twins (provisioning.go)
 		h.wireDevices,       // device topics to the services (wire.go)
 		h.seedDevices,       // --seed
+		h.seedEnrollments,   // --seed: DPS enrollments (provisioning.go)
 		h.newConfigurations, // automatic device management over twins and queries (features.go)
 		h.newDigitalTwins,   // IoT Plug and Play over twins and methods (features.go)
 		h.newFileUpload,     // file upload over the storage account (features.go)
@@ -286,7 +327,7 @@ func (h *Hub) loadCertificates(context.Context) error {
 		return err
 	}
 	h.policies = sasauth.DefaultPolicies(h.cfg.OwnerKey)
-	h.auth = &sasauth.Authenticator{Policies: h.policies}
+	h.auth = &sasauth.Authenticator{Policies: h.policies, Now: h.now}
 	return nil
 }
 
@@ -298,7 +339,7 @@ func (h *Hub) newBroker(context.Context) error {
 	h.directory = dir
 	h.broker = broker.New(broker.Config{
 		Auth: h.auth, Identities: dir, Sessions: h.stores.sessions,
-		DeviceCAs: h.deviceCAs, Logger: h.log,
+		DeviceCAs: h.deviceCAs, Provisioning: provisioningLink{h}, Logger: h.log, Clock: h.clock,
 		HandshakeTimeout: h.cfg.HandshakeTimeout, ConnectTimeout: h.cfg.ConnectTimeout,
 	})
 	return nil
@@ -318,13 +359,13 @@ func (h *Hub) newRegistry(context.Context) (err error) {
 
 func (h *Hub) newMessaging(context.Context) (err error) {
 	h.Telemetry, err = messaging.NewTelemetry(messaging.TelemetryDeps{Log: h.stores.messages}, messaging.TelemetryConfig{
-		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Now: h.now, Logger: h.log,
+		RetentionCount: h.cfg.MessageRetentionCount, RetentionAge: h.cfg.MessageRetentionAge, Clock: h.clock, Now: h.now, Logger: h.log,
 	})
 	if err != nil {
 		return err
 	}
 	h.C2D, err = messaging.NewCloudToDevice(messaging.C2DDeps{Queue: h.stores.c2d, Link: deviceC2D{h}},
-		messaging.C2DConfig{Now: h.now, Logger: h.log})
+		messaging.C2DConfig{Clock: h.clock, Now: h.now, Logger: h.log})
 	return err
 }
 
@@ -332,6 +373,7 @@ func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
 		Transport:  deviceMethods{h},
 		Identities: identityChecker{h},
+		After:      h.clock.After,
 		Logger:     h.log.With("component", "methods"),
 	}
 	return nil
@@ -341,7 +383,7 @@ func (h *Hub) newJobs(context.Context) (err error) {
 	h.Jobs, err = jobs.NewEngine(jobs.Deps{
 		Store: h.stores.jobs, Selector: h.stores.selector, Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
 	}, jobs.Config{
-		Now: h.now, Workers: h.cfg.JobWorkers, MaxActive: h.cfg.MaxActiveJobs, Retention: h.cfg.JobRetention,
+		Clock: h.clock, Now: h.now, Workers: h.cfg.JobWorkers, MaxActive: h.cfg.MaxActiveJobs, Retention: h.cfg.JobRetention,
 		Logger: h.log.With("component", "jobs"),
 	})
 	return err
@@ -364,9 +406,12 @@ func (h *Hub) newAPI(context.Context) (err error) {
 		Auth: h.auth, Registry: h.Registry, Twins: h.Twins, Jobs: h.Jobs, Telemetry: h.Telemetry, C2D: h.C2D,
 		Query: h.stores.query, Methods: h.Methods, WebSocket: h.webSocketHandler(),
 		Configurations: h.Configurations, DigitalTwins: h.DigitalTwins, FileUpload: h.FileUpload,
-		Simulations: h.Simulator, Connections: h.directory,
-	}, httpapi.Config{CACert: h.caPEM, DeviceCAs: h.deviceCAs, Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
-		Logger: h.log.With("component", "http")})
+		Provisioning: h.Provisioning, ProvisioningAuth: h.dpsAuth,
+		Simulations: h.Simulator, Connections: h.directory, EventHub: eventHubInfo{h}, Faults: h.Faults,
+	}, httpapi.Config{Clock: h.clock, Throttle: h.throttle, FakeClock: fakeClock(h.clock), CACert: h.caPEM, DeviceCAs: h.deviceCAs,
+		Ready: h.listenersAlive, Unavailable: sqlite.IsUnavailable,
+		Logger:                     h.log.With("component", "http"),
+		DPSServiceConnectionString: h.DPSServiceConnectionString(), DPSGlobalEndpoint: h.cfg.Hostname})
 	return err
 }
 
@@ -394,7 +439,7 @@ func (h *Hub) bindListeners(context.Context) error {
 	limit := &connLimit{max: int64(maxConns), log: h.log}
 	for _, l := range []struct{ name, addr string }{
 		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},
-		{"amqps", h.cfg.AMQPSAddr},
+		{"amqps", h.cfg.AMQPSAddr}, {"amqp", h.cfg.AMQPAddr},
 	} {
 		if l.addr == "" {
 			continue
@@ -425,6 +470,9 @@ func (h *Hub) serve(context.Context) error {
 	// The AMQP engine's handshake deadline covers the TLS handshake.
 	if ln, ok := h.listener["amqps"]; ok {
 		go func() { _ = h.amqp.Serve(tls.NewListener(ln, h.tlsOf["amqps"])) }()
+	}
+	if ln, ok := h.listener["amqp"]; ok {
+		go func() { _ = h.amqp.Serve(ln) }()
 	}
 	handler := withDashboard(h.api.Handler())
 	for _, name := range []string{"https", "http"} {
@@ -560,11 +608,20 @@ func (h *Hub) close() error {
 	if h.Configurations != nil {
 		_ = h.Configurations.Close()
 	}
+	if h.Faults != nil {
+		_ = h.Faults.Close() // no delayed drop fires into a closing broker
+	}
+	if h.Provisioning != nil {
+		_ = h.Provisioning.Close() // DPS requests still arriving get 503
+	}
 	if h.broker != nil {
 		_ = h.broker.Close()
 	}
 	if h.amqp != nil {
 		_ = h.amqp.Close()
+	}
+	if h.EventHub != nil {
+		_ = h.EventHub.Close()
 	}
 	for _, ln := range h.listener {
 		_ = ln.Close()
@@ -670,4 +727,10 @@ func (h *Hub) DeviceConnectionString(ctx context.Context, deviceID, moduleID str
 // IsSubscribed reports whether a device's live MQTT connection holds filter.
 func (h *Hub) IsSubscribed(deviceID, moduleID, filter string) bool {
 	return h.broker.IsSubscribed(deviceID, moduleID, filter)
+}
+
+// fakeClock is c when it is a fake clock (tests, --fake-clock), else nil.
+func fakeClock(c clock.Clock) *clock.Fake {
+	f, _ := c.(*clock.Fake)
+	return f
 }

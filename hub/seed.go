@@ -49,6 +49,12 @@ type SeedIdentity struct {
 type seedFile struct {
 	Devices     []seedEntry       `json:"devices" yaml:"devices"`
 	Simulations []simdevices.Spec `json:"simulations" yaml:"simulations"`
+	// Enrollments and EnrollmentGroups are DPS enrollments in the service
+	// API's JSON shape (provisioning.go).
+	Enrollments      []map[string]any `json:"enrollments" yaml:"enrollments"`
+	EnrollmentGroups []map[string]any `json:"enrollmentGroups" yaml:"enrollmentGroups"`
+	// ConsumerGroups are created on the Event Hub-compatible endpoint.
+	ConsumerGroups []string `json:"consumerGroups" yaml:"consumerGroups"`
 }
 
 // seedEntry is one device or module. Omitted keys are generated; authType
@@ -118,6 +124,11 @@ func (h *Hub) seed(ctx context.Context, path string) error {
 	f, err := readSeed(path)
 	if err != nil {
 		return fmt.Errorf("--seed: %w", err)
+	}
+	for _, g := range f.ConsumerGroups {
+		if _, err := h.EventHub.CreateConsumerGroup(ctx, g); err != nil {
+			return fmt.Errorf("--seed: %w", err)
+		}
 	}
 	h.seedSimulations = f.Simulations
 	var ops []registry.BulkOp

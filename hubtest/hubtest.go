@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/iothub-emulator/iothub-emulator/clock"
+	"github.com/iothub-emulator/iothub-emulator/faults"
 	"github.com/iothub-emulator/iothub-emulator/hub"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 )
@@ -39,6 +41,37 @@ func WithDataDir(dir string) Option {
 	return func(c *hub.Config) { c.DataDir, c.InMemory = dir, false }
 }
 
+// WithClock runs the hub on a fake clock that the test moves with
+// h.Advance; it starts at start (the wall clock's now when zero).
+func WithClock(start time.Time) Option {
+	if start.IsZero() {
+		start = time.Now().UTC()
+	}
+	return func(c *hub.Config) { c.Clock = clock.NewFake(start) }
+}
+
+// Advance moves the hub's fake clock forward by d, firing what falls due on
+// the way (token expiries, C2D TTLs, scheduled jobs, method timeouts). The
+// hub must have been started WithClock.
+func (h *Hub) Advance(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	h.fake(tb).Advance(d)
+}
+
+// Now is the hub's time: the fake clock's under WithClock.
+func (h *Hub) Now() time.Time {
+	return clock.OrReal(h.cfg.Clock).Now()
+}
+
+func (h *Hub) fake(tb testing.TB) *clock.Fake {
+	tb.Helper()
+	f, ok := h.cfg.Clock.(*clock.Fake)
+	if !ok {
+		tb.Fatal("hubtest: Advance needs a hub started WithClock")
+	}
+	return f
+}
+
 // WithConfig lets a test change anything else.
 func WithConfig(fn func(*hub.Config)) Option { return Option(fn) }
 
@@ -49,9 +82,9 @@ func Start(tb testing.TB, opts ...Option) *Hub {
 	cfg := hub.Config{
 		Hostname:  "localhost",
 		MQTTSAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		AMQPSAddr: "127.0.0.1:0",
-		InMemory:  true,
-		Logger:    discardLogger(tb),
+		AMQPSAddr: "127.0.0.1:0", AMQPAddr: "127.0.0.1:0",
+		InMemory: true,
+		Logger:   discardLogger(tb),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -76,7 +109,7 @@ func (h *Hub) open(tb testing.TB) {
 // the same ports, as a process restart would.
 func (h *Hub) Restart(tb testing.TB) {
 	tb.Helper()
-	for name, addr := range map[string]*string{"mqtts": &h.cfg.MQTTSAddr, "https": &h.cfg.HTTPSAddr, "mqtt": &h.cfg.MQTTAddr, "http": &h.cfg.HTTPAddr, "amqps": &h.cfg.AMQPSAddr} {
+	for name, addr := range map[string]*string{"mqtts": &h.cfg.MQTTSAddr, "https": &h.cfg.HTTPSAddr, "mqtt": &h.cfg.MQTTAddr, "http": &h.cfg.HTTPAddr, "amqps": &h.cfg.AMQPSAddr, "amqp": &h.cfg.AMQPAddr} {
 		if *addr != "" {
 			*addr = h.Addr(name)
 		}
@@ -97,6 +130,7 @@ func (h *Hub) TLSConfig() *tls.Config {
 // MQTTSAddr, MQTTAddr, AMQPSAddr, HTTPSURL and HTTPURL locate the listeners.
 func (h *Hub) MQTTSAddr() string { return h.Addr("mqtts") }
 func (h *Hub) AMQPSAddr() string { return h.Addr("amqps") }
+func (h *Hub) AMQPAddr() string  { return h.Addr("amqp") }
 func (h *Hub) MQTTAddr() string  { return h.Addr("mqtt") }
 func (h *Hub) HTTPSURL() string  { return "https://" + h.Addr("https") }
 func (h *Hub) HTTPURL() string   { return "http://" + h.Addr("http") }
@@ -109,7 +143,7 @@ func (h *Hub) ServiceToken(tb testing.TB, policy string) string {
 	}
 	for _, p := range h.Policies() {
 		if p.Name == policy {
-			tok, err := sasauth.Sign(h.Hostname(), p.PrimaryKey, p.Name, time.Now().Add(time.Hour))
+			tok, err := sasauth.Sign(h.Hostname(), p.PrimaryKey, p.Name, h.Now().Add(time.Hour))
 			if err != nil {
 				tb.Fatal(err)
 			}
@@ -232,7 +266,7 @@ func (d *Device) Token(tb testing.TB, h *Hub, ttl time.Duration) string {
 	if d.ModuleID != "" {
 		res += "/modules/" + d.ModuleID
 	}
-	tok, err := sasauth.Sign(res, d.PrimaryKey, "", time.Now().Add(ttl))
+	tok, err := sasauth.Sign(res, d.PrimaryKey, "", h.Now().Add(ttl))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -247,3 +281,20 @@ func (d *Device) ConnectionString(h *Hub) string {
 	}
 	return s + ";SharedAccessKey=" + d.PrimaryKey
 }
+
+// InjectFault puts an emulator-only fault in force, as POST
+// /_emulator/faults does, and returns it with its id and times:
+//
+//	h.InjectFault(t, faults.Fault{Action: faults.Error, Route: "PUT /devices/{id}", ErrorCode: iothub.ThrottlingException, Count: 2})
+//	h.InjectFault(t, faults.Fault{Action: faults.DropConnection, DeviceID: "dev1", Duration: 30 * time.Second})
+func (h *Hub) InjectFault(tb testing.TB, f faults.Fault) faults.Fault {
+	tb.Helper()
+	out, err := h.Faults.Create(f)
+	if err != nil {
+		tb.Fatalf("inject fault: %v", err)
+	}
+	return out
+}
+
+// ClearFaults ends every injected fault.
+func (h *Hub) ClearFaults() { h.Faults.Clear() }

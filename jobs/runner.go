@@ -46,7 +46,7 @@ func (e *Engine) loop(ctx context.Context) {
 		case <-ctx.Done():
 		}
 	}()
-	tick := time.NewTicker(e.PollInterval)
+	tick := e.Clock.NewTicker(e.PollInterval)
 	defer tick.Stop()
 	var lastSweep time.Time
 	for {
@@ -60,7 +60,7 @@ func (e *Engine) loop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-tick.C():
 		case <-e.wake:
 		}
 	}

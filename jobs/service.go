@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"strings"
 	"sync"
@@ -31,8 +32,10 @@ type Deps struct {
 // Config configures an Engine; zero values take the defaults above, except
 // MaxActive, where 0 means no limit.
 type Config struct {
-	// Now is the clock; time.Now when nil.
-	Now func() time.Time
+	// Clock schedules the polls; nil means the wall clock. Now, when nil,
+	// reads it.
+	Clock clock.Clock
+	Now   func() time.Time
 	// Workers bounds the device operations a job runs at once.
 	Workers int
 	// MaxActive bounds jobs that are queued, scheduled or running at once
@@ -79,8 +82,9 @@ func NewEngine(deps Deps, cfg Config) (*Engine, error) {
 	if cfg.Retention <= 0 {
 		cfg.Retention = DefaultRetention
 	}
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	if cfg.Now == nil {
-		cfg.Now = time.Now
+		cfg.Now = cfg.Clock.Now
 	}
 	log := cfg.Logger
 	if log == nil {

@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"sync"
 	"time"
@@ -38,8 +39,11 @@ type C2DConfig struct {
 	// SweepInterval is how often expiry and lapsed locks are checked; 0
 	// means 1 s.
 	SweepInterval time.Duration
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// Clock schedules the sweeps; nil means the wall clock. Now, when
+	// nil, reads it.
+	Clock  clock.Clock
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // CloudToDevice runs the hub's C2D rules over a Queue: queue depth, TTL,
@@ -92,8 +96,9 @@ func NewCloudToDevice(deps C2DDeps, cfg C2DConfig) (*CloudToDevice, error) {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = time.Second
 	}
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	if cfg.Now == nil {
-		cfg.Now = func() time.Time { return time.Now().UTC() }
+		cfg.Now = func() time.Time { return cfg.Clock.Now().UTC() }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -461,13 +466,13 @@ func (c *CloudToDevice) Kick(deviceID string) {
 // out in queue order, and sweeps expiries and lapsed locks.
 func (c *CloudToDevice) worker() {
 	defer close(c.done)
-	sweep := time.NewTicker(c.cfg.SweepInterval)
+	sweep := c.cfg.Clock.NewTicker(c.cfg.SweepInterval)
 	defer sweep.Stop()
 	for {
 		select {
 		case <-c.stop:
 			return
-		case <-sweep.C:
+		case <-sweep.C():
 			c.sweep()
 		case <-c.kicks:
 		}

@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -42,8 +43,11 @@ type TelemetryConfig struct {
 	MaxQueuedBytes int64
 	// TrimInterval is how often retention runs.
 	TrimInterval time.Duration
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// Clock schedules retention; nil means the wall clock. Now, when nil,
+	// reads it.
+	Clock  clock.Clock
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Telemetry receives device-to-cloud messages and makes them durable with
@@ -105,8 +109,9 @@ func NewTelemetry(deps TelemetryDeps, cfg TelemetryConfig) (*Telemetry, error) {
 	if cfg.TrimInterval <= 0 {
 		cfg.TrimInterval = DefaultTelemetryTrimInterval
 	}
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	if cfg.Now == nil {
-		cfg.Now = func() time.Time { return time.Now().UTC() }
+		cfg.Now = func() time.Time { return cfg.Clock.Now().UTC() }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -220,11 +225,11 @@ func (t *Telemetry) EndSubscriptions() {
 
 func (t *Telemetry) retention() {
 	defer close(t.done)
-	tick := time.NewTicker(t.cfg.TrimInterval)
+	tick := t.cfg.Clock.NewTicker(t.cfg.TrimInterval)
 	defer tick.Stop()
 	for {
 		select {
-		case <-tick.C:
+		case <-tick.C():
 			t.trim()
 		case <-t.stop:
 			return

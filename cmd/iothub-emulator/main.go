@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/iothub-emulator/iothub-emulator/clock"
 	"io"
 	"log/slog"
 	"net"
@@ -42,7 +43,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 type options struct {
 	bind                                     string
 	mqttsPort, httpsPort, mqttPort, httpPort int
-	amqpsPort                                int
+	amqpsPort, amqpPort, partitions          int
 	hostname, dataDir                        string
 	inMemory                                 bool
 	tlsCert, tlsKey                          string
@@ -53,7 +54,11 @@ type options struct {
 	jobWorkers, maxActiveJobs                int
 	jobRetention                             time.Duration
 	seed                                     string
+	dpsIDScope                               string
 	maxConnections                           int
+	fakeClock                                bool
+	sku                                      string
+	units                                    int
 	storageConnectionString                  string
 	fileUploadContainer                      string
 	configurationInterval                    time.Duration
@@ -77,6 +82,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.mqttPort, "mqtt-port", port(def.MQTTAddr), "plain MQTT port for raw clients (0 disables)")
 	fs.IntVar(&o.httpPort, "http-port", port(def.HTTPAddr), "plain HTTP port for curl and scripts (0 disables)")
 	fs.IntVar(&o.amqpsPort, "amqps-port", port(def.AMQPSAddr), "AMQP over TLS port: service-side C2D send and feedback (0 disables)")
+	fs.IntVar(&o.amqpPort, "amqp-port", port(def.AMQPAddr), "plain AMQP port for Event Hubs clients with UseDevelopmentEmulator=true (0 disables)")
+	fs.IntVar(&o.partitions, "partitions", def.Partitions, "partition count of the Event Hub-compatible endpoint (1 to 32)")
 	fs.StringVar(&o.hostname, "hostname", def.Hostname, "the hub's host name, used in certificates, SAS resource URIs and connection strings")
 	fs.StringVar(&o.dataDir, "data-dir", def.DataDir, "directory for the database and generated certificates")
 	fs.BoolVar(&o.inMemory, "in-memory", def.InMemory, "keep nothing on disk (for tests)")
@@ -90,11 +97,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.jobWorkers, "job-workers", def.JobWorkers, "device operations one job runs at once")
 	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
+	fs.StringVar(&o.dpsIDScope, "dps-id-scope", def.DPSIDScope, "ID scope of the Device Provisioning Service that devices name")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist, and of simulated devices to run (see examples/seed.json)")
 	fs.StringVar(&o.storageConnectionString, "storage-connection-string", "", "Azure Storage (Azurite) connection string for device file upload (empty: file upload off)")
 	fs.StringVar(&o.fileUploadContainer, "file-upload-container", "fileupload", "storage container that device file uploads go to (created if missing)")
 	fs.DurationVar(&o.configurationInterval, "configuration-interval", 5*time.Second, "how often automatic device configurations are evaluated again (the hub: 5 minutes)")
 	fs.IntVar(&o.maxConnections, "max-connections", def.MaxConnections, "connections open at once over all listeners (0: the open-file limit less 256)")
+	fs.StringVar(&o.sku, "sku", "", "apply the throttles of this IoT Hub tier: F1, S1, S2 or S3 (empty: no throttling)")
+	fs.IntVar(&o.units, "units", 1, "units of --sku; the tier's per-unit throttles scale with it")
+	fs.BoolVar(&o.fakeClock, "fake-clock", false, "run on a clock that moves only through POST /_emulator/clock (emulator-only, for resilience tests)")
 	fs.StringVar(&o.exportCA, "export-ca", "", "also write the CA certificate (not its key) to this file, e.g. a folder shared with clients")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.logFormat, "log-format", "text", "text or json")
@@ -144,7 +155,7 @@ func (o *options) config(log *slog.Logger) hub.Config {
 	return hub.Config{
 		Hostname:  o.hostname,
 		MQTTSAddr: addr(o.mqttsPort), HTTPSAddr: addr(o.httpsPort), MQTTAddr: addr(o.mqttPort), HTTPAddr: addr(o.httpPort),
-		AMQPSAddr:     addr(o.amqpsPort),
+		AMQPSAddr: addr(o.amqpsPort), AMQPAddr: addr(o.amqpPort), Partitions: o.partitions,
 		FallbackPorts: hub.DefaultConfig().FallbackPorts,
 		DataDir:       o.dataDir, InMemory: o.inMemory,
 		TLSCertFile: o.tlsCert, TLSKeyFile: o.tlsKey, TLSSANs: o.tlsSANs,
@@ -152,12 +163,25 @@ func (o *options) config(log *slog.Logger) hub.Config {
 		MessageRetentionCount: o.messageRetentionCount, MessageRetentionAge: o.messageRetention,
 		JobWorkers: o.jobWorkers, MaxActiveJobs: o.maxActiveJobs, JobRetention: o.jobRetention,
 		SeedFile:                o.seed,
+		DPSIDScope:              o.dpsIDScope,
 		StorageConnectionString: o.storageConnectionString,
 		FileUpload:              fileupload.Config{Container: o.fileUploadContainer},
 		Configurations:          configurations.Config{Interval: o.configurationInterval},
 		MaxConnections:          o.maxConnections,
+		Clock:                   o.clock(),
+		SKU:                     o.sku,
+		Units:                   o.units,
 		Logger:                  log,
 	}
+}
+
+// clock is the fake clock under --fake-clock (starting at the wall clock's
+// now), else nil: the hub's wall clock.
+func (o *options) clock() clock.Clock {
+	if !o.fakeClock {
+		return nil
+	}
+	return clock.NewFake(time.Now().UTC())
 }
 
 func newLogger(o *options, w io.Writer) (*slog.Logger, error) {
@@ -249,7 +273,8 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	for _, l := range []struct{ name, what string }{
 		{"mqtts", "MQTT over TLS (devices)"},
 		{"https", "HTTPS: REST API, MQTT and AMQP over WebSockets at /$iothub/websocket"},
-		{"amqps", "AMQP over TLS (service: C2D send, feedback)"},
+		{"amqps", "AMQP over TLS (service: C2D send, feedback; Event Hub-compatible endpoint)"},
+		{"amqp", "AMQP, no TLS (Event Hub-compatible endpoint, UseDevelopmentEmulator=true)"},
 		{"mqtt", "MQTT, no TLS"},
 		{"http", "HTTP: REST API, no TLS"},
 	} {
@@ -271,6 +296,14 @@ func printBanner(ctx context.Context, w io.Writer, h *hub.Hub, took time.Duratio
 	}
 	fmt.Fprintf(w, "  CA certificate to trust: %s\n", h.CACertFile())
 	fmt.Fprintf(w, "  Service connection string:\n    %s\n", h.ServiceConnectionString(""))
+	if cs := h.EventHubConnectionString(); cs != "" {
+		fmt.Fprintf(w, "  Event Hub-compatible connection string (%d partitions):\n    %s\n", h.EventHub.PartitionCount(), cs)
+	}
+	if cs := h.EventHubDevelopmentConnectionString(); cs != "" {
+		fmt.Fprintf(w, "  Event Hub-compatible development connection string:\n    %s\n", cs)
+	}
+	fmt.Fprintf(w, "  Device Provisioning Service: ID scope %s, global endpoint %s\n", h.DPSIDScope(), h.Hostname())
+	fmt.Fprintf(w, "  Provisioning service connection string:\n    %s\n", h.DPSServiceConnectionString())
 	if len(h.Seeded) > 0 {
 		created := 0
 		for _, s := range h.Seeded {

@@ -68,7 +68,8 @@ prepare_venv_unlocked() {
 # start_emulator WORK [FLAGS...]: builds bin/iothub-emulator, starts it (with
 # FLAGS added) in memory on
 # 8883, 443, 1883 and 8080 with its log in WORK/emulator.log, waits until it
-# is healthy, and exports IOTHUB_CONNECTION_STRING, IOTHUB_CA_FILE,
+# is healthy, and exports IOTHUB_CONNECTION_STRING, EVENTHUB_CONNECTION_STRING,
+# EVENTHUB_DEV_CONNECTION_STRING, IOTHUB_CA_FILE,
 # NODE_EXTRA_CA_CERTS and REQUESTS_CA_BUNDLE. Sets EMU_PID and LOG.
 start_emulator() {
   local work="$1" deadline addr cs
@@ -81,9 +82,9 @@ start_emulator() {
     (cd "$ROOT" && go build -o bin/iothub-emulator ./cmd/iothub-emulator)
   fi
 
-  echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 5671 (AMQP/TLS), 1883, 8080"
+  echo "== starting the emulator on 8883 (MQTT/TLS), 443 (HTTPS + WSS), 5671 (AMQP/TLS), 5672 (AMQP), 1883, 8080"
   "$ROOT/bin/iothub-emulator" --in-memory --data-dir "$work/data" --bind 127.0.0.1 --hostname localhost \
-    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 --amqps-port 5671 \
+    --mqtts-port 8883 --https-port 443 --mqtt-port 1883 --http-port 8080 --amqps-port 5671 --amqp-port 5672 \
     ${IOTHUB_DOTTED_HOSTNAME:+--tls-san "$IOTHUB_DOTTED_HOSTNAME"} "$@" >"$LOG" 2>&1 &
   EMU_PID=$!
 
@@ -110,6 +111,13 @@ start_emulator() {
   [ -n "$cs" ] || { echo "$(basename "$0"): no iothubowner connection string in the emulator's banner" >&2; exit 1; }
 
   export IOTHUB_CONNECTION_STRING="$cs"
+  # The Event Hub-compatible endpoint: over TLS (5671) and for
+  # UseDevelopmentEmulator=true (plain 5672), as the banner prints them.
+  EVENTHUB_CONNECTION_STRING=$(grep -m1 -o 'Endpoint=sb://[^[:space:]]*EntityPath=[^;[:space:]]*$' "$LOG" || true)
+  EVENTHUB_DEV_CONNECTION_STRING=$(grep -m1 -o 'Endpoint=sb://[^[:space:]]*;UseDevelopmentEmulator=true' "$LOG" || true)
+  [ -n "$EVENTHUB_CONNECTION_STRING" ] && [ -n "$EVENTHUB_DEV_CONNECTION_STRING" ] ||
+    { echo "$(basename "$0"): no Event Hub-compatible connection strings in the emulator's banner" >&2; exit 1; }
+  export EVENTHUB_CONNECTION_STRING EVENTHUB_DEV_CONNECTION_STRING
   export IOTHUB_CA_FILE="$work/ca.pem"
   export NODE_EXTRA_CA_CERTS="$work/ca.pem"   # the only way the Node service SDK trusts a CA
   export REQUESTS_CA_BUNDLE="$work/ca.pem"    # azure-iot-hub (requests/msrest)

@@ -1,0 +1,62 @@
+package httpapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/iothub-emulator/iothub-emulator/throttling"
+)
+
+// throttledAs names the throttle class of a hub route (--sku); ok false
+// for routes the tiers do not throttle by count (direct methods are
+// throttled by bytes, C2D receives and file upload are not counted here).
+func throttledAs(rt route) (op throttling.Operation, shaped, ok bool) {
+	p := rt.path
+	switch {
+	case strings.HasPrefix(p, "/_emulator/"), rt.method == anyMethod:
+		return "", false, false
+	case strings.HasSuffix(p, "/messages/events"):
+		return throttling.DeviceToCloud, true, true
+	case strings.Contains(p, "/messages/"), strings.HasSuffix(p, "/methods"), strings.Contains(p, "/files"):
+		return "", false, false
+	case p == "/devices/query":
+		return throttling.Queries, false, true
+	case strings.HasPrefix(p, "/jobs/"):
+		return throttling.JobsOps, false, true
+	case strings.HasPrefix(p, "/configurations"):
+		return throttling.Configurations, false, true
+	case strings.HasPrefix(p, "/twins/"), strings.HasPrefix(p, "/digitaltwins/"):
+		if rt.method == http.MethodGet {
+			return throttling.TwinReads, false, true
+		}
+		return throttling.TwinUpdates, false, true
+	case strings.HasPrefix(p, "/devices"), strings.HasPrefix(p, "/statistics/"):
+		return throttling.RegistryOps, false, true
+	}
+	return "", false, false
+}
+
+// withThrottling takes each call of a throttled route from its tier's
+// budget: 429001 beyond it, or a shaped wait for device-to-cloud sends.
+func (s *Server) withThrottling(rt route, next http.Handler) http.Handler {
+	if s.cfg.Throttle == nil {
+		return next
+	}
+	op, shaped, ok := throttledAs(rt)
+	if !ok {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var err error
+		if shaped {
+			err = s.cfg.Throttle.Shape(r.Context(), op)
+		} else {
+			err = s.cfg.Throttle.Allow(op)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
