@@ -89,11 +89,11 @@ class AmqpDeviceTest {
                     desired.add(v);
                 }
             }, null);
-            com.microsoft.azure.sdk.iot.device.twin.Twin deviceTwin = client.getTwin();
+            com.microsoft.azure.sdk.iot.device.twin.Twin deviceTwin = Hub.getTwin(client);
             assertNotNull(deviceTwin, protocol + ": getTwin");
             TwinCollection reported = deviceTwin.getReportedProperties();
             reported.put("fw", "1.2");
-            client.updateReportedProperties(reported);
+            Hub.reportProperties(client, reported);
             TwinClient twins = new TwinClient(Hub.SERVICE_CS);
             Twin svc = twins.get(d.getDeviceId());
             assertEquals("1.2", svc.getReportedProperties().get("fw"), protocol + ": reported");

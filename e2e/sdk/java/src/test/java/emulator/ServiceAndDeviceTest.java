@@ -101,7 +101,7 @@ class ServiceAndDeviceTest {
             // The device reports; the service sees it.
             com.microsoft.azure.sdk.iot.device.twin.TwinCollection reported = new com.microsoft.azure.sdk.iot.device.twin.TwinCollection();
             reported.put("fw", "1.2");
-            client.updateReportedProperties(reported);
+            Hub.reportProperties(client, reported);
             assertEquals("1.2", twins.get(d.getDeviceId()).getReportedProperties().get("fw"));
 
             // replace drops what the new document lacks.
