@@ -21,63 +21,20 @@ import (
 // order they arrived. The engine's credit and unsettled bounds limit how
 // many deliveries wait at once.
 func (cs *connState) serveDevicebound(l *amqp.Link) {
-	ctx := l.Conn().Context()
-	for {
-		d, err := l.Receive(ctx)
-		if err != nil {
-			return
-		}
-		waits, err := cs.submitC2D(ctx, d.Message)
-		go cs.settleC2D(d, waits, err)
-	}
+	serveSubmissions(l, cs.submitC2D, func(err error) {
+		cs.srv.log.Info("a pre-settled C2D message was refused", "error", err)
+	})
 }
 
-// submitC2D submits one transfer's messages: a single message, or a batch
-// (message format 0x80013700) whose data sections each hold a message, each
-// queued on its own. It stops at the first message that cannot be read.
-func (cs *connState) submitC2D(ctx context.Context, m *amqp.Message) ([]func() error, error) {
-	msgs := []*amqp.Message{m}
-	if m.Format == amqp.BatchMessageFormat {
-		var err error
-		if msgs, err = m.Batch(); err != nil {
-			return nil, iothub.Errorf(iothub.ArgumentInvalid, "The batch cannot be decoded: %v", err)
-		}
+// submitC2D queues one C2D message through the C2D service.
+func (cs *connState) submitC2D(ctx context.Context, m *amqp.Message) (func() error, error) {
+	c, err := c2dMessage(m, cs.srv.cfg.Now())
+	if err != nil {
+		return nil, err
 	}
-	waits := make([]func() error, 0, len(msgs))
-	for _, m := range msgs {
-		c, err := c2dMessage(m, cs.srv.cfg.Now())
-		if err != nil {
-			return waits, err
-		}
-		sctx, cancel := context.WithTimeout(ctx, cs.srv.cfg.SendTimeout)
-		wait, err := cs.srv.deps.C2D.Submit(sctx, c)
-		cancel()
-		if err != nil {
-			return waits, err
-		}
-		waits = append(waits, wait)
-	}
-	return waits, nil
-}
-
-// settleC2D waits for a transfer's messages and settles it: accepted when
-// all were stored, else rejected with the first refusal.
-func (cs *connState) settleC2D(d *amqp.Delivery, waits []func() error, err error) {
-	for _, wait := range waits {
-		if werr := wait(); werr != nil && err == nil {
-			err = werr
-		}
-	}
-	switch {
-	case d.Settled:
-		if err != nil {
-			cs.srv.log.Info("a pre-settled C2D message was refused", "error", err)
-		}
-	case err != nil:
-		_ = d.Reject(amqpError(err))
-	default:
-		_ = d.Accept()
-	}
+	sctx, cancel := context.WithTimeout(ctx, cs.srv.cfg.SendTimeout)
+	defer cancel()
+	return cs.srv.deps.C2D.Submit(sctx, c)
 }
 
 // c2dMessage reads a C2D message as the SDKs send it (protocol digest

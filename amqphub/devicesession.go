@@ -96,57 +96,22 @@ func (s *deviceSession) end() {
 // messages of many devices share commits.
 func (s *deviceSession) serveTelemetry(l *amqp.Link) {
 	s.track(l)
-	ctx := l.Conn().Context()
-	for {
-		d, err := l.Receive(ctx)
-		if err != nil {
-			return
+	serveSubmissions(l, func(ctx context.Context, am *amqp.Message) (func() error, error) {
+		// A storage failure is the hub's fault, not the device's: log it.
+		logged := func(err error) error {
+			if err != nil && iothub.CodeOf(err) == iothub.ServerError {
+				s.srv().log.Error("telemetry not stored", "device", s.key, "error", err)
+			}
+			return err
 		}
-		waits, err := s.submitTelemetry(ctx, d.Message)
-		go s.settleTelemetry(d, waits, err)
-	}
-}
-
-// submitTelemetry queues one transfer's messages: one message, or a batch
-// (message format 0x80013700, as the C# and Java SDKs send SendEventBatch).
-func (s *deviceSession) submitTelemetry(ctx context.Context, m *amqp.Message) ([]func() error, error) {
-	msgs := []*amqp.Message{m}
-	if m.Format == amqp.BatchMessageFormat {
-		var err error
-		if msgs, err = m.Batch(); err != nil {
-			return nil, iothub.Errorf(iothub.ArgumentInvalid, "The batch cannot be decoded: %v", err)
-		}
-	}
-	waits := make([]func() error, 0, len(msgs))
-	for _, am := range msgs {
 		wait, err := s.srv().deps.Telemetry.Submit(ctx, s.telemetryMessage(am))
 		if err != nil {
-			return waits, err
+			return nil, logged(err)
 		}
-		waits = append(waits, wait)
-	}
-	return waits, nil
-}
-
-func (s *deviceSession) settleTelemetry(d *amqp.Delivery, waits []func() error, err error) {
-	for _, wait := range waits {
-		if werr := wait(); werr != nil && err == nil {
-			err = werr
-		}
-	}
-	switch {
-	case d.Settled:
-		if err != nil {
-			s.srv().log.Info("a pre-settled telemetry message was not stored", "device", s.key, "error", err)
-		}
-	case err != nil:
-		if iothub.CodeOf(err) == iothub.ServerError {
-			s.srv().log.Error("telemetry not stored", "device", s.key, "error", err)
-		}
-		_ = d.Reject(amqpError(err))
-	default:
-		_ = d.Accept()
-	}
+		return func() error { return logged(wait()) }, nil
+	}, func(err error) {
+		s.srv().log.Info("a pre-settled telemetry message was not stored", "device", s.key, "error", err)
+	})
 }
 
 // telemetryMessage maps a device's AMQP message to the hub's: the AMQP
