@@ -267,17 +267,22 @@ func (c *CloudToDevice) commitCompletes(batch []*completeReq) {
 		c.cfg.Logger.Error("complete C2D messages", "messages", len(keys), "error", err)
 	}
 	var done []*C2DMessage
-	for i, r := range batch {
-		e := err
-		if e == nil {
-			e = errs[i]
+	answers := make([]error, len(batch))
+	for i := range batch {
+		answers[i] = err
+		if answers[i] == nil {
+			answers[i] = errs[i]
 		}
-		if e == nil {
+		if answers[i] == nil {
 			done = append(done, msgs[i])
 		}
-		r.done <- e
 	}
+	// The Success feedback is stored before anyone hears of the completion,
+	// so a sender that sees its message completed finds its feedback too.
 	c.storeFeedback(ctx, FeedbackSuccess, done)
+	for i, r := range batch {
+		r.done <- answers[i]
+	}
 }
 
 // Reject dead-letters a delivered message (HTTPS DELETE ?reject).
