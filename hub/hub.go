@@ -434,8 +434,9 @@ func (h *Hub) bindListeners(context.Context) error {
 	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS, "amqps": amqpTLS}
 	maxConns := h.cfg.MaxConnections
 	if maxConns <= 0 {
-		maxConns = defaultMaxConnections()
+		maxConns = defaultMaxConnections(h.log)
 	}
+	h.log.Info("connection limit", "connections", maxConns)
 	limit := &connLimit{max: int64(maxConns), log: h.log}
 	for _, l := range []struct{ name, addr string }{
 		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},
