@@ -12,7 +12,7 @@
 # $OUT (default: a new temporary directory, printed at the end).
 #
 # Environment:
-#   ROUNDS=1        runs per commit per figure (values are listed, the gain
+#   ROUNDS=2        runs per commit per figure (values are listed, the gain
 #                   compares their means)
 #   FIGURES=…       space-separated subset of figure names (see `figures` below)
 #   OUT=dir         where logs go
@@ -29,7 +29,7 @@ fi
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
 old_rev=$(git -C "$repo" rev-parse --verify "$1^{commit}") || exit 2
 new_rev=$(git -C "$repo" rev-parse --verify "$2^{commit}") || exit 2
-rounds=${ROUNDS:-1}
+rounds=${ROUNDS:-2}
 scale=${TIMEOUT_SCALE:-1}
 out=${OUT:-$(mktemp -d /tmp/bench-compare.XXXXXX)}
 mkdir -p "$out"
@@ -55,9 +55,10 @@ figures=(
   "telemetry-qos0|>= 0.8x mosquitto|higher|x mosquitto|e2e|0|fig_telemetry_qos0"
   "idle-memory|< 20 KB|lower|KB/device|e2e|0|fig_idle_memory"
   "groupby-100k|< 300 ms|lower|ms|sqlite|300|fig_groupby"
-  "first-query-100k|—|lower|ms|sqlite|0|fig_first_query"
+  "first-query-100k|-|lower|ms|sqlite|0|fig_first_query"
   "methods-100-callers|>= 20,000/s|higher|calls/s|e2e|300|fig_methods"
-  "methods-100-callers-p50|—|lower|ms p50|e2e|0|fig_methods_p50"
+  "methods-100-callers-p50|-|lower|ms p50|e2e|0|fig_methods_p50"
+  "registry-import-100k|< 6 s (1M: 60 s)|lower|s|e2e|240|fig_registry_import"
 )
 # A figure with timeout 0 is read from the log of the figure before it (one
 # run yields several figures).
@@ -86,6 +87,9 @@ fig_groupby() {
 fig_methods() {
   ./pkg.test -test.run '^$' -test.bench '^BenchmarkMethods$/^devices=1000$/^callers=100$' -test.benchtime 20000x -test.timeout "$1s"
 }
+fig_registry_import() {
+  ./pkg.test -test.run '^$' -test.bench '^BenchmarkRegistry_BulkImport100k$' -test.benchtime 1x -test.timeout "$1s"
+}
 
 # extract NAME < log: the figure's number from its run's output.
 extract() {
@@ -97,8 +101,9 @@ extract() {
       # emulator's total over the rounds divided by Mosquitto's.
       local q=${1#telemetry-qos}
       awk -v q="$q" '/RESULT throughput/ {
+          for (i = 1; i <= NF; i++) if ($i == "throughput") who = $(i+1)
           for (i = 1; i <= NF; i++) if ($i == "QoS" && $(i+1) == q) {
-            for (j = i; j <= NF; j++) if ($j == "msg/s") { r[$3] += $(j-1); break }
+            for (j = i; j <= NF; j++) if ($j == "msg/s") { r[who] += $(j-1); break }
           }
         }
         END { if (r["emulator"] > 0 && r["mosquitto"] > 0) printf "%.2f\n", r["emulator"] / r["mosquitto"] }' ;;
@@ -110,6 +115,7 @@ extract() {
       awk '/^BenchmarkQueryStore\/where\/first-query/ { for (i = 2; i <= NF; i++) if ($i == "ns/op") printf "%.1f\n", $(i-1) / 1e6 }' ;;
     methods-100-callers) metric calls/s ;;
     methods-100-callers-p50) metric p50-ms ;;
+    registry-import-100k) metric s/100k ;;
   esac
 }
 
@@ -127,6 +133,16 @@ for side in old new; do
   (cd "$work/$side" && go build -o /dev/null ./cmd/iothub-emulator) >"$out/build-$side-emulator.log" 2>&1
 done
 
+# Each run gets a network namespace of its own when it can (root): the
+# emulator's fixed default ports (AMQP 5671/5672) and the benchmarks' ports
+# then cannot collide with other emulators running on the machine.
+netns=0
+if unshare --net true 2>/dev/null && command -v ip >/dev/null; then
+  netns=1
+else
+  echo "bench-compare: no network namespace (not root?); port collisions with other emulators are possible" >&2
+fi
+
 # run SIDE ROUND NAME FN TIMEOUT: runs one figure in its own process group and
 # kills whatever it left behind (the e2e benchmarks start emulator processes).
 run() {
@@ -139,6 +155,9 @@ run() {
   (
     cd "$work/$side/$pkg" || exit 1
     export -f "$fn"
+    if [ "$netns" = 1 ]; then
+      exec setsid timeout -k 15 $((t + 30)) unshare --net bash -c "ip link set lo up && $fn $t"
+    fi
     exec setsid timeout -k 15 $((t + 30)) bash -c "$fn $t"
   ) >"$log" 2>&1 &
   local pid=$!
@@ -185,11 +204,13 @@ for spec in "${figures[@]}"; do
   [ -z "${values[$name,old]+x}" ] && continue
   o=${values[$name,old]} n=${values[$name,new]}
   om=$(echo "$o" | mean) nm=$(echo "$n" | mean)
-  gain="—"
+  gain="-"
   if [ -n "$om" ] && [ -n "$nm" ]; then
-    gain=$(awk -v o="$om" -v n="$nm" -v b="$better" 'BEGIN { if (o <= 0 || n <= 0) { print "—"; exit } printf "%.2fx\n", (b == "higher") ? n / o : o / n }')
+    gain=$(awk -v o="$om" -v n="$nm" -v b="$better" 'BEGIN { if (o <= 0 || n <= 0) { print "-"; exit } printf "%.2fx\n", (b == "higher") ? n / o : o / n }')
   fi
-  printf '%-26s | %-18s | %-22s | %-22s | %s\n' "$name" "$aim" "$o $unit" "$n $unit" "$gain"
+  [ -n "$om" ] && o="$o $unit"
+  [ -n "$nm" ] && n="$n $unit"
+  printf '%-26s | %-18s | %-22s | %-22s | %s\n' "$name" "$aim" "$o" "$n" "$gain"
 done
 echo
 echo "logs: $out"
