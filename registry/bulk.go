@@ -77,6 +77,21 @@ type TwinWriter interface {
 	MergeTwin(ctx context.Context, deviceID, moduleID, ifMatch string, tags, desired map[string]any) error
 }
 
+// TwinMerge is one entry's twin part for TwinBatchWriter.
+type TwinMerge struct {
+	DeviceID, ModuleID, IfMatch string
+	Tags, Desired               map[string]any
+}
+
+// TwinBatchWriter is a TwinWriter that can merge the twin parts of many
+// entries at once, in one transaction instead of one per entry. It returns
+// one error per merge, with MergeTwin's rules; merges of the same twin
+// apply in order.
+type TwinBatchWriter interface {
+	TwinWriter
+	MergeTwins(ctx context.Context, merges []TwinMerge) []error
+}
+
 // ChangeKind says what a store does with one bulk entry.
 type ChangeKind int
 
@@ -204,6 +219,8 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 	// Twin contents go through the twins service, after the identities
 	// exist; a twin failure is reported for its entry (the identity write
 	// stays).
+	var merges []TwinMerge
+	var mergeAt []int
 	for i := range ops {
 		op := &ops[i]
 		twinOnly := op.Mode == UpdateTwin || op.Mode == UpdateTwinIfMatchETag
@@ -218,7 +235,17 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 				continue
 			}
 		}
-		errs[i] = s.Twins.MergeTwin(ctx, op.Identity.DeviceID, op.Identity.ModuleID, ifMatch, op.Tags, op.Desired)
+		merges = append(merges, TwinMerge{DeviceID: op.Identity.DeviceID, ModuleID: op.Identity.ModuleID, IfMatch: ifMatch, Tags: op.Tags, Desired: op.Desired})
+		mergeAt = append(mergeAt, i)
+	}
+	if bw, ok := s.Twins.(TwinBatchWriter); ok && len(merges) > 1 {
+		for j, err := range bw.MergeTwins(ctx, merges) {
+			errs[mergeAt[j]] = err
+		}
+	} else {
+		for j, m := range merges {
+			errs[mergeAt[j]] = s.Twins.MergeTwin(ctx, m.DeviceID, m.ModuleID, m.IfMatch, m.Tags, m.Desired)
+		}
 	}
 
 	var out []BulkError
