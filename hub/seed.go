@@ -40,6 +40,22 @@ func (w twinWriter) MergeTwins(ctx context.Context, merges []registry.TwinMerge)
 	return w.t.PatchEach(ctx, ps)
 }
 
+// InitialTwin lets a bulk create write its twin parts with the identity
+// (twins.Service.PatchFresh).
+func (w twinWriter) InitialTwin(tags, desired map[string]any) (registry.TwinInit, error) {
+	apply, err := w.t.PatchFresh(twins.ServicePatch{Tags: tags, Desired: desired})
+	if err != nil {
+		return nil, err
+	}
+	return func(fresh any) error {
+		t, ok := fresh.(*twins.Twin)
+		if !ok {
+			return fmt.Errorf("initial twin: the store passed a %T, not a *twins.Twin", fresh)
+		}
+		return apply(t)
+	}, nil
+}
+
 // SeedIdentity is a device or module named in the seed file.
 type SeedIdentity struct {
 	DeviceID, ModuleID string

@@ -92,6 +92,22 @@ type TwinBatchWriter interface {
 	MergeTwins(ctx context.Context, merges []TwinMerge) []error
 }
 
+// TwinInitializer is a TwinWriter that can write a new identity's twin
+// parts together with the identity: InitialTwin validates tags and desired
+// as a service patch and returns how to apply them to the fresh twin the
+// store creates, so a bulk create costs one row insert instead of an
+// insert and a twin update.
+type TwinInitializer interface {
+	TwinWriter
+	InitialTwin(tags, desired map[string]any) (TwinInit, error)
+}
+
+// TwinInit applies an entry's twin parts to the fresh twin of its new
+// identity. The store passes the twin in its own type (for the hub's
+// SQLite store, *twins.Twin) and writes the result with the identity; an
+// error leaves the fresh twin, and is the entry's error.
+type TwinInit func(fresh any) error
+
 // ChangeKind says what a store does with one bulk entry.
 type ChangeKind int
 
@@ -108,6 +124,9 @@ const (
 type Change struct {
 	Kind     ChangeKind
 	Identity *Identity
+	// Twin, on an Insert, writes the entry's twin parts into the new
+	// identity's twin (nil: the fresh twin).
+	Twin TwinInit
 }
 
 // Key names an identity.
@@ -170,11 +189,27 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 			modules = append(modules, ms...)
 		}
 	}
+	// Twin parts of entries that may create their identity, ready to be
+	// written with it (validated now, outside the store's transaction).
+	inits := make([]TwinInit, len(ops))
+	if ti, ok := s.Twins.(TwinInitializer); ok {
+		for _, i := range idx {
+			if op := &ops[i]; (op.Mode == Create || op.Mode == CreateOrUpdate || op.Mode == CreateOrUpdateIfMatchETag) &&
+				(op.Tags != nil || op.Desired != nil) {
+				inits[i], _ = ti.InitialTwin(op.Tags, op.Desired) // on error, MergeTwin below reports it
+			}
+		}
+	}
+	initialized := make([]bool, len(ops))
 	var closeDisabled, forget []Key
 	deletedDevice := map[string]bool{}
 	if len(keys) > 0 {
 		storeErrs, err := s.Store.Apply(ctx, keys, func(j int, cur *Identity) (Change, error) {
 			ch, err := s.decide(&ops[idx[j]], cur)
+			if err == nil && ch.Kind == Insert && inits[idx[j]] != nil {
+				ch.Twin = inits[idx[j]]
+				initialized[idx[j]] = true
+			}
 			if err == nil {
 				switch {
 				case ch.Kind == Remove:
@@ -224,7 +259,7 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 	for i := range ops {
 		op := &ops[i]
 		twinOnly := op.Mode == UpdateTwin || op.Mode == UpdateTwinIfMatchETag
-		if errs[i] != nil || op.Mode == Delete || op.Mode == DeleteIfMatchETag || (!twinOnly && op.Tags == nil && op.Desired == nil) {
+		if errs[i] != nil || initialized[i] || op.Mode == Delete || op.Mode == DeleteIfMatchETag || (!twinOnly && op.Tags == nil && op.Desired == nil) {
 			continue
 		}
 		ifMatch := ""

@@ -88,3 +88,29 @@ func (s *Service) PatchEach(ctx context.Context, ps []KeyedPatch) []error {
 	}
 	return errs
 }
+
+// PatchFresh validates p as PatchService would and returns the function
+// that applies it, with PatchService's rules, to the fresh twin a store
+// creates with a new identity (NewTwin's contents): bulk creates carrying
+// tags or desired properties are written in the identity's own row insert
+// instead of being patched afterwards. A new identity has no connected
+// device, so there is nobody to notify. Limits that only the merged twin
+// can break (sizes) are the returned function's error.
+func (s *Service) PatchFresh(p ServicePatch) (func(*Twin) error, error) {
+	lim := s.cfg.Limits
+	tags, desired, err := lim.checkServicePatch(p)
+	if err != nil {
+		return nil, err
+	}
+	ts := FormatTime(s.now())
+	return func(t *Twin) error {
+		d := desired
+		if p.ClearDesired {
+			d = removeAll(t.Desired.Data)
+		}
+		if tags == nil && d == nil {
+			return nil
+		}
+		return applyServicePatch(t, tags, d, ts, lim)
+	}, nil
+}
