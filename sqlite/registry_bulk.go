@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
@@ -158,11 +159,26 @@ func initialTwinArgs(k registry.Key, now string, init registry.TwinInit) (args [
 	if twinErr := init(t); twinErr != nil {
 		return nil, twinErr, nil
 	}
-	a, err := twinArgs(t)
+	// A service patch never touches reported, and desired only when its
+	// version moved: the fresh sections keep the insert's own text.
+	meta := `{"$lastUpdated":"` + now + `"}`
+	tags, err := encodeTags(t.Tags)
 	if err != nil {
 		return nil, nil, err
 	}
-	return a[:9], nil, nil
+	desired, desiredMeta := "{}", meta
+	if t.Desired.Version != 1 {
+		if desired, err = encodeObject(t.Desired.Data); err != nil {
+			return nil, nil, err
+		}
+		if desiredMeta, err = encodeObject(t.Desired.Metadata); err != nil {
+			return nil, nil, err
+		}
+	}
+	if t.Reported.Version != 1 {
+		return nil, nil, errors.New("initial twin: a service patch changed reported properties")
+	}
+	return []any{tags, desired, "{}", desiredMeta, meta, t.Desired.Version, t.Reported.Version, t.Version, t.ETag}, nil, nil
 }
 
 // loadBatch bounds the keys per lookup query (two variables each).

@@ -250,6 +250,23 @@ func (e *emulator) do(ctx context.Context, method, path string, body []byte) (in
 	return resp.StatusCode, b, resp.Header, err
 }
 
+// cpuTime is the user and system CPU time a process used so far
+// (/proc/PID/stat, in clock ticks of 10 ms).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name may hold spaces; the fields after it do not.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
 // dirSize is the bytes of the files under dir.
 func dirSize(dir string) int64 {
 	var n int64

@@ -118,6 +118,7 @@ func deviceCount(ctx context.Context, e *emulator) (int, error) {
 func bulkImport(ctx context.Context, e *emulator, from, to, clients int, tags bool) error {
 	const batch = 100
 	begin := time.Now()
+	emuCPU, ownCPU := cpuTime(e.cmd.Process.Pid), cpuTime(os.Getpid())
 	next := make(chan int)
 	var done atomic.Int64
 	var wg sync.WaitGroup
@@ -190,8 +191,12 @@ feed:
 		return err
 	}
 	d := time.Since(begin)
+	n := float64(to - from)
+	emuCPU, ownCPU = cpuTime(e.cmd.Process.Pid)-emuCPU, cpuTime(os.Getpid())-ownCPU
 	fmt.Printf("imported %d devices in %s: %.0f devices/s (%d requests of %d in flight, tags %v)\n",
-		to-from, d.Round(time.Millisecond), float64(to-from)/d.Seconds(), clients, batch, tags)
+		to-from, d.Round(time.Millisecond), n/d.Seconds(), clients, batch, tags)
+	fmt.Printf("CPU: emulator %s (%.1f µs per device), load generator %s (%.1f µs per device)\n",
+		emuCPU.Round(10*time.Millisecond), float64(emuCPU.Microseconds())/n, ownCPU.Round(10*time.Millisecond), float64(ownCPU.Microseconds())/n)
 	return nil
 }
 
