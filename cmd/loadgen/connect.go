@@ -61,13 +61,13 @@ func runConnect(ctx context.Context, args []string, fdLimit uint64) error {
 		return err
 	}
 	if have < *devices {
-		if err := bulkImport(ctx, e, have, *devices, 4, false); err != nil {
+		if err := bulkImport(ctx, e, have, *devices, 4, false, false); err != nil {
 			return err
 		}
 	}
 	var tlsConf *tls.Config
 	if ef.tls {
-		ca, err := os.ReadFile(filepath.Join(e.dataDir, "ca.pem"))
+		ca, err := os.ReadFile(filepath.Join(e.dataDir, "certs", "ca.pem"))
 		if err != nil {
 			return err
 		}

@@ -49,7 +49,7 @@ func runRegistry(ctx context.Context, args []string) error {
 	fmt.Printf("emulator ready in %s with %d devices; RSS %d MB\n", took.Round(time.Millisecond), have, e.rssKB()/1024)
 
 	if have < *devices {
-		if err := bulkImport(ctx, e, have, *devices, *clients, *tags); err != nil {
+		if err := bulkImport(ctx, e, have, *devices, *clients, *tags, true); err != nil {
 			return err
 		}
 		if have, err = deviceCount(ctx, e); err != nil {
@@ -114,8 +114,9 @@ func deviceCount(ctx context.Context, e *emulator) (int, error) {
 }
 
 // bulkImport creates devices [from, to) with `clients` bulk requests in
-// flight; every 100th device is disabled.
-func bulkImport(ctx context.Context, e *emulator, from, to, clients int, tags bool) error {
+// flight; with someDisabled every 100th device is disabled (a status query
+// then has something to find).
+func bulkImport(ctx context.Context, e *emulator, from, to, clients int, tags, someDisabled bool) error {
 	const batch = 100
 	begin := time.Now()
 	emuCPU, ownCPU := cpuTime(e.cmd.Process.Pid), cpuTime(os.Getpid())
@@ -134,7 +135,7 @@ func bulkImport(ctx context.Context, e *emulator, from, to, clients int, tags bo
 				entries := make([]map[string]any, 0, batch)
 				for i := start; i < min(to, start+batch); i++ {
 					status := "enabled"
-					if i%100 == 99 {
+					if someDisabled && i%100 == 99 {
 						status = "disabled"
 					}
 					en := map[string]any{"id": devID(i), "importMode": "create", "status": status,
