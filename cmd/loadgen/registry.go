@@ -52,9 +52,11 @@ func runRegistry(ctx context.Context, args []string) error {
 		if err := bulkImport(ctx, e, have, *devices, *clients, *tags, true); err != nil {
 			return err
 		}
+		begin := time.Now()
 		if have, err = deviceCount(ctx, e); err != nil {
 			return err
 		}
+		fmt.Printf("GET /statistics/devices: %s\n", time.Since(begin).Round(10*time.Microsecond))
 		fmt.Printf("devices in the registry: %d; database %d MB; RSS %d MB\n", have, dirSize(e.dataDir)>>20, e.rssKB()/1024)
 	}
 
