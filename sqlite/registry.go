@@ -221,8 +221,10 @@ func (s *RegistryStore) ListModules(ctx context.Context, deviceID string) ([]*re
 
 func (s *RegistryStore) Stats(ctx context.Context) (registry.Stats, error) {
 	var st registry.Stats
-	err := s.DB.Reader().QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(status = 'enabled'), 0), COALESCE(SUM(status = 'disabled'), 0)
-		FROM identities WHERE module_id = ''`).Scan(&st.Total, &st.Enabled, &st.Disabled)
+	// device_counts is kept by triggers (migration 0024), in the same
+	// transactions as the identities it counts.
+	err := s.DB.Reader().QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0), COALESCE(SUM(CASE WHEN status = 'enabled' THEN n END), 0),
+		COALESCE(SUM(CASE WHEN status = 'disabled' THEN n END), 0) FROM device_counts`).Scan(&st.Total, &st.Enabled, &st.Disabled)
 	return st, err
 }
 
