@@ -91,6 +91,7 @@ func runConnect(ctx context.Context, args []string, fdLimit uint64) error {
 	defer stopHold()
 	idx := make(chan int)
 	begin := time.Now()
+	emuCPU := cpuTime(e.cmd.Process.Pid)
 	for range *parallel {
 		wg.Add(1)
 		go func() {
@@ -127,12 +128,16 @@ feed:
 	wg.Wait()
 	ticker.Stop()
 	took := time.Since(begin)
+	emuCPU = cpuTime(e.cmd.Process.Pid) - emuCPU
 	n := connected.Load()
 	fmt.Printf("connected %d devices in %s: %.0f connects/s; %d failed", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), failed.Load())
 	if err, ok := firstErr.Load().(error); ok {
 		fmt.Printf(" (first error: %v)", err)
 	}
 	fmt.Println()
+	if n > 0 {
+		fmt.Printf("emulator CPU while connecting: %s (%.0f µs per connect)\n", emuCPU.Round(10*time.Millisecond), float64(emuCPU.Microseconds())/float64(n))
+	}
 	if n == 0 {
 		return errors.New("no device connected")
 	}
