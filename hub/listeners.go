@@ -49,18 +49,14 @@ func raiseOpenFileLimit() (uint64, error) {
 }
 
 // defaultMaxConnections derives the connection limit from the open-file
-// limit, raised to the hard limit first, so that connections alone never
-// exhaust file descriptors: EMFILE would make every listener, and the
-// database, fail.
-func defaultMaxConnections(log *slog.Logger) int {
-	limit, err := raiseOpenFileLimit()
-	if err != nil {
-		log.Warn("could not raise the open-file limit", "limit", limit, "error", err)
-	}
-	if err != nil && limit == 0 || limit == ^uint64(0) || limit > 1<<31 {
+// limit (raised to the hard limit first, raiseOpenFileLimit), so that
+// connections alone never exhaust file descriptors: EMFILE would make every
+// listener, and the database, fail.
+func defaultMaxConnections(openFiles uint64) int {
+	if openFiles == 0 || openFiles > 1<<31 {
 		return 100000
 	}
-	return max(int(limit)-fdReserve, 64)
+	return max(int(openFiles)-fdReserve, 64)
 }
 
 // connLimit counts open connections across all of the hub's listeners.

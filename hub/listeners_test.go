@@ -120,7 +120,12 @@ func TestRaiseOpenFileLimit(t *testing.T) {
 	if got != orig.Max || now.Cur != orig.Max || now.Max != orig.Max {
 		t.Fatalf("after raising: returned %d, limit %d/%d; want the hard limit %d", got, now.Cur, now.Max, orig.Max)
 	}
-	if n := defaultMaxConnections(slog.New(slog.NewTextHandler(io.Discard, nil))); n != int(orig.Max)-fdReserve {
-		t.Fatalf("defaultMaxConnections = %d, want %d", n, int(orig.Max)-fdReserve)
+	for _, c := range []struct {
+		openFiles uint64
+		want      int
+	}{{20000, 20000 - fdReserve}, {1024, 1024 - fdReserve}, {100, 64}, {0, 100000}, {^uint64(0), 100000}} {
+		if got := defaultMaxConnections(c.openFiles); got != c.want {
+			t.Errorf("defaultMaxConnections(%d) = %d, want %d", c.openFiles, got, c.want)
+		}
 	}
 }
