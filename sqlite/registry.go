@@ -17,11 +17,12 @@ type RegistryStore struct {
 	DB *DB
 
 	// Every MQTT, AMQP and HTTPS device connection reads its identity and
-	// writes its connection state: those two statements are prepared once
-	// (SQLite parsing them was a fifth of a CONNECT's CPU).
-	prepareOnce sync.Once
-	getStmt     *sql.Stmt // nil when preparing failed: the text is used
-	setConnStmt *sql.Stmt
+	// writes its connection state: those two statements are prepared once,
+	// outside any transaction (SQLite parsing them was a fifth of a
+	// CONNECT's CPU). A nil statement means preparing failed; the SQL text
+	// is run instead.
+	getOnce, setConnOnce sync.Once
+	getStmt, setConnStmt *sql.Stmt
 }
 
 const (
@@ -31,14 +32,16 @@ const (
 		WHERE device_id = ? AND module_id = ?`
 )
 
-// prepared returns the prepared hot statements (nil ones if preparing
-// failed; the callers then run the SQL text).
-func (s *RegistryStore) prepared(ctx context.Context) (get, setConn *sql.Stmt) {
-	s.prepareOnce.Do(func() {
-		s.getStmt, _ = s.DB.Reader().PrepareContext(context.WithoutCancel(ctx), getIdentitySQL)
-		s.setConnStmt, _ = s.DB.Writer().PrepareContext(context.WithoutCancel(ctx), setConnectionSQL)
-	})
-	return s.getStmt, s.setConnStmt
+// The writer has one connection: preparing on it inside a transaction
+// would wait for that transaction, so every statement is prepared before.
+func (s *RegistryStore) getPrepared(ctx context.Context) *sql.Stmt {
+	s.getOnce.Do(func() { s.getStmt, _ = s.DB.Reader().PrepareContext(context.WithoutCancel(ctx), getIdentitySQL) })
+	return s.getStmt
+}
+
+func (s *RegistryStore) setConnPrepared(ctx context.Context) *sql.Stmt {
+	s.setConnOnce.Do(func() { s.setConnStmt, _ = s.DB.Writer().PrepareContext(context.WithoutCancel(ctx), setConnectionSQL) })
+	return s.setConnStmt
 }
 
 var _ registry.Store = (*RegistryStore)(nil)
@@ -152,7 +155,7 @@ func (s *RegistryStore) Create(ctx context.Context, id *registry.Identity) (*reg
 }
 
 func (s *RegistryStore) Get(ctx context.Context, deviceID, moduleID string) (*registry.Identity, error) {
-	if get, _ := s.prepared(ctx); get != nil {
+	if get := s.getPrepared(ctx); get != nil {
 		return getIdentity(ctx, stmtQuerier{get}, deviceID, moduleID)
 	}
 	return getIdentity(ctx, s.DB.Reader(), deviceID, moduleID)
@@ -272,7 +275,7 @@ func (s *RegistryStore) ConnectedCount(ctx context.Context) (int, error) {
 func (s *RegistryStore) SetConnection(ctx context.Context, deviceID, moduleID, state string, at time.Time, modelID string) error {
 	ts := formatTime(at)
 	args := []any{state, ts, ts, state, modelID, deviceID, moduleID}
-	if _, setConn := s.prepared(ctx); setConn != nil {
+	if setConn := s.setConnPrepared(ctx); setConn != nil {
 		_, err := setConn.ExecContext(ctx, args...)
 		return err
 	}
