@@ -197,8 +197,9 @@ done
 
 # The table.
 mean() { awk '{ n = 0; s = 0; for (i = 1; i <= NF; i++) if ($i != "failed") { s += $i; n++ } if (n) printf "%.6g\n", s / n }'; }
-printf '\n%-26s | %-18s | %-22s | %-22s | %s\n' "figure (old ${old_rev:0:7}, new ${new_rev:0:7})" aim old new "gain (>1: new better)"
-printf '%s\n' "---------------------------+--------------------+------------------------+------------------------+----------------------"
+# A Markdown table, ready for docs/benchmarks.md.
+printf '\n| %-26s | %-18s | %-22s | %-22s | %s |\n' "figure" aim "old (${old_rev:0:7})" "new (${new_rev:0:7})" "gain (>1: new better)"
+printf '%s\n' "|---|---|---|---|---|"
 for spec in "${figures[@]}"; do
   IFS='|' read -r name aim better unit pkg t fn <<<"$spec"
   [ -z "${values[$name,old]+x}" ] && continue
@@ -210,7 +211,7 @@ for spec in "${figures[@]}"; do
   fi
   [ -n "$om" ] && o="$o $unit"
   [ -n "$nm" ] && n="$n $unit"
-  printf '%-26s | %-18s | %-22s | %-22s | %s\n' "$name" "$aim" "$o" "$n" "$gain"
+  printf '| %-26s | %-18s | %-22s | %-22s | %s |\n' "$name" "$aim" "$o" "$n" "$gain"
 done
 echo
 echo "logs: $out"
