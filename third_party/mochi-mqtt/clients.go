@@ -155,6 +155,7 @@ type ClientState struct {
 	open            context.Context      // indicate that the client is open for packet exchange
 	cancelOpen      context.CancelFunc   // cancel function for open context
 	outboundQty     int32                // number of messages currently in the outbound queue
+	writing         atomic.Bool          // a goroutine is draining the outbound queue
 	Keepalive       uint16               // the number of seconds the connection can wait
 	ServerKeepalive bool                 // keepalive was set by the server
 }
@@ -190,7 +191,39 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
+// startWriter makes sure a goroutine is draining the outbound queue; call it
+// after queueing a packet. The goroutine exits once the queue is empty, so an
+// idle client costs no writer goroutine (and no stack) at all.
+func (cl *Client) startWriter() {
+	if cl.State.writing.CompareAndSwap(false, true) {
+		go cl.drainOutbound()
+	}
+}
+
+// drainOutbound writes queued outbound packets until the queue is empty.
+func (cl *Client) drainOutbound() {
+	for {
+		select {
+		case pk := <-cl.State.outbound:
+			if err := cl.WritePacket(*pk); err != nil {
+				cl.ops.log.Debug("failed publishing packet", "error", err, "client", cl.ID, "packet", pk)
+			}
+			atomic.AddInt32(&cl.State.outboundQty, -1)
+			continue
+		default:
+		}
+		cl.State.writing.Store(false)
+		// A packet queued between the empty check and clearing the flag
+		// started no writer: take it, unless a new writer already did.
+		if len(cl.State.outbound) == 0 || !cl.State.writing.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
 // WriteLoop ranges over pending outbound messages and writes them to the client connection.
+// The server no longer runs it: packets queued by the server are written by a
+// goroutine started on demand (see startWriter).
 func (cl *Client) WriteLoop() {
 	for {
 		select {
@@ -371,22 +404,36 @@ func (cl *Client) Read(packetHandler ReadFn) error {
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
-		fh := new(packets.FixedHeader)
-		err = cl.ReadFixedHeader(fh)
-		if err != nil {
-			return err
+		// Wait for the next packet here, in a small frame: an idle client
+		// parks in this wait for most of its life, and the runtime can only
+		// shrink a goroutine's stack to what is in use while it is parked.
+		if cl.Net.bconn != nil {
+			if _, err = cl.Net.bconn.Peek(1); err != nil {
+				return err
+			}
 		}
 
-		pk, err := cl.ReadPacket(fh)
-		if err != nil {
-			return err
-		}
-
-		err = packetHandler(cl, pk) // Process inbound packet.
+		err = cl.readAndHandle(packetHandler)
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// readAndHandle reads one packet and hands it to packetHandler.
+func (cl *Client) readAndHandle(packetHandler ReadFn) error {
+	fh := new(packets.FixedHeader)
+	err := cl.ReadFixedHeader(fh)
+	if err != nil {
+		return err
+	}
+
+	pk, err := cl.ReadPacket(fh)
+	if err != nil {
+		return err
+	}
+
+	return packetHandler(cl, pk) // Process inbound packet.
 }
 
 // Stop instructs the client to shut down all processing goroutines and disconnect.
@@ -475,9 +522,9 @@ func (cl *Client) ReadPacket(fh *packets.FixedHeader) (pk packets.Packet, err er
 
 	atomic.AddInt64(&cl.ops.info.BytesReceived, int64(n))
 
-	// Decode the remaining packet values using a fresh copy of the bytes,
-	// otherwise the next packet will change the data of this one.
-	px := append([]byte{}, p[:]...)
+	// p is allocated for this packet alone, so the decoded packet may keep
+	// slices of it: the next packet cannot change them.
+	px := p
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectDecode(px)
