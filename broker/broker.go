@@ -63,11 +63,13 @@ type Handlers struct {
 	TwinPatchReported func(ctx context.Context, d Device, patch map[string]any) (int64, error)
 	// MethodResponse delivers a device's direct-method answer.
 	MethodResponse func(d Device, rid string, status int, body []byte)
-	// Telemetry stores a device-to-cloud message. With wait false (QoS 0:
-	// the device gets no PUBACK) it may return once the message is queued,
-	// as long as messages of one connection are stored in order and a later
-	// call with wait true returns only after the earlier ones are stored.
-	Telemetry func(ctx context.Context, d Device, props map[string]string, body []byte, wait bool) error
+	// Telemetry queues a device-to-cloud message for storage, in order
+	// behind the connection's earlier ones. For a message the device wants
+	// acknowledged (QoS 1, ack true) it returns wait, which returns once the
+	// message is stored (call it exactly once): the PUBACK is written only
+	// after that, while the connection's read loop reads on. For QoS 0 wait
+	// is nil; a later message's wait still covers it.
+	Telemetry func(ctx context.Context, d Device, props map[string]string, body []byte, ack bool) (wait func() error, err error)
 	// SessionChanged is called after a device connects, subscribes or
 	// disconnects (direct methods wait on it).
 	SessionChanged func(d Device)
@@ -155,6 +157,9 @@ type conn struct {
 	expiry clock.Timer
 	// dps is set for a device registering with DPS (dps.go), not the hub.
 	dps *provisioning.Credentials
+	// stored holds the telemetry this connection's read loop queued and
+	// has not acknowledged yet (hook.OnPacketEncode).
+	stored pendingAcks
 }
 
 // New builds a broker; add listeners, set handlers, then Start.

@@ -9,6 +9,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/clock"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -34,7 +35,7 @@ func (h *hook) ID() string { return "iothub" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.StoredClients, mqtt.StoredSubscriptions,
 	}, []byte{b})
 }
@@ -221,6 +222,11 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.b.mu.Unlock()
 	if hadOwn && own.expiry != nil {
 		own.expiry.Stop()
+	}
+	if hadOwn {
+		// Telemetry the device will never see acknowledged: stored or not,
+		// its waits must be answered.
+		own.stored.drain()
 	}
 	// C2D messages this connection did not acknowledge go back to the queue,
 	// also when a newer connection took over. The outbox closes first, so
@@ -497,10 +503,17 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			if pk.FixedHeader.Retain {
 				props["mqtt-retain"] = "true" // the hub keeps no retained messages (digest §1.4)
 			}
-			// QoS 0 is acknowledged by nobody: queue it and read on. The
-			// PUBACK of a later QoS 1 publish still means that it and
-			// everything before it on this connection is stored.
-			if err := hd.Telemetry(ctx, dev, props, pk.Payload, pk.FixedHeader.Qos > 0); err != nil {
+			// Queue the message and read on: mochi holds the PUBACK back
+			// until the connection has nothing more to read, and
+			// OnPacketEncode holds it back until the message is stored. QoS
+			// 0 is acknowledged by nobody; the PUBACK of a later QoS 1
+			// publish still means that it and everything before it on this
+			// connection is stored.
+			wait, err := hd.Telemetry(ctx, dev, props, pk.Payload, pk.FixedHeader.Qos > 0)
+			if err == nil && wait != nil {
+				h.pendingAck(cl, pk.PacketID, wait)
+			}
+			if err != nil {
 				var he *iothub.Error
 				if errors.As(err, &he) {
 					// A message the hub refuses (too large): it closes the connection.
@@ -537,4 +550,93 @@ func (h *hook) twinError(dev Device, rid string, err error) (internal bool) {
 		return true
 	}
 	return false
+}
+
+// pendingAcks are the telemetry messages of one connection that are queued
+// for storage and not yet acknowledged, in the order received. Only the
+// connection's read loop adds and takes them (OnPublish, then
+// OnPacketEncode of the PUBACK, or OnDisconnect); the mutex is for safety.
+type pendingAcks struct {
+	mu sync.Mutex
+	q  []pendingAck
+}
+
+type pendingAck struct {
+	id   uint16
+	wait func() error
+}
+
+// pendingAck records that the PUBACK of packet id must wait for its
+// message to be stored.
+func (h *hook) pendingAck(cl *mqtt.Client, id uint16, wait func() error) {
+	h.b.mu.RLock()
+	c, ok := h.b.byClient[cl]
+	h.b.mu.RUnlock()
+	if !ok {
+		_ = wait() // the connection is closing: nobody will be acknowledged
+		return
+	}
+	c.stored.mu.Lock()
+	c.stored.q = append(c.stored.q, pendingAck{id, wait})
+	c.stored.mu.Unlock()
+}
+
+// through waits until the messages queued up to and including packet id
+// are stored. It returns the first storage failure.
+func (p *pendingAcks) through(id uint16) error {
+	p.mu.Lock()
+	n := 0
+	for i, a := range p.q {
+		if a.id == id {
+			n = i + 1
+			break
+		}
+	}
+	done := p.q[:n:n]
+	p.q = p.q[n:]
+	if len(p.q) == 0 {
+		p.q = nil
+	}
+	p.mu.Unlock()
+	var first error
+	for _, a := range done {
+		if err := a.wait(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// drain answers every pending wait (the connection closed).
+func (p *pendingAcks) drain() {
+	p.mu.Lock()
+	q := p.q
+	p.q = nil
+	p.mu.Unlock()
+	for _, a := range q {
+		_ = a.wait()
+	}
+}
+
+// OnPacketEncode holds each PUBACK of device telemetry back until the
+// message (and those before it) is stored: "acknowledged" means "stored".
+// If storing failed, the connection is closed before the PUBACK is
+// written (mochi writes nothing for a stopped client), and the device
+// sends the message again on its next connection.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Puback {
+		return pk
+	}
+	h.b.mu.RLock()
+	c, ok := h.b.byClient[cl]
+	h.b.mu.RUnlock()
+	if !ok {
+		return pk
+	}
+	if err := c.stored.through(pk.PacketID); err != nil {
+		h.b.log.Error("telemetry not stored", "device", c.dev.ClientID(), "error", err)
+		cl.Stop(err)
+		c.stored.drain()
+	}
+	return pk
 }

@@ -113,12 +113,14 @@ type Client struct {
 
 // ClientConnection contains the connection transport and metadata for the client.
 type ClientConnection struct {
-	Conn     net.Conn      // the net.Conn used to establish the connection
-	bconn    *bufio.Reader // a buffered net.Conn for reading packets
-	outbuf   *bytes.Buffer // a buffer for writing packets
-	Remote   string        // the remote address of the client
-	Listener string        // listener id of the client
-	Inline   bool          // if true, the client is the built-in 'inline' embedded client
+	Conn     net.Conn          // the net.Conn used to establish the connection
+	bconn    *bufio.Reader     // a buffered net.Conn for reading packets
+	outbuf   *bytes.Buffer     // a buffer for writing packets
+	replies  *[]packets.Packet // replies the read loop has yet to write (see writeReply)
+	reading  bool              // set while Read runs; only its goroutine touches it
+	Remote   string            // the remote address of the client
+	Listener string            // listener id of the client
+	Inline   bool              // if true, the client is the built-in 'inline' embedded client
 }
 
 // ClientProperties contains the properties which define the client behaviour.
@@ -397,10 +399,20 @@ func (cl *Client) ClearExpiredInflights(now, maximumExpiry int64) []uint16 {
 // packets to be handled by the packetHandler.
 func (cl *Client) Read(packetHandler ReadFn) error {
 	var err error
+	cl.Net.reading = true
+	defer func() { cl.Net.reading = false }()
 
 	for {
 		if cl.Closed() {
 			return nil
+		}
+
+		// Everything read has been handled: write the replies before waiting
+		// for more.
+		if cl.Net.bconn != nil && cl.Net.bconn.Buffered() == 0 {
+			if err = cl.flushReplies(); err != nil {
+				return err
+			}
 		}
 
 		cl.refreshDeadline(cl.State.Keepalive)
@@ -579,6 +591,31 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		return nil
 	}
 
+	pk, buf, err := cl.encodePacket(pk)
+	if err != nil {
+		return err
+	}
+
+	n, err := cl.writeBytes(buf)
+	if err != nil {
+		return err
+	}
+
+	atomic.AddInt64(&cl.ops.info.BytesSent, n)
+	atomic.AddInt64(&cl.ops.info.PacketsSent, 1)
+	if pk.FixedHeader.Type == packets.Publish {
+		atomic.AddInt64(&cl.ops.info.MessagesSent, 1)
+	}
+
+	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
+
+	return err
+}
+
+// encodePacket prepares pk for this client, calls the OnPacketEncode hooks
+// and encodes it.
+func (cl *Client) encodePacket(pk packets.Packet) (packets.Packet, *bytes.Buffer, error) {
+
 	if pk.Expiry > 0 {
 		expiry := pk.Expiry - time.Now().Unix()
 		if expiry < 1 {
@@ -639,13 +676,20 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		err = fmt.Errorf("%w: %v", packets.ErrNoValidPacketAvailable, pk.FixedHeader.Type)
 	}
 	if err != nil {
-		return err
+		return pk, nil, err
 	}
 
 	if pk.Mods.MaxSize > 0 && uint32(buf.Len()) > pk.Mods.MaxSize {
-		return packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
+		return pk, nil, packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
 	}
 
+	return pk, buf, nil
+}
+
+// writeBytes writes encoded packets to the connection, through outbuf while
+// more packets are queued for the client.
+func (cl *Client) writeBytes(buf *bytes.Buffer) (int64, error) {
+	var err error
 	n, err := func() (int64, error) {
 		cl.Lock()
 		defer cl.Unlock()
@@ -676,19 +720,94 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		err = cl.flushOutbuf()
 		return int64(n), err
 	}()
+	return n, err
+}
+
+// maxPendingReplies bounds the replies a read loop holds back while it
+// handles a burst of packets (see writeReply).
+const maxPendingReplies = 64
+
+// replyPool recycles the read loops' reply queues: an idle client keeps
+// none.
+var replyPool = sync.Pool{New: func() any { s := make([]packets.Packet, 0, maxPendingReplies); return &s }}
+
+// writeReply queues a reply to an inbound packet (an acknowledgement, a
+// PINGRESP) from the read loop. The replies are written together, in one
+// write, once the loop has handled everything the last read from the
+// connection returned, or once maxPendingReplies are queued: a client that
+// sends a burst of QoS 1 publishes gets their PUBACKs in one write instead
+// of one write each. A reply is encoded, and OnPacketEncode called, when it
+// is written, so a hook can hold an acknowledgement back until work it
+// started when the packet arrived has finished, while the loop reads on.
+func (cl *Client) writeReply(pk packets.Packet) error {
+	if !cl.Net.reading {
+		return cl.WritePacket(pk) // not from the read loop (the inline client, tests)
+	}
+	if cl.Net.replies == nil {
+		cl.Net.replies = replyPool.Get().(*[]packets.Packet)
+	}
+	*cl.Net.replies = append(*cl.Net.replies, pk)
+	if len(*cl.Net.replies) >= maxPendingReplies {
+		return cl.flushReplies()
+	}
+	return nil
+}
+
+// flushReplies writes the replies queued by writeReply, in order, in one
+// write. Nothing is written if the client was stopped meanwhile (a hook may
+// stop it from OnPacketEncode to withdraw an acknowledgement).
+func (cl *Client) flushReplies() error {
+	if cl.Net.replies == nil {
+		return nil
+	}
+	replies := cl.Net.replies
+	cl.Net.replies = nil
+	defer func() {
+		clear(*replies)
+		*replies = (*replies)[:0]
+		replyPool.Put(replies)
+	}()
+
+	if cl.Closed() {
+		return ErrConnectionClosed
+	}
+	if cl.Net.Conn == nil {
+		return nil
+	}
+
+	var out *bytes.Buffer
+	ends := make([]int, len(*replies))
+	for i := range *replies {
+		pk, buf, err := cl.encodePacket((*replies)[i])
+		if err != nil {
+			return err
+		}
+		(*replies)[i] = pk
+		if out == nil {
+			out = buf
+		} else {
+			out.Write(buf.Bytes())
+		}
+		ends[i] = out.Len()
+	}
+	if cl.Closed() {
+		return ErrConnectionClosed
+	}
+
+	b := out.Bytes()
+	n, err := cl.writeBytes(out)
 	if err != nil {
 		return err
 	}
 
 	atomic.AddInt64(&cl.ops.info.BytesSent, n)
-	atomic.AddInt64(&cl.ops.info.PacketsSent, 1)
-	if pk.FixedHeader.Type == packets.Publish {
-		atomic.AddInt64(&cl.ops.info.MessagesSent, 1)
+	atomic.AddInt64(&cl.ops.info.PacketsSent, int64(len(*replies)))
+	start := 0
+	for i, pk := range *replies {
+		cl.ops.hooks.OnPacketSent(cl, pk, b[start:ends[i]])
+		start = ends[i]
 	}
-
-	cl.ops.hooks.OnPacketSent(cl, pk, buf.Bytes())
-
-	return err
+	return nil
 }
 
 func (cl *Client) flushOutbuf() (err error) {
