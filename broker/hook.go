@@ -56,10 +56,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			return h.connectDPS(cl, pk, scope, regID)
 		}
 	}
-	dev, err := h.authenticate(cl, pk)
-	if admit := h.b.handlers.AdmitConnect; err == nil && admit != nil {
-		err = admit(dev)
-	}
+	var dev Device
+	var err error
+	onFreshStack(func() {
+		dev, err = h.authenticate(cl, pk)
+		if admit := h.b.handlers.AdmitConnect; err == nil && admit != nil {
+			err = admit(dev)
+		}
+	})
 	if err != nil {
 		var he *iothub.Error
 		if !errors.As(err, &he) || he.Code == iothub.ServiceUnavailable || he.Code == iothub.ServerError {
@@ -182,13 +186,31 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if !ok {
 		return
 	}
-	if pk.Connect.Clean && h.b.cfg.Sessions != nil {
-		_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
-	}
-	h.b.log.Info("device connected", "device", dev.DeviceID, "module", dev.ModuleID, "auth", dev.AuthMethod,
-		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "clean", pk.Connect.Clean)
-	h.changed(dev)
-	h.c2dReady(dev)
+	clean := pk.Connect.Clean
+	onFreshStack(func() {
+		if clean && h.b.cfg.Sessions != nil {
+			_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
+		}
+		h.b.log.Info("device connected", "device", dev.DeviceID, "module", dev.ModuleID, "auth", dev.AuthMethod,
+			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "clean", clean)
+		h.changed(dev)
+		h.c2dReady(dev)
+	})
+}
+
+// onFreshStack runs f on a short-lived goroutine and waits for it. The
+// connection's read loop calls it for work with deep stacks (SQLite,
+// logging) at CONNECT: run on the read loop, that work would grow the
+// goroutine's stack to 16-32 KB, which it keeps, idle, until garbage
+// collections shrink it by half at a time; the short-lived goroutine's
+// stack goes back to the runtime at once.
+func onFreshStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 // c2dReady tells the domain a device may now take C2D messages (queued

@@ -419,7 +419,13 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	}
 	defer atomic.AddInt64(&s.Info.ClientsConnected, -1)
 
-	err = cl.Read(s.receivePacket)
+	return s.detachClient(cl, listener, cl.Read(s.receivePacket))
+}
+
+// detachClient ends the session of a client whose read loop ended with
+// err. It is not part of attachClient so that its locals do not count in
+// the stack of the read loop's goroutine while the client is connected.
+func (s *Server) detachClient(cl *Client, listener string, err error) error {
 	if err != nil {
 		s.sendLWT(cl)
 		cl.Stop(err)
