@@ -25,7 +25,9 @@ func (enabledDevices) Get(_ context.Context, deviceID, moduleID string) (*regist
 	return &registry.Identity{DeviceID: deviceID, ModuleID: moduleID, Status: registry.StatusEnabled,
 		Auth: registry.Authentication{Type: registry.AuthSAS, PrimaryKey: ackTestKey, SecondaryKey: ackTestKey}}, nil
 }
-func (enabledDevices) SetConnection(context.Context, string, string, string, string) error { return nil }
+func (enabledDevices) SetConnection(context.Context, string, string, string, string) error {
+	return nil
+}
 
 // gatedStore is a Telemetry handler whose QoS 1 messages are stored when
 // the test says so, with the outcome it says.
@@ -137,7 +139,7 @@ func TestTelemetry_PubackOnlyAfterStored(t *testing.T) {
 	c := connectDev1(t, startAckBroker(t, store))
 	writeBurst(t, c, 3)
 	checkSoon(t, func() bool { return store.count() == 3 }) // all queued: the read loop did not wait per message
-	defer func() { // never leave the read loop waiting, or Close would wait for it
+	defer func() {                                          // never leave the read loop waiting, or Close would wait for it
 		for i := range 3 {
 			select {
 			case store.results[i] <- nil:
