@@ -141,17 +141,23 @@ type Broker struct {
 	ws       *wsListener
 
 	mu        sync.RWMutex
-	conns     map[string]*conn       // live connections by client id
-	byClient  map[*mqtt.Client]*conn // the same, and those being replaced
+	conns     map[string]*conn // live connections by client id
 	listeners []*netListener
-	serving   atomic.Bool
+	// byClient maps each *mqtt.Client to its conn, also while a newer
+	// connection replaces it. Every packet looks its connection up here,
+	// so it is a sync.Map (lock-free reads) rather than a map under mu.
+	byClient sync.Map
+	serving  atomic.Bool
 }
 
 type conn struct {
 	dev Device
 	cl  *mqtt.Client
-	c2d c2dInflight
-	out outbox
+	// current is set while this is conns[its client id]: not replaced by
+	// a newer connection of the device, not disconnected.
+	current atomic.Bool
+	c2d     c2dInflight
+	out     outbox
 	// expiry closes the connection when its SAS token expires, as the hub
 	// does (digest §1.3); the SDKs reconnect with a fresh token before that.
 	expiry clock.Timer
@@ -204,7 +210,7 @@ func New(cfg Config) *Broker {
 		// $SYS topics are a mochi feature, not the hub's; refresh them rarely.
 		SysTopicResendInterval: 3600,
 	})
-	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}, byClient: map[*mqtt.Client]*conn{}}
+	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}}
 	b.ws = newWSListener("wss", cfg.WriteTimeout, cfg.ConnectTimeout)
 	return b
 }
@@ -263,6 +269,36 @@ func (b *Broker) Close() error {
 		b.srv.Listeners.ClientsWg.Done()
 	}
 	return b.srv.Close()
+}
+
+// register makes c the live connection of its client id.
+func (b *Broker) register(c *conn) {
+	b.mu.Lock()
+	if old, ok := b.conns[c.cl.ID]; ok {
+		old.current.Store(false)
+	}
+	b.conns[c.cl.ID] = c // replaced by the newest connection
+	c.current.Store(true)
+	b.mu.Unlock()
+	b.byClient.Store(c.cl, c)
+}
+
+// connOf returns cl's connection, also when a newer one replaced it.
+func (b *Broker) connOf(cl *mqtt.Client) (*conn, bool) {
+	c, ok := b.byClient.Load(cl)
+	if !ok {
+		return nil, false
+	}
+	return c.(*conn), true
+}
+
+// currentConn returns cl's connection if it is its device's live one.
+func (b *Broker) currentConn(cl *mqtt.Client) (*conn, bool) {
+	c, ok := b.connOf(cl)
+	if !ok || !c.current.Load() {
+		return nil, false
+	}
+	return c, true
 }
 
 func (b *Broker) live(clientID string) (*conn, bool) {

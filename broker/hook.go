@@ -87,10 +87,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			cl.Stop(errTokenExpired)
 		})
 	}
-	h.b.mu.Lock()
-	h.b.conns[cl.ID] = c // replaced by the newest connection
-	h.b.byClient[cl] = c
-	h.b.mu.Unlock()
+	h.b.register(c)
 	return nil
 }
 
@@ -164,13 +161,14 @@ func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
 
 // OnConnectAuthenticate accepts what OnConnect already authenticated.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	c, ok := h.b.live(cl.ID)
-	return ok && c.cl == cl
+	_, ok := h.b.currentConn(cl)
+	return ok
 }
 
+// device returns the device of cl while cl is its live connection.
 func (h *hook) device(cl *mqtt.Client) (Device, bool) {
-	c, ok := h.b.live(cl.ID)
-	if !ok || c.cl != cl || c.dps != nil {
+	c, ok := h.b.currentConn(cl)
+	if !ok || c.dps != nil {
 		return Device{}, false
 	}
 	return c.dev, true
@@ -238,10 +236,11 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	mine := ok && c.cl == cl
 	if mine {
 		delete(h.b.conns, cl.ID)
+		c.current.Store(false)
 	}
-	own, hadOwn := h.b.byClient[cl]
-	delete(h.b.byClient, cl)
 	h.b.mu.Unlock()
+	own, hadOwn := h.b.connOf(cl)
+	h.b.byClient.Delete(cl)
 	if hadOwn && own.expiry != nil {
 		own.expiry.Stop()
 	}
@@ -591,9 +590,7 @@ type pendingAck struct {
 // pendingAck records that the PUBACK of packet id must wait for its
 // message to be stored.
 func (h *hook) pendingAck(cl *mqtt.Client, id uint16, wait func() error) {
-	h.b.mu.RLock()
-	c, ok := h.b.byClient[cl]
-	h.b.mu.RUnlock()
+	c, ok := h.b.connOf(cl)
 	if !ok {
 		_ = wait() // the connection is closing: nobody will be acknowledged
 		return
@@ -649,9 +646,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	if pk.FixedHeader.Type != packets.Puback {
 		return pk
 	}
-	h.b.mu.RLock()
-	c, ok := h.b.byClient[cl]
-	h.b.mu.RUnlock()
+	c, ok := h.b.connOf(cl)
 	if !ok {
 		return pk
 	}
