@@ -591,7 +591,8 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 		return nil
 	}
 
-	pk, buf, err := cl.encodePacket(pk)
+	buf := new(bytes.Buffer)
+	pk, err := cl.encodePacket(pk, buf)
 	if err != nil {
 		return err
 	}
@@ -613,8 +614,8 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 }
 
 // encodePacket prepares pk for this client, calls the OnPacketEncode hooks
-// and encodes it.
-func (cl *Client) encodePacket(pk packets.Packet) (packets.Packet, *bytes.Buffer, error) {
+// and appends its encoding to buf.
+func (cl *Client) encodePacket(pk packets.Packet, buf *bytes.Buffer) (packets.Packet, error) {
 
 	if pk.Expiry > 0 {
 		expiry := pk.Expiry - time.Now().Unix()
@@ -640,7 +641,7 @@ func (cl *Client) encodePacket(pk packets.Packet) (packets.Packet, *bytes.Buffer
 	pk = cl.ops.hooks.OnPacketEncode(cl, pk)
 
 	var err error
-	buf := new(bytes.Buffer)
+	start := buf.Len()
 	switch pk.FixedHeader.Type {
 	case packets.Connect:
 		err = pk.ConnectEncode(buf)
@@ -675,15 +676,15 @@ func (cl *Client) encodePacket(pk packets.Packet) (packets.Packet, *bytes.Buffer
 	default:
 		err = fmt.Errorf("%w: %v", packets.ErrNoValidPacketAvailable, pk.FixedHeader.Type)
 	}
+	if err == nil && pk.Mods.MaxSize > 0 && uint32(buf.Len()-start) > pk.Mods.MaxSize {
+		err = packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
+	}
 	if err != nil {
-		return pk, nil, err
+		buf.Truncate(start)
+		return pk, err
 	}
 
-	if pk.Mods.MaxSize > 0 && uint32(buf.Len()) > pk.Mods.MaxSize {
-		return pk, nil, packets.ErrPacketTooLarge // [MQTT-3.1.2-24] [MQTT-3.1.2-25]
-	}
-
-	return pk, buf, nil
+	return pk, nil
 }
 
 // writeBytes writes encoded packets to the connection, through outbuf while
@@ -775,19 +776,14 @@ func (cl *Client) flushReplies() error {
 		return nil
 	}
 
-	var out *bytes.Buffer
-	ends := make([]int, len(*replies))
+	out := new(bytes.Buffer)
+	var ends [maxPendingReplies]int
 	for i := range *replies {
-		pk, buf, err := cl.encodePacket((*replies)[i])
+		pk, err := cl.encodePacket((*replies)[i], out)
 		if err != nil {
 			return err
 		}
 		(*replies)[i] = pk
-		if out == nil {
-			out = buf
-		} else {
-			out.Write(buf.Bytes())
-		}
 		ends[i] = out.Len()
 	}
 	if cl.Closed() {
