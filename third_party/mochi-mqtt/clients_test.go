@@ -935,3 +935,54 @@ var (
 		packets.TPacketData[packets.Auth].Get(packets.TAuth),
 	}
 )
+
+func TestClientReadCoalescesReplies(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	go func() {
+		// Two PINGREQs in one write: the read loop handles both, then
+		// writes both PINGRESPs at once.
+		_, _ = r.Write([]byte{packets.Pingreq << 4, 0, packets.Pingreq << 4, 0})
+	}()
+
+	o := make(chan error)
+	go func() {
+		o <- cl.Read(func(cl *Client, pk packets.Packet) error {
+			return cl.writeReply(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}})
+		})
+	}()
+
+	buf := make([]byte, 8)
+	n, err := r.Read(buf) // net.Pipe: one read gets exactly one write
+	require.NoError(t, err)
+	require.Equal(t, []byte{packets.Pingresp << 4, 0, packets.Pingresp << 4, 0}, buf[:n])
+	_ = r.Close()
+	require.Error(t, <-o)
+}
+
+func TestClientWriteReplyOutsideReadLoopWritesAtOnce(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	go func() {
+		_ = cl.writeReply(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}})
+	}()
+	buf := make([]byte, 8)
+	n, err := r.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, []byte{packets.Pingresp << 4, 0}, buf[:n])
+}
+
+func TestClientIdleHasNoWriter(t *testing.T) {
+	cl, r, _ := newTestClient()
+	defer cl.Stop(errClientStop)
+	require.False(t, cl.State.writing.Load())
+
+	cl.State.outbound <- &packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pingresp}}
+	atomic.AddInt32(&cl.State.outboundQty, 1)
+	cl.startWriter()
+	buf := make([]byte, 8)
+	n, err := r.Read(buf)
+	require.NoError(t, err)
+	require.Equal(t, []byte{packets.Pingresp << 4, 0}, buf[:n])
+	require.Eventually(t, func() bool { return !cl.State.writing.Load() }, time.Second, time.Millisecond)
+}
