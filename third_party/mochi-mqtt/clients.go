@@ -616,7 +616,6 @@ func (cl *Client) WritePacket(pk packets.Packet) error {
 // encodePacket prepares pk for this client, calls the OnPacketEncode hooks
 // and appends its encoding to buf.
 func (cl *Client) encodePacket(pk packets.Packet, buf *bytes.Buffer) (packets.Packet, error) {
-
 	if pk.Expiry > 0 {
 		expiry := pk.Expiry - time.Now().Unix()
 		if expiry < 1 {
