@@ -43,6 +43,13 @@ func (d deviceMethods) SendMethod(deviceID, moduleID string, req methods.DeviceR
 	return ts[0].SendMethod(deviceID, moduleID, req)
 }
 
+// SendMethodNeverBlocks: both transports only queue the request on the
+// device's bounded outbox (broker.Send, amqphub's msgOutbox.push), so the
+// invoker sends on the caller's goroutine.
+func (deviceMethods) SendMethodNeverBlocks() {}
+
+var _ methods.NonBlockingTransport = deviceMethods{}
+
 type deviceDesired struct{ h *Hub }
 
 func (d deviceDesired) DesiredChanged(key twins.Key, patch map[string]any, version int64) {

@@ -373,8 +373,12 @@ func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
 		Transport:  deviceMethods{h},
 		Identities: identityChecker{h},
-		After:      h.clock.After,
 		Logger:     h.log.With("component", "methods"),
+	}
+	// On the wall clock the invoker reuses its timers; a fake clock's
+	// (tests, --fake-clock) decides the timeouts itself.
+	if f := fakeClock(h.clock); f != nil {
+		h.Methods.After = f.After
 	}
 	return nil
 }
