@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,6 +107,7 @@ func benchMethods(b *testing.B, devices, callers int) {
 	lat := make([]time.Duration, b.N)
 	var next atomic.Int64
 	var failed atomic.Value
+	stopProfile := profileTimedPart(b)
 	b.ResetTimer()
 	start := time.Now()
 	var cw sync.WaitGroup
@@ -129,6 +132,7 @@ func benchMethods(b *testing.B, devices, callers int) {
 	cw.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	stopProfile()
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
@@ -142,6 +146,27 @@ func benchMethods(b *testing.B, devices, callers int) {
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
+}
+
+// profileTimedPart writes a CPU profile of the timed part alone (no hub
+// start, device creation or connects) to $METHODS_BENCH_CPUPROFILE, if
+// set; each sub-benchmark's run overwrites the last one's.
+func profileTimedPart(b *testing.B) (stop func()) {
+	path := os.Getenv("METHODS_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // methodCaller is one back-end caller: one keep-alive HTTP/1.1 connection,

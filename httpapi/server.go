@@ -133,21 +133,68 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // router registers the route table (routes.go) and the hub's answers for
 // unknown paths and methods.
 func (s *Server) router() http.Handler {
-	r := mux.NewRouter().UseEncodedPath()
-	r.SkipClean(true)
-	for _, rt := range s.routes() {
-		m := r.Handle(rt.path, s.withFaults(rt, s.withThrottling(rt, rt.handler)))
-		if rt.method != anyMethod {
-			m.Methods(rt.method)
+	newRouter := func() *mux.Router {
+		r := mux.NewRouter().UseEncodedPath()
+		r.SkipClean(true)
+		r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			s.writeError(w, req, iothub.Errorf(iothub.GenericNotFound, "The requested resource %s does not exist.", req.URL.Path))
+		})
+		r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
+		})
+		return r
+	}
+	wrap := func(rt route) http.Handler { return s.withFaults(rt, s.withThrottling(rt, rt.handler)) }
+	return s.logRequests(methodOverride(bySegment(s.routes(), newRouter, wrap)))
+}
+
+// bySegment is the route table as one gorilla/mux router per first path
+// segment ("devices", "twins", "_emulator", ...), so a request is matched
+// against the dozen routes that can match it rather than tried against
+// every pattern in turn (each is a regular expression). Each router holds
+// its segment's routes and those whose first segment is a variable
+// ("/{idScope}/registrations/..."), in table order: a path meets the same
+// candidates in the same order as in one router of the whole table, so the
+// same route (or 404, or 405) wins.
+func bySegment(table []route, newRouter func() *mux.Router, wrap func(route) http.Handler) http.Handler {
+	routers := map[string]*mux.Router{}
+	for _, rt := range table {
+		if seg := firstSegment(rt.path); !strings.HasPrefix(seg, "{") && routers[seg] == nil {
+			routers[seg] = newRouter()
 		}
 	}
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s.writeError(w, req, iothub.Errorf(iothub.GenericNotFound, "The requested resource %s does not exist.", req.URL.Path))
+	other := newRouter() // for paths whose first segment starts no literal pattern
+	for _, rt := range table {
+		h := wrap(rt)
+		add := func(r *mux.Router) {
+			m := r.Handle(rt.path, h)
+			if rt.method != anyMethod {
+				m.Methods(rt.method)
+			}
+		}
+		if seg := firstSegment(rt.path); !strings.HasPrefix(seg, "{") {
+			add(routers[seg])
+			continue
+		}
+		add(other)
+		for _, r := range routers {
+			add(r)
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r := routers[firstSegment(req.URL.EscapedPath())]; r != nil {
+			r.ServeHTTP(w, req)
+			return
+		}
+		other.ServeHTTP(w, req)
 	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
-	})
-	return s.logRequests(methodOverride(r))
+}
+
+// firstSegment is "twins" for "/twins/{id}/methods".
+func firstSegment(path string) string {
+	path = strings.TrimPrefix(path, "/")
+	seg, _, _ := strings.Cut(path, "/")
+	return seg
 }
 
 type handlerFunc = func(w http.ResponseWriter, r *http.Request) error
