@@ -150,7 +150,7 @@ func benchMethods(b *testing.B, devices, callers int) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "calls/s")
 	// CPU time of the whole process (hub, callers and devices) per call:
 	// less at the mercy of other load on a shared machine than calls/s.
-	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/call")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/call")
 }
 
 // profileTimedPart writes a CPU profile of the timed part alone (no hub
