@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -12,10 +13,10 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/clock"
 	"github.com/iothub-emulator/iothub-emulator/faults"
 	"github.com/iothub-emulator/iothub-emulator/throttling"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -204,7 +205,7 @@ type handlerFunc = func(w http.ResponseWriter, r *http.Request) error
 // grant need.
 func (s *Server) hub(need sasauth.Rights, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("api-version") == "" {
+		if !hasAPIVersion(r) {
 			s.writeError(w, r, iothub.Errorf(iothub.InvalidProtocolVersion, "BadRequest"))
 			return
 		}
@@ -264,24 +265,56 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return err
 }
 
+// bodyBuffers holds request-body buffers for readJSON: encoding/json copies
+// what it keeps (strings, RawMessage), so a buffer is free again once the
+// body is decoded. Buffers that grew past maxPooledBody are left to the GC.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 64 << 10
+
 // readJSON decodes a request body; encoding/json matches member names
 // case-insensitively, as the hub does (Go's SDK sends "Query").
 func readJSON(r *http.Request, v any) error {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBody {
+			bodyBuffers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r.Body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return iothub.Errorf(iothub.MessageTooLarge, "The request body is larger than %d bytes.", mbe.Limit)
 		}
 		return iothub.Wrap(iothub.ArgumentInvalid, err, "The request body could not be read.")
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	body := buf.Bytes()
+	if len(bytes.TrimSpace(body)) == 0 {
 		return iothub.Errorf(iothub.ArgumentNull, "The request body is empty.")
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return iothub.Errorf(iothub.ArgumentInvalid, "The request body is not valid JSON: %v", err)
 	}
 	return nil
+}
+
+// hasAPIVersion reports whether the query names a non-empty api-version,
+// as r.URL.Query().Get("api-version") != "" does, without building the
+// query's map for the usual query that needs no unescaping.
+func hasAPIVersion(r *http.Request) bool {
+	q := r.URL.RawQuery
+	if strings.ContainsAny(q, "%+;") {
+		return r.URL.Query().Get("api-version") != ""
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if k, v, _ := strings.Cut(pair, "="); k == "api-version" {
+			return v != "" // Get returns the first value
+		}
+	}
+	return false
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
