@@ -375,10 +375,11 @@ func (h *Hub) newMethods(context.Context) error {
 		Identities: identityChecker{h},
 		Logger:     h.log.With("component", "methods"),
 	}
-	// On the wall clock the invoker reuses its timers; a fake clock's
-	// (tests, --fake-clock) decides the timeouts itself.
-	if f := fakeClock(h.clock); f != nil {
-		h.Methods.After = f.After
+	// On the wall clock the invoker's own timers are the hub's clock, and
+	// it reuses them from call to call; any other clock (a fake one, in
+	// tests and under --fake-clock) times the calls itself.
+	if h.clock != clock.Real() {
+		h.Methods.After = h.clock.After
 	}
 	return nil
 }

@@ -180,6 +180,8 @@ func (inv *Invoker) responseTimer(c *call, d time.Duration, pooled bool) (<-chan
 		return inv.after(d), func() {}
 	}
 	if c.timer == nil {
+		// wall clock: After is nil only when the hub's clock is the wall
+		// clock (hub.newMethods passes any other clock's After).
 		c.timer = time.NewTimer(d)
 	} else {
 		c.timer.Reset(d)
