@@ -172,12 +172,13 @@ func (inv *Invoker) after(d time.Duration) <-chan time.Time {
 	return time.After(d)
 }
 
-// responseTimer starts c's response timeout. Calls that go back to the pool
-// keep their timer: Reset and Stop (Go 1.23 semantics) leave no stale tick
-// in its channel, so the next call cannot see this one's.
-func (inv *Invoker) responseTimer(c *call, d time.Duration, pooled bool) (<-chan time.Time, func()) {
+// responseTimer starts c's response timeout. A call that goes back to the
+// pool keeps its timer (reused is non-nil): Reset and Stop (Go 1.23
+// semantics) leave no stale tick in its channel, so the next call cannot
+// see this one's.
+func (inv *Invoker) responseTimer(c *call, d time.Duration, pooled bool) (timeout <-chan time.Time, reused *time.Timer) {
 	if inv.After != nil || !pooled {
-		return inv.after(d), func() {}
+		return inv.after(d), nil
 	}
 	if c.timer == nil {
 		// wall clock: After is nil only when the hub's clock is the wall
@@ -186,7 +187,7 @@ func (inv *Invoker) responseTimer(c *call, d time.Duration, pooled bool) (<-chan
 	} else {
 		c.timer.Reset(d)
 	}
-	return c.timer.C, func() { c.timer.Stop() }
+	return c.timer.C, c.timer
 }
 
 func (inv *Invoker) log() *slog.Logger {
@@ -271,7 +272,7 @@ func (inv *Invoker) Invoke(ctx context.Context, req Request) (Response, error) {
 	select {
 	case r = <-c.done:
 	default:
-		timeout, stop := inv.responseTimer(c, req.ResponseTimeout, direct)
+		timeout, reused := inv.responseTimer(c, req.ResponseTimeout, direct)
 		select {
 		case r = <-c.done:
 		case <-timeout:
@@ -283,7 +284,9 @@ func (inv *Invoker) Invoke(ctx context.Context, req Request) (Response, error) {
 			// the race; either way exactly one result is in done.
 			r = <-c.done
 		}
-		stop()
+		if reused != nil {
+			reused.Stop()
+		}
 	}
 	if direct {
 		// Removed from the tables and its one result read: nothing else
