@@ -256,16 +256,24 @@ func startMethodDevice(tb testing.TB, h *hubtest.Hub, d *hubtest.Device, failed 
 		}
 	}
 	_ = conn.SetReadDeadline(time.Time{})
-	// The hub's Close ends the connection. (Closing the devices' side
-	// first, while the hub closes, can deadlock mochi v2.7.9: its
-	// Clients.GetByListener read-locks twice, and a disconnecting client's
-	// Delete waits for the write lock in between.)
+	done := make(chan struct{})
 	go func() {
-		defer conn.Close()
+		defer close(done)
 		if err := c.answerMethods(); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 			failed.CompareAndSwap(nil, fmt.Errorf("%s: %w", d.ID, err))
 		}
 	}()
+	// Before the hub closes (cleanups run last first): hang up, and wait
+	// until the hub has let the device go. mochi v2.7.9 can deadlock when
+	// clients disconnect while it closes its listeners (Clients.GetByListener
+	// read-locks twice; mochi-mqtt/server#488).
+	tb.Cleanup(func() {
+		conn.Close()
+		<-done
+		for deadline := time.Now().Add(10 * time.Second); h.IsSubscribed(d.ID, "", methodsFilter) && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	})
 	return nil
 }
 
