@@ -88,6 +88,12 @@ func (c *Conn) Close(err *Error) {
 	c.shutdown(err, true)
 }
 
+// Abort drops the connection without a close frame, as a lost network
+// connection looks to the peer.
+func (c *Conn) Abort() {
+	c.shutdown(ErrConnClosed, false)
+}
+
 // shutdown ends the connection once: it records why, queues a close frame when asked, and tells
 // the writer to flush and close the socket.
 func (c *Conn) shutdown(reason error, sendClose bool) {

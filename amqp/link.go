@@ -201,6 +201,13 @@ func (l *Link) Close(err *Error) {
 	l.detachLocked(err)
 }
 
+// EndSession ends the link's session with err (nil for a clean end): every
+// link of the session ends, and the frames the peer still sends on it are
+// ignored until it answers with its own end.
+func (l *Link) EndSession(err *Error) {
+	_ = l.session.fail(err)
+}
+
 func (l *Link) detachLocked(err *Error) error {
 	if l.detachSent || l.closed {
 		return nil
