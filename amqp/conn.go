@@ -37,6 +37,7 @@ type Conn struct {
 
 	stopOnce sync.Once
 	writing  atomic.Bool // the writer goroutine runs and will close nc
+	closing  atomic.Bool // Shutdown sent close: nothing else goes out, the peer's close ends it
 	err      error       // why it ended; set before stop is closed
 
 	mu       sync.Mutex
@@ -85,7 +86,40 @@ func (c *Conn) Err() error {
 // Close sends close with err (nil for a clean close) and ends the connection, e.g. when the
 // credentials behind it expire.
 func (c *Conn) Close(err *Error) {
-	c.shutdown(err, true)
+	c.shutdown(errOf(err), true)
+}
+
+// errOf keeps a nil *Error a nil error.
+func errOf(e *Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+// Shutdown closes the connection gracefully: it sends close with err (nil
+// for a clean close), sends nothing more, ignores what the peer sends but
+// its own close, and ends the connection when that close arrives or grace
+// has passed.
+func (c *Conn) Shutdown(err *Error, grace time.Duration) {
+	if !c.writing.Load() || !c.closing.CompareAndSwap(false, true) {
+		c.shutdown(errOf(err), true)
+		return
+	}
+	b, encErr := c.encode(0, &closeFrame{Error: err})
+	if encErr != nil {
+		c.shutdown(errOf(err), false)
+		return
+	}
+	select {
+	case c.out <- b:
+	case <-c.stop:
+		return
+	default: // the peer is not reading: no goodbye to wait for
+		c.shutdown(errOf(err), false)
+		return
+	}
+	time.AfterFunc(grace, func() { c.shutdown(errOf(err), false) })
 }
 
 // Abort drops the connection without a close frame, as a lost network
@@ -129,6 +163,9 @@ func (c *Conn) encode(ch uint16, p performative) ([]byte, error) {
 // send queues a frame for the writer. It may block while the queue is full (the writer drains
 // it or the write deadline ends the connection), never on the socket itself.
 func (c *Conn) send(ch uint16, p performative) error {
+	if c.closing.Load() {
+		return ErrConnClosed // after our close, nothing more goes out
+	}
 	b, err := c.encode(ch, p)
 	if err != nil {
 		return err
@@ -333,6 +370,9 @@ func (c *Conn) readLoop() {
 		if fh.Type != frameTypeAMQP {
 			c.shutdown(&Error{Condition: ErrCondFramingError, Description: "SASL frame after SASL"}, true)
 			return
+		}
+		if _, isClose := p.(*closeFrame); c.closing.Load() && !isClose {
+			continue // Shutdown waits for the peer's close only
 		}
 		if err := c.handle(fh.Channel, p); err != nil {
 			c.shutdown(err, true)

@@ -1,6 +1,8 @@
 package amqphub
 
 import (
+	"time"
+
 	"github.com/iothub-emulator/iothub-emulator/amqp"
 )
 
@@ -25,6 +27,10 @@ const (
 	opKillAmqpMethodReq    = "KillAmqpMethodReqLink"
 	opKillAmqpMethodResp   = "KillAmqpMethodRespLink"
 )
+
+// closeGrace is how long a closed connection waits for the client's close
+// before its socket goes.
+const closeGrace = time.Second
 
 // linkOps are the device links each link fault detaches: "Req" is the link
 // requests travel on, "Resp" the one responses travel on (for methods the
@@ -89,7 +95,7 @@ func (cs *connState) drop(k devKey, op, reason string) {
 	case opKillTcp:
 		cs.conn.Abort()
 	case opShutDownAmqp, opShutDownMqtt:
-		cs.conn.Close(nil)
+		cs.conn.Shutdown(nil, closeGrace)
 	case opKillAmqpSession:
 		links := cs.deviceLinks(k, func(linkKind) bool { return true })
 		if len(links) == 0 {
@@ -111,7 +117,7 @@ func (cs *connState) drop(k devKey, op, reason string) {
 	default:
 		kind, ok := linkOps[op]
 		if !ok {
-			cs.conn.Close(faultErr(amqp.ErrCondInternalError)) // KillAmqpConnection
+			cs.conn.Shutdown(faultErr(amqp.ErrCondInternalError), closeGrace) // KillAmqpConnection
 			return
 		}
 		for _, l := range cs.deviceLinks(k, func(lk linkKind) bool { return lk == kind }) {
