@@ -97,10 +97,22 @@ func errOf(e *Error) error {
 	return e
 }
 
+// goodbye tells the frames Shutdown still serves: after its close the
+// server answers only the peer's rundown, detach and end (clients such as
+// the Node IoT SDK detach every link and end their session after a close,
+// and stall until they are answered); everything else is ignored and
+// nothing else goes out.
+func goodbye(p performative) bool {
+	switch p.(type) {
+	case *detachFrame, *endFrame, *closeFrame:
+		return true
+	}
+	return false
+}
+
 // Shutdown closes the connection gracefully: it sends close with err (nil
-// for a clean close), sends nothing more, ignores what the peer sends but
-// its own close, and ends the connection when that close arrives or grace
-// has passed.
+// for a clean close), serves the peer's rundown (goodbye) and ends the
+// connection when the peer hangs up or grace has passed.
 func (c *Conn) Shutdown(err *Error, grace time.Duration) {
 	if !c.writing.Load() || !c.closing.CompareAndSwap(false, true) {
 		c.shutdown(errOf(err), true)
@@ -163,8 +175,8 @@ func (c *Conn) encode(ch uint16, p performative) ([]byte, error) {
 // send queues a frame for the writer. It may block while the queue is full (the writer drains
 // it or the write deadline ends the connection), never on the socket itself.
 func (c *Conn) send(ch uint16, p performative) error {
-	if c.closing.Load() {
-		return ErrConnClosed // after our close, nothing more goes out
+	if c.closing.Load() && !goodbye(p) {
+		return ErrConnClosed // after our close, only the answers to the peer's rundown go out
 	}
 	b, err := c.encode(ch, p)
 	if err != nil {
@@ -371,8 +383,8 @@ func (c *Conn) readLoop() {
 			c.shutdown(&Error{Condition: ErrCondFramingError, Description: "SASL frame after SASL"}, true)
 			return
 		}
-		if _, isClose := p.(*closeFrame); c.closing.Load() && !isClose {
-			continue // Shutdown waits for the peer's close only
+		if c.closing.Load() && !goodbye(p) {
+			continue // Shutdown serves the peer's rundown only
 		}
 		if err := c.handle(fh.Channel, p); err != nil {
 			c.shutdown(err, true)
@@ -392,6 +404,12 @@ func (c *Conn) handle(ch uint16, p performative) error {
 	case *openFrame:
 		return &Error{Condition: ErrCondIllegalState, Description: "second open"}
 	case *closeFrame:
+		if c.closing.Load() {
+			// The answer to our close. rhea sends it at once and the Node
+			// SDK runs its links and session down afterwards, waiting for
+			// answers: serve that until the peer hangs up or grace ends.
+			return nil
+		}
 		c.send(0, &closeFrame{})
 		if p.Error != nil {
 			c.shutdown(p.Error, false)

@@ -30,7 +30,7 @@ const (
 
 // closeGrace is how long a closed connection waits for the client's close
 // before its socket goes.
-const closeGrace = time.Second
+const closeGrace = 5 * time.Second
 
 // linkOps are the device links each link fault detaches: "Req" is the link
 // requests travel on, "Resp" the one responses travel on (for methods the
