@@ -37,7 +37,8 @@ type Conn struct {
 
 	stopOnce sync.Once
 	writing  atomic.Bool // the writer goroutine runs and will close nc
-	closing  atomic.Bool // Shutdown sent close: nothing else goes out, the peer's close ends it
+	closing  atomic.Bool // Shutdown sent close: only goodbyes go out
+	answered atomic.Bool // the peer answered Shutdown's close: its hang-up is a clean end
 	err      error       // why it ended; set before stop is closed
 
 	mu       sync.Mutex
@@ -367,6 +368,8 @@ func (c *Conn) readLoop() {
 			var ae *Error
 			var ne net.Error
 			switch {
+			case c.answered.Load():
+				c.shutdown(errPeerClosed, false) // the hang-up after the rundown
 			case errors.As(err, &ae):
 				c.shutdown(ae, true)
 			case errors.As(err, &ne) && ne.Timeout():
@@ -408,6 +411,7 @@ func (c *Conn) handle(ch uint16, p performative) error {
 			// The answer to our close. rhea sends it at once and the Node
 			// SDK runs its links and session down afterwards, waiting for
 			// answers: serve that until the peer hangs up or grace ends.
+			c.answered.Store(true)
 			return nil
 		}
 		c.send(0, &closeFrame{})

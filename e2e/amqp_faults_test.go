@@ -401,3 +401,95 @@ func TestAMQPThrottling_S1ShapesTelemetryAndCountsC2DSends(t *testing.T) {
 		t.Fatalf("C2D send after the budget refilled: %v", err)
 	}
 }
+
+func TestAMQPThrottling_S1CountsNewDeviceConnections(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	d := h.CreateDevice(t, "dev1")
+	// S1 admits 100 new device connections a second: a device's first link
+	// on an AMQP connection is one; its later links are not.
+	attach := func() error {
+		c, err := dialAMQP(t, h, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s := session(t, c)
+		if code, desc := putToken(t, s, d.Token(t, h, time.Hour)); code != 200 {
+			t.Fatalf("put-token: %d %s", code, desc)
+		}
+		if _, err := s.NewSender(ctxT(t), "/devices/dev1/messages/events", nil); err != nil {
+			return err
+		}
+		_, err = s.NewReceiver(ctxT(t), "/devices/dev1/messages/devicebound", nil)
+		return err
+	}
+	for i := 0; i < 100; i++ {
+		if err := attach(); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	err := attach()
+	if c := amqpCondition(err); c != "amqp:link:detach-forced" || !strings.Contains(err.Error(), "new device connections") {
+		t.Fatalf("the 101st connection of the second: %v, want amqp:link:detach-forced", err)
+	}
+	h.Advance(t, 10*time.Millisecond) // one more connection's worth at 100/s
+	if err := attach(); err != nil {
+		t.Fatalf("after the budget refilled: %v", err)
+	}
+}
+
+func TestAMQPFaults_DelayedTwinUpdateAndMethodResponse(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart))
+	d := h.CreateDevice(t, "dev1")
+	ad := connectAMQPDevice(t, h, d)
+
+	// A reported-property update over AMQP is held for the delay.
+	tf := createFault(t, h, map[string]any{"action": "delayTwinUpdate", "deviceId": "dev1", "delayInSeconds": 10})
+	req := goamqp.NewMessage([]byte(`{"battery":55}`))
+	req.Annotations = goamqp.Annotations{"operation": "PATCH", "resource": "/properties/reported"}
+	req.Properties = &goamqp.MessageProperties{CorrelationID: "p1"}
+	sent := make(chan error, 1) // the hub settles a twin request once it has answered it
+	go func() { sent <- ad.twinReq.Send(context.Background(), req, nil) }()
+	waitHits(t, h, tf.ID, 1)
+	if tw := getTwin(t, h, "/twins/dev1"); tw.Properties.Reported["battery"] != nil {
+		t.Fatalf("the held update is already applied: %v", tw.Properties.Reported)
+	}
+	h.Advance(t, 10*time.Second)
+	reply, err := ad.twinResp.Receive(ctxT(t), nil)
+	if err != nil || reply.Annotations["status"] != int32(204) {
+		t.Fatalf("twin PATCH after the delay: %v %v", err, reply)
+	}
+	if err := <-sent; err != nil {
+		t.Fatalf("twin PATCH settled with %v", err)
+	}
+
+	// A method response over AMQP is held for the delay too.
+	mf := createFault(t, h, map[string]any{"action": "delayMethodResponse", "deviceId": "dev1", "delayInSeconds": 3})
+	done := make(chan *hubtest.Response, 1)
+	go func() {
+		done <- h.Do(t, http.MethodPost, "/twins/dev1/methods", map[string]any{"methodName": "m", "payload": 1, "responseTimeoutInSeconds": 5})
+	}()
+	m, err := ad.methodReq.Receive(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = ad.methodReq.AcceptMessage(ctxT(t), m)
+	answer := goamqp.NewMessage([]byte(`{"ok":true}`))
+	answer.Properties = &goamqp.MessageProperties{CorrelationID: m.Properties.CorrelationID}
+	answer.ApplicationProperties = map[string]any{"IoThub-status": int32(200)}
+	if err := ad.methodResp.Send(ctxT(t), answer, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitHits(t, h, mf.ID, 1)
+	select {
+	case r := <-done:
+		t.Fatalf("answered while held: %d %s", r.StatusCode, r.Body)
+	default:
+	}
+	h.Advance(t, 3*time.Second)
+	if r := <-done; r.StatusCode != 200 || !strings.Contains(string(r.Body), `"ok":true`) {
+		t.Fatalf("held method response: %d %s", r.StatusCode, r.Body)
+	}
+}
