@@ -4,44 +4,27 @@ import (
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/amqp"
+	"github.com/iothub-emulator/iothub-emulator/faults"
 )
 
 // The fault service's reach into AMQP connections (faults.Connections):
 // what the SDK suites' AzIoTHub_FaultOperationType values name, applied to
 // every AMQP connection that carries the device.
 
-// The fault operations Drop knows, as faults names them (amqphub does not
-// import the fault service; the hub passes the names through).
-const (
-	opKillTcp              = "KillTcp"
-	opShutDownAmqp         = "ShutDownAmqp"
-	opShutDownMqtt         = "ShutDownMqtt"
-	opKillAmqpConnection   = "KillAmqpConnection"
-	opKillAmqpSession      = "KillAmqpSession"
-	opKillAmqpCBSLinkReq   = "KillAmqpCBSLinkReq"
-	opKillAmqpCBSLinkResp  = "KillAmqpCBSLinkResp"
-	opKillAmqpD2CLink      = "KillAmqpD2CLink"
-	opKillAmqpC2DLink      = "KillAmqpC2DLink"
-	opKillAmqpTwinLinkReq  = "KillAmqpTwinLinkReq"
-	opKillAmqpTwinLinkResp = "KillAmqpTwinLinkResp"
-	opKillAmqpMethodReq    = "KillAmqpMethodReqLink"
-	opKillAmqpMethodResp   = "KillAmqpMethodRespLink"
-)
-
-// closeGrace is how long a closed connection waits for the client's close
-// before its socket goes.
+// closeGrace is how long a connection closed by a fault serves the client's
+// rundown (amqp.Conn.Shutdown) before its socket goes.
 const closeGrace = 5 * time.Second
 
 // linkOps are the device links each link fault detaches: "Req" is the link
 // requests travel on, "Resp" the one responses travel on (for methods the
 // hub asks and the device answers; for twins the device asks).
 var linkOps = map[string]linkKind{
-	opKillAmqpD2CLink:      linkTelemetry,
-	opKillAmqpC2DLink:      linkC2D,
-	opKillAmqpTwinLinkReq:  linkTwinRequests,
-	opKillAmqpTwinLinkResp: linkTwinReplies,
-	opKillAmqpMethodReq:    linkMethodRequests,
-	opKillAmqpMethodResp:   linkMethodReplies,
+	faults.OpKillAmqpD2CLink:      linkTelemetry,
+	faults.OpKillAmqpC2DLink:      linkC2D,
+	faults.OpKillAmqpTwinLinkReq:  linkTwinRequests,
+	faults.OpKillAmqpTwinLinkResp: linkTwinReplies,
+	faults.OpKillAmqpMethodReq:    linkMethodRequests,
+	faults.OpKillAmqpMethodResp:   linkMethodReplies,
 }
 
 // Drop ends what op names on every AMQP connection that carries the device
@@ -92,11 +75,11 @@ func (cs *connState) drop(k devKey, op, reason string) {
 	}
 	cs.srv.log.Info("injected fault", "device", k, "operation", op, "remote", cs.conn.RemoteAddr())
 	switch op {
-	case opKillTcp:
+	case faults.OpKillTcp:
 		cs.conn.Abort()
-	case opShutDownAmqp, opShutDownMqtt:
+	case faults.OpShutDownAmqp, faults.OpShutDownMqtt:
 		cs.conn.Shutdown(nil, closeGrace)
-	case opKillAmqpSession:
+	case faults.OpKillAmqpSession:
 		links := cs.deviceLinks(k, func(linkKind) bool { return true })
 		if len(links) == 0 {
 			links = cs.cbsLinksOf(func(*amqp.Link) bool { return true })
@@ -104,11 +87,11 @@ func (cs *connState) drop(k devKey, op, reason string) {
 		for _, l := range links {
 			l.EndSession(faultErr(amqp.ErrCondInternalError)) // once per session: later calls find it ended
 		}
-	case opKillAmqpCBSLinkReq, opKillAmqpCBSLinkResp:
+	case faults.OpKillAmqpCBSLinkReq, faults.OpKillAmqpCBSLinkResp:
 		// The request link is the one the client sends put-tokens on: the
 		// hub receives on it.
 		wantRole := amqp.RoleReceiver
-		if op == opKillAmqpCBSLinkResp {
+		if op == faults.OpKillAmqpCBSLinkResp {
 			wantRole = amqp.RoleSender
 		}
 		for _, l := range cs.cbsLinksOf(func(l *amqp.Link) bool { return l.Role() == wantRole }) {

@@ -124,6 +124,8 @@ func (r deviceRules) AdmitC2DSend() error {
 // after the fault service, hence the lookup through the hub.
 type deviceConnections struct{ h *Hub }
 
+var _ faults.Connections = deviceConnections{}
+
 func (c deviceConnections) Drop(deviceID, moduleID, op, reason string) {
 	c.h.broker.CloseSession(deviceID, moduleID)
 	if c.h.amqp != nil {
