@@ -211,6 +211,7 @@ func (cs *connState) attachDevice(l *amqp.Link, k devKey, kind deviceKind) error
 	sess := cs.deviceSession(k, claim)
 	switch {
 	case kind == nodeEvents && peerSends:
+		sess.track(l, linkTelemetry) // before it serves: a fault may detach it at once
 		go sess.serveTelemetry(l)
 	case kind == nodeEvents:
 		// A module's input link (Node attaches a receiver on its events
@@ -220,10 +221,12 @@ func (cs *connState) attachDevice(l *amqp.Link, k devKey, kind deviceKind) error
 	case kind == nodeC2D:
 		sess.attachC2D(l)
 	case kind == nodeMethods && peerSends:
+		sess.track(l, linkMethodReplies) // before it serves: a fault may detach it at once
 		go sess.serveMethodResponses(l)
 	case kind == nodeMethods:
 		sess.attachMethods(l)
 	case kind == nodeTwin && peerSends:
+		sess.track(l, linkTwinRequests) // before it serves: a fault may detach it at once
 		go sess.serveTwinRequests(l)
 	case kind == nodeTwin:
 		sess.attachTwin(l)
@@ -236,9 +239,8 @@ func (cs *connState) attachDevice(l *amqp.Link, k devKey, kind deviceKind) error
 // admitDevice asks the hub whether k may attach a link now: its first link
 // on this connection is a new device connection (injected refusals, the
 // tier's new-connection budget), a later one is refused only while a fault
-// refuses its reconnects. The refusals are transient: 503001 goes out as
-// amqp:link:detach-forced, 429001 as device-container-throttled, which the
-// SDKs retry.
+// refuses its reconnects. Refusals are 503001, which goes out as
+// amqp:link:detach-forced: the SDKs retry it.
 func (cs *connState) admitDevice(k devKey) error {
 	cs.mu.Lock()
 	_, connected := cs.sessions[k]

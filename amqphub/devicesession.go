@@ -110,7 +110,6 @@ func (s *deviceSession) end() {
 // telemetry; the link reads on while earlier messages are committed, so
 // messages of many devices share commits.
 func (s *deviceSession) serveTelemetry(l *amqp.Link) {
-	s.track(l, linkTelemetry)
 	serveSubmissions(l, func(ctx context.Context, am *amqp.Message) (func() error, error) {
 		// A storage failure is the hub's fault, not the device's: log it.
 		logged := func(err error) error {
@@ -458,7 +457,6 @@ func ridOf(v any) string {
 // serveMethodResponses hands the device's answers to the invoker: the
 // correlation-id names the request, IoThub-status is the status.
 func (s *deviceSession) serveMethodResponses(l *amqp.Link) {
-	s.track(l, linkMethodReplies)
 	ctx := l.Conn().Context()
 	for {
 		d, err := l.Receive(ctx)
@@ -539,7 +537,6 @@ func (s *deviceSession) attachTwin(l *amqp.Link) {
 // request's correlation-id and a status annotation (and version after a
 // PATCH); failures carry the hub's error JSON.
 func (s *deviceSession) serveTwinRequests(l *amqp.Link) {
-	s.track(l, linkTwinRequests)
 	ctx := l.Conn().Context()
 	for {
 		d, err := l.Receive(ctx)
