@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/iothub-emulator/iothub-emulator/amqphub"
+	"github.com/iothub-emulator/iothub-emulator/broker"
 	"github.com/iothub-emulator/iothub-emulator/faults"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
@@ -118,17 +119,33 @@ func (r deviceRules) AdmitC2DSend() error {
 }
 
 // deviceConnections lets the fault service end a device's connections on
-// every transport (faults.Connections). MQTT has neither a goodbye nor
-// sessions and links of its own, so every operation closes the MQTT
-// connection; AMQP applies each as it is named. The AMQP server is built
-// after the fault service, hence the lookup through the hub.
+// every transport (faults.Connections), each transport implementing it in
+// its own terms. The AMQP server is built after the fault service, hence
+// the lookup through the hub.
 type deviceConnections struct{ h *Hub }
 
-var _ faults.Connections = deviceConnections{}
+var (
+	_ faults.Connections = deviceConnections{}
+	_ faults.Connections = (*amqphub.Server)(nil)
+	_ faults.Connections = mqttConnections{}
+)
 
 func (c deviceConnections) Drop(deviceID, moduleID, op, reason string) {
-	c.h.broker.CloseSession(deviceID, moduleID)
+	ts := []faults.Connections{mqttConnections{c.h.broker}}
 	if c.h.amqp != nil {
-		c.h.amqp.Drop(deviceID, moduleID, op, reason)
+		ts = append(ts, c.h.amqp)
 	}
+	for _, t := range ts {
+		t.Drop(deviceID, moduleID, op, reason)
+	}
+}
+
+// mqttConnections drops MQTT connections: MQTT 3.1.1 has neither a
+// server goodbye nor sessions and links of the hub's own, so every fault
+// operation closes the device's connection (its persistent session is
+// kept).
+type mqttConnections struct{ b *broker.Broker }
+
+func (m mqttConnections) Drop(deviceID, moduleID, _, _ string) {
+	m.b.CloseSession(deviceID, moduleID)
 }
