@@ -493,3 +493,23 @@ func TestAMQPFaults_DelayedTwinUpdateAndMethodResponse(t *testing.T) {
 		t.Fatalf("held method response: %d %s", r.StatusCode, r.Body)
 	}
 }
+
+// The rule is one for every transport: over MQTT the same fault answers
+// the device's twin reads with the status of the hub's error.
+func TestFaults_InvokeThrottlingAnswersMQTTTwinReads(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart))
+	d := h.CreateDevice(t, "dev1")
+	c := mustDial(t, h, d, connOpts{})
+	c.subscribe(t, "$iothub/twin/res/#")
+	c.publish(t, "devices/dev1/messages/events/AzIoTHub_FaultOperationType=InvokeThrottling&AzIoTHub_FaultOperationDurationInSecs=10", 1, "")
+	c.publish(t, "$iothub/twin/GET/?$rid=1", 0, "")
+	if m := c.waitFor(t, "$iothub/twin/res/"); !strings.HasPrefix(m.Topic(), "$iothub/twin/res/429/") || !strings.Contains(string(m.Payload()), "429001") {
+		t.Fatalf("twin GET under InvokeThrottling: %s %s", m.Topic(), m.Payload())
+	}
+	h.Advance(t, 10*time.Second)
+	c.publish(t, "$iothub/twin/GET/?$rid=2", 0, "")
+	if m := c.waitFor(t, "$iothub/twin/res/200/"); !strings.Contains(m.Topic(), "rid=2") {
+		t.Fatalf("twin GET after the duration: %s", m.Topic())
+	}
+}
