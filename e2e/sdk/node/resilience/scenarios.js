@@ -55,11 +55,12 @@ const scenarios = {
   method: [...connectionFaults, 'KillAmqpMethodReqLink', 'KillAmqpMethodRespLink'],
 };
 
-function faultMessage(operation) {
+function faultMessage(operation, durationInSecs) {
   const m = new Message('');
   m.properties.add('AzIoTHub_FaultOperationType', operation);
   m.properties.add('AzIoTHub_FaultOperationCloseReason', 'boom');
   m.properties.add('AzIoTHub_FaultOperationDelayInSecs', '1');
+  if (durationInSecs) m.properties.add('AzIoTHub_FaultOperationDurationInSecs', String(durationInSecs));
   return m;
 }
 
@@ -89,8 +90,8 @@ async function withDevice(prefix, transport, fn, { retry = true } = {}) {
   }
 }
 
-async function injectFault(client, id, op) {
-  await withTimeout(client.sendEvent(faultMessage(op)), OP_TIMEOUT_MS, `send the ${op} fault message`);
+async function injectFault(client, id, op, durationInSecs) {
+  await withTimeout(client.sendEvent(faultMessage(op, durationInSecs)), OP_TIMEOUT_MS, `send the ${op} fault message`);
   await faulted(id);
 }
 
@@ -120,6 +121,21 @@ module.exports = function scenariosOver(name) {
         assert.equal(bodyOf(msgs[msgs.length - 1]), 'after');
       }));
   }
+
+  // Reconnects refused for a while (as c2d_disconnect.js asks after
+  // KillTcp): the hub refuses the device's link attaches with
+  // amqp:link:detach-forced, the SDK backs off and attaches again.
+  test(`AMQP d2c over ${name}: after KillTcp and 3 s of refused reconnects the client's messages arrive`, T, () =>
+    withDevice('dca-refused', transport, async (client, id) => {
+      const dropped = waitForEvent(client._transport, 'disconnect', () => true, POLL_MS, 'the transport\'s disconnect');
+      await injectFault(client, id, 'KillTcp', 3);
+      await dropped;
+      await withTimeout(client.sendEvent(new Message('after')), 30000, 'send after the refusal');
+      const [fault] = (await emulatorApi('GET', '/_emulator/faults')).filter((f) => f.deviceId === id);
+      assert.ok(fault.hits >= 2, `the reconnect was never refused: ${JSON.stringify(fault)}`);
+      const msgs = await emulatorApi('GET', `/_emulator/messages?deviceId=${enc(id)}`);
+      assert.equal(bodyOf(msgs[msgs.length - 1]), 'after');
+    }));
 
   for (const op of scenarios.d2c) {
     test(`AMQP d2c over ${name}: after ${op} the client's messages arrive`, T, () =>
