@@ -304,7 +304,8 @@ func TestAMQPFaults_APIDropsEveryConnectionOfTheDevice(t *testing.T) {
 	h.CreateDevice(t, "dev2")
 	ad := connectAMQPDevice(t, h, d)
 	mq := mustDial(t, h, d, connOpts{tls: true}) // the same identity over MQTT too
-	other := connectAMQPDevice(t, h, h.CreateDevice(t, "dev3"))
+	d3 := h.CreateDevice(t, "dev3")
+	other := connectAMQPDevice(t, h, d3)
 	f := createFault(t, h, map[string]any{"action": "dropConnection", "deviceId": "dev1", "operation": "KillAmqpSession", "closeReason": "maintenance"})
 	if re := remoteErr(receiveFails(t, ad.c2d)); re == nil || re.Condition != "amqp:internal-error" || re.Description != "maintenance" {
 		t.Errorf("AMQP session ended with %v", re)
@@ -316,6 +317,29 @@ func TestAMQPFaults_APIDropsEveryConnectionOfTheDevice(t *testing.T) {
 	waitHits(t, h, f.ID, 1)
 	r := h.Do(t, http.MethodPost, "/_emulator/faults", map[string]any{"action": "dropConnection", "deviceId": "dev1", "operation": "KillAmqpEverything"})
 	checkHubError(t, r, 400, "ArgumentInvalid")
+
+	// refuseConnect leaves live connections alone and refuses new ones,
+	// over AMQP at the first link, until it is cleared.
+	refuse := createFault(t, h, map[string]any{"action": "refuseConnect", "deviceId": "dev3", "durationInSeconds": 60})
+	if err := other.d2c.Send(ctxT(t), goamqp.NewMessage([]byte("still")), nil); err != nil {
+		t.Errorf("a live connection under refuseConnect: %v", err)
+	}
+	c, err := dialAMQP(t, h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := session(t, c)
+	if code, _ := putToken(t, s, d3.Token(t, h, time.Hour)); code != 200 {
+		t.Fatalf("put-token under refuseConnect: %d", code)
+	}
+	if _, err := s.NewSender(ctxT(t), "/devices/dev3/messages/events", nil); amqpCondition(err) != "amqp:link:detach-forced" {
+		t.Errorf("a new connection under refuseConnect: %v", err)
+	}
+	waitHits(t, h, refuse.ID, 1)
+	h.Do(t, http.MethodDelete, "/_emulator/faults/"+refuse.ID, nil)
+	if _, err := s.NewSender(ctxT(t), "/devices/dev3/messages/events", nil); err != nil {
+		t.Errorf("after the fault was cleared: %v", err)
+	}
 }
 
 func TestAMQPFaults_InvokeThrottlingAnswersTheDevicesOperations(t *testing.T) {
