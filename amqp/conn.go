@@ -477,6 +477,9 @@ func (s *session) fail(err *Error) error {
 	s.ended = true
 	s.closeLinks(err)
 	c.mu.Unlock()
+	if c.closing.Load() {
+		return nil // after Shutdown's close only answers to the peer go out
+	}
 	return c.send(s.local, &endFrame{Error: err})
 }
 
