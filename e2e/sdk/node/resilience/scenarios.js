@@ -38,9 +38,9 @@ const transports = { Amqp, AmqpWs };
 // frame. rhea answers a close at once and sends nothing after it, while
 // azure-iot-device-amqp then detaches its links one by one and waits for
 // answers that cannot come: it notices the close only when its 45-second
-// rundown timer fires, then reconnects. Those two run once per transport,
-// on telemetry, with room for that timer (slowFaults); the other features
-// would only wait for the same timer again.
+// rundown timer fires, then reconnects. Those two run once, over Amqp (the
+// rundown does not depend on the socket), on telemetry, with room for that
+// timer (slowFaults); the other features would only wait for the same timer.
 const connectionFaults = ['KillTcp', 'KillAmqpSession'];
 const slowFaults = ['KillAmqpConnection', 'ShutDownAmqp'];
 const SLOW = { timeout: 120000 };
