@@ -28,16 +28,16 @@ func (h *Hub) wire() {
 			}
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
-		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, wait bool) error {
+		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, ack bool) (func() error, error) {
 			// Faults and --sku shaping, as for every transport
 			// (devicerules.go); a refusal closes the connection.
 			if err := h.admitTelemetry(ctx, d.DeviceID, d.ModuleID, props); err != nil {
-				return err
+				return nil, err
 			}
-			if !wait {
-				return h.Telemetry.Enqueue(ctx, broker.TelemetryMessage(d, props, body))
+			if !ack {
+				return nil, h.Telemetry.Enqueue(ctx, broker.TelemetryMessage(d, props, body))
 			}
-			return h.Telemetry.Send(ctx, broker.TelemetryMessage(d, props, body))
+			return h.Telemetry.Submit(ctx, broker.TelemetryMessage(d, props, body))
 		},
 		C2DReady: func(d broker.Device) { h.C2D.Kick(d.DeviceID) },
 		C2DComplete: func(d broker.Device, lockToken string) {
