@@ -37,6 +37,9 @@ type twinUpdate struct {
 	out  *twins.Twin
 	err  error
 	done chan struct{}
+	// reportedOnly loads and saves only the reported section and the twin
+	// version (UpdateReported).
+	reportedOnly bool
 }
 
 // NewTwinStore starts the store's writer.
@@ -50,47 +53,56 @@ func NewTwinStore(db *DB) *TwinStore {
 // updates return iothub.ErrClosed.
 func (s *TwinStore) Close() { s.updates.Close() }
 
+// twinStmts are a batch's prepared statements, each prepared on first use:
+// a batch of reported patches never prepares the whole-twin ones.
+type twinStmts struct {
+	ctx                                context.Context
+	tx                                 *sql.Tx
+	sel, upd, selReported, updReported *sql.Stmt
+}
+
+func (st *twinStmts) get(p **sql.Stmt, query string) (*sql.Stmt, error) {
+	if *p == nil {
+		s, err := st.tx.PrepareContext(st.ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		*p = s
+	}
+	return *p, nil
+}
+
+func (st *twinStmts) close() {
+	for _, s := range []*sql.Stmt{st.sel, st.upd, st.selReported, st.updReported} {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
 // commit runs a batch in one transaction. An update whose twin is missing
 // or whose fn refuses gets its own error; a database error fails the batch.
 func (s *TwinStore) commit(batch []*twinUpdate) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		sel, err := tx.PrepareContext(ctx, `SELECT `+twinColumns+` FROM identities WHERE device_id = ? AND module_id = ?`)
-		if err != nil {
-			return err
-		}
-		defer sel.Close()
-		upd, err := tx.PrepareContext(ctx, updateTwinSQL)
-		if err != nil {
-			return err
-		}
-		defer upd.Close()
+		st := &twinStmts{ctx: ctx, tx: tx}
+		defer st.close()
 		for _, u := range batch {
 			u.out, u.err = nil, nil
 			if err := u.ctx.Err(); err != nil {
 				u.err = err // the caller gave up; do not apply what it no longer waits for
 				continue
 			}
-			t, err := ScanTwin(sel.QueryRowContext(ctx, u.key.DeviceID, u.key.ModuleID))
-			if errors.Is(err, sql.ErrNoRows) {
-				u.err = registry.NotFound(u.key.DeviceID, u.key.ModuleID)
-				continue
+			var err error
+			if u.reportedOnly {
+				err = st.applyReported(u)
+			} else {
+				err = st.apply(u)
 			}
 			if err != nil {
 				return err
 			}
-			if u.err = u.fn(t); u.err != nil {
-				continue
-			}
-			args, err := twinArgs(t)
-			if err != nil {
-				return err
-			}
-			if _, err := upd.ExecContext(ctx, args...); err != nil {
-				return err
-			}
-			u.out = t
 		}
 		return nil
 	})
@@ -100,6 +112,83 @@ func (s *TwinStore) commit(batch []*twinUpdate) {
 		}
 		close(u.done)
 	}
+}
+
+// apply runs a whole-twin update; it returns only database errors.
+func (st *twinStmts) apply(u *twinUpdate) error {
+	sel, err := st.get(&st.sel, `SELECT `+twinColumns+` FROM identities WHERE device_id = ? AND module_id = ?`)
+	if err != nil {
+		return err
+	}
+	t, err := ScanTwin(sel.QueryRowContext(st.ctx, u.key.DeviceID, u.key.ModuleID))
+	if errors.Is(err, sql.ErrNoRows) {
+		u.err = registry.NotFound(u.key.DeviceID, u.key.ModuleID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if u.err = u.fn(t); u.err != nil {
+		return nil
+	}
+	args, err := twinArgs(t)
+	if err != nil {
+		return err
+	}
+	upd, err := st.get(&st.upd, updateTwinSQL)
+	if err != nil {
+		return err
+	}
+	if _, err := upd.ExecContext(st.ctx, args...); err != nil {
+		return err
+	}
+	u.out = t
+	return nil
+}
+
+// applyReported runs an UpdateReported; it returns only database errors.
+func (st *twinStmts) applyReported(u *twinUpdate) error {
+	sel, err := st.get(&st.selReported, `SELECT reported, reported_meta, reported_version, twin_version
+		FROM identities WHERE device_id = ? AND module_id = ?`)
+	if err != nil {
+		return err
+	}
+	t := &twins.Twin{Key: u.key}
+	var data, meta string
+	err = sel.QueryRowContext(st.ctx, u.key.DeviceID, u.key.ModuleID).Scan(&data, &meta, &t.Reported.Version, &t.Version)
+	if errors.Is(err, sql.ErrNoRows) {
+		u.err = registry.NotFound(u.key.DeviceID, u.key.ModuleID)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if t.Reported.Data, err = decodeObject(data); err != nil {
+		return err
+	}
+	if t.Reported.Metadata, err = decodeObject(meta); err != nil {
+		return err
+	}
+	if u.err = u.fn(t); u.err != nil {
+		return nil
+	}
+	if data, err = encodeObject(t.Reported.Data); err != nil {
+		return err
+	}
+	if meta, err = encodeObject(t.Reported.Metadata); err != nil {
+		return err
+	}
+	upd, err := st.get(&st.updReported, `UPDATE identities SET reported = ?, reported_meta = ?, reported_version = ?, twin_version = ?
+		WHERE device_id = ? AND module_id = ?`)
+	if err != nil {
+		return err
+	}
+	if _, err := upd.ExecContext(st.ctx, data, meta, t.Reported.Version, t.Version, u.key.DeviceID, u.key.ModuleID); err != nil {
+		return err
+	}
+	// Only what was saved: fn may have set other fields.
+	u.out = &twins.Twin{Key: u.key, Reported: t.Reported, Version: t.Version}
+	return nil
 }
 
 var _ twins.Store = (*TwinStore)(nil)
@@ -189,7 +278,19 @@ func (s *TwinStore) Get(ctx context.Context, key twins.Key) (*twins.Twin, error)
 }
 
 func (s *TwinStore) Update(ctx context.Context, key twins.Key, fn func(*twins.Twin) error) (*twins.Twin, error) {
-	u := &twinUpdate{ctx: ctx, key: key, fn: fn, done: make(chan struct{})}
+	return s.update(ctx, &twinUpdate{ctx: ctx, key: key, fn: fn, done: make(chan struct{})})
+}
+
+var _ twins.ReportedStore = (*TwinStore)(nil)
+
+// UpdateReported implements twins.ReportedStore: it reads and writes only
+// the reported columns and the twin version, in the same group commit as
+// Update.
+func (s *TwinStore) UpdateReported(ctx context.Context, key twins.Key, fn func(*twins.Twin) error) (*twins.Twin, error) {
+	return s.update(ctx, &twinUpdate{ctx: ctx, key: key, fn: fn, done: make(chan struct{}), reportedOnly: true})
+}
+
+func (s *TwinStore) update(ctx context.Context, u *twinUpdate) (*twins.Twin, error) {
 	if err := s.updates.Add(ctx, u); err != nil {
 		return nil, err
 	}
