@@ -1,11 +1,11 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/groupcommit"
@@ -22,6 +22,10 @@ import (
 type TwinStore struct {
 	DB      *DB
 	updates *groupcommit.Batcher[*twinUpdate]
+
+	stmtMu    sync.Mutex
+	stmts     map[string]*sql.Stmt // prepared on the writer, by text
+	stmtsGone bool                 // Close closed them
 }
 
 // errStoreClosed answers updates that arrive while the hub shuts down.
@@ -51,33 +55,76 @@ func NewTwinStore(db *DB) *TwinStore {
 
 // Close runs the updates already queued, then stops the writer; later
 // updates return iothub.ErrClosed.
-func (s *TwinStore) Close() { s.updates.Close() }
+func (s *TwinStore) Close() {
+	s.updates.Close()
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	for _, p := range s.stmts {
+		p.Close()
+	}
+	s.stmts, s.stmtsGone = nil, true
+}
 
-// twinStmts are a batch's prepared statements, each prepared on first use:
-// a batch of reported patches never prepares the whole-twin ones.
+// twinStmts are the writer's statements, bound to one transaction. The
+// store prepares each once on the writer connection (prepare, before its
+// first transaction: inside one, the single writer connection is taken), and
+// binding a statement to a later transaction on that connection does not
+// prepare it again.
 type twinStmts struct {
-	ctx                                context.Context
-	tx                                 *sql.Tx
-	sel, upd, selReported, updReported *sql.Stmt
+	ctx   context.Context
+	tx    *sql.Tx
+	store *TwinStore
 }
 
-func (st *twinStmts) get(p **sql.Stmt, query string) (*sql.Stmt, error) {
-	if *p == nil {
-		s, err := st.tx.PrepareContext(st.ctx, query)
+// Statement texts of the writer.
+const (
+	selectTwinSQL     = `SELECT ` + twinColumns + ` FROM identities WHERE device_id = ? AND module_id = ?`
+	selectReportedSQL = `SELECT reported, reported_meta, reported_version, twin_version FROM identities WHERE device_id = ? AND module_id = ?`
+	updateReportedSQL = `UPDATE identities SET reported = ?, reported_meta = ?, reported_version = ?, twin_version = ?
+		WHERE device_id = ? AND module_id = ?`
+	selectServiceSideSQL = `SELECT tags, desired, desired_meta, desired_version, twin_version, twin_etag
+		FROM identities WHERE device_id = ? AND module_id = ?`
+	updateServiceSideSQL = `UPDATE identities SET tags = ?, desired = ?, desired_meta = ?,
+		desired_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`
+)
+
+var writerStatements = []string{selectTwinSQL, updateTwinSQL, selectReportedSQL, updateReportedSQL, selectServiceSideSQL, updateServiceSideSQL}
+
+// prepare prepares the writer's statements once; call it outside a
+// transaction.
+func (s *TwinStore) prepare(ctx context.Context) error {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if s.stmtsGone {
+		return errStoreClosed
+	}
+	if s.stmts != nil {
+		return nil
+	}
+	stmts := make(map[string]*sql.Stmt, len(writerStatements))
+	for _, q := range writerStatements {
+		p, err := s.DB.Writer().PrepareContext(ctx, q)
 		if err != nil {
-			return nil, err
+			for _, p := range stmts {
+				p.Close()
+			}
+			return err
 		}
-		*p = s
+		stmts[q] = p
 	}
-	return *p, nil
+	s.stmts = stmts
+	return nil
 }
 
-func (st *twinStmts) close() {
-	for _, s := range []*sql.Stmt{st.sel, st.upd, st.selReported, st.updReported} {
-		if s != nil {
-			s.Close()
-		}
+// get returns query bound to this transaction.
+func (st *twinStmts) get(query string) (*sql.Stmt, error) {
+	st.store.stmtMu.Lock()
+	p := st.store.stmts[query]
+	st.store.stmtMu.Unlock()
+	if p == nil {
+		return nil, errStoreClosed // Close ran; prepare fills every text
 	}
+	return st.tx.StmtContext(st.ctx, p), nil
 }
 
 // commit runs a batch in one transaction. An update whose twin is missing
@@ -85,9 +132,22 @@ func (st *twinStmts) close() {
 func (s *TwinStore) commit(batch []*twinUpdate) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		st := &twinStmts{ctx: ctx, tx: tx}
-		defer st.close()
+	err := s.prepare(ctx)
+	if err == nil {
+		err = s.writeBatch(ctx, batch)
+	}
+	for _, u := range batch {
+		if err != nil {
+			u.out, u.err = nil, err
+		}
+		close(u.done)
+	}
+}
+
+// writeBatch runs the batch's updates in one transaction.
+func (s *TwinStore) writeBatch(ctx context.Context, batch []*twinUpdate) error {
+	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
+		st := &twinStmts{ctx: ctx, tx: tx, store: s}
 		for _, u := range batch {
 			u.out, u.err = nil, nil
 			if err := u.ctx.Err(); err != nil {
@@ -106,17 +166,11 @@ func (s *TwinStore) commit(batch []*twinUpdate) {
 		}
 		return nil
 	})
-	for _, u := range batch {
-		if err != nil {
-			u.out, u.err = nil, err
-		}
-		close(u.done)
-	}
 }
 
 // apply runs a whole-twin update; it returns only database errors.
 func (st *twinStmts) apply(u *twinUpdate) error {
-	sel, err := st.get(&st.sel, `SELECT `+twinColumns+` FROM identities WHERE device_id = ? AND module_id = ?`)
+	sel, err := st.get(selectTwinSQL)
 	if err != nil {
 		return err
 	}
@@ -135,7 +189,7 @@ func (st *twinStmts) apply(u *twinUpdate) error {
 	if err != nil {
 		return err
 	}
-	upd, err := st.get(&st.upd, updateTwinSQL)
+	upd, err := st.get(updateTwinSQL)
 	if err != nil {
 		return err
 	}
@@ -148,8 +202,7 @@ func (st *twinStmts) apply(u *twinUpdate) error {
 
 // applyReported runs an UpdateReported; it returns only database errors.
 func (st *twinStmts) applyReported(u *twinUpdate) error {
-	sel, err := st.get(&st.selReported, `SELECT reported, reported_meta, reported_version, twin_version
-		FROM identities WHERE device_id = ? AND module_id = ?`)
+	sel, err := st.get(selectReportedSQL)
 	if err != nil {
 		return err
 	}
@@ -178,8 +231,7 @@ func (st *twinStmts) applyReported(u *twinUpdate) error {
 	if meta, err = encodeObject(t.Reported.Metadata); err != nil {
 		return err
 	}
-	upd, err := st.get(&st.updReported, `UPDATE identities SET reported = ?, reported_meta = ?, reported_version = ?, twin_version = ?
-		WHERE device_id = ? AND module_id = ?`)
+	upd, err := st.get(updateReportedSQL)
 	if err != nil {
 		return err
 	}
@@ -236,33 +288,6 @@ func ScanTwin(row scanner) (*twins.Twin, error) {
 	return &t, nil
 }
 
-// decodeObject reads stored JSON keeping integers exact.
-func decodeObject(s string) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader([]byte(s)))
-	d.UseNumber()
-	var m map[string]any
-	if err := d.Decode(&m); err != nil {
-		return nil, err
-	}
-	if m == nil {
-		m = map[string]any{}
-	}
-	return twins.NormalizeMap(m), nil
-}
-
-func encodeObject(m map[string]any) (string, error) {
-	if m == nil {
-		m = map[string]any{}
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(m); err != nil {
-		return "", err
-	}
-	return string(bytes.TrimRight(buf.Bytes(), "\n")), nil
-}
-
 func getTwin(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, key twins.Key) (*twins.Twin, error) {
@@ -307,20 +332,20 @@ var _ twins.BatchStore = (*TwinStore)(nil)
 func (s *TwinStore) UpdateMany(ctx context.Context, keys []twins.Key, fn func(*twins.Twin) error) ([]*twins.Twin, []error, error) {
 	var updated []*twins.Twin
 	errs := make([]error, len(keys))
+	if err := s.prepare(ctx); err != nil {
+		return nil, nil, err
+	}
 	err := s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
 		updated = updated[:0]
-		sel, err := tx.PrepareContext(ctx, `SELECT tags, desired, desired_meta, desired_version, twin_version, twin_etag
-			FROM identities WHERE device_id = ? AND module_id = ?`)
+		st := &twinStmts{ctx: ctx, tx: tx, store: s}
+		sel, err := st.get(selectServiceSideSQL)
 		if err != nil {
 			return err
 		}
-		defer sel.Close()
-		upd, err := tx.PrepareContext(ctx, `UPDATE identities SET tags = ?, desired = ?, desired_meta = ?,
-			desired_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`)
+		upd, err := st.get(updateServiceSideSQL)
 		if err != nil {
 			return err
 		}
-		defer upd.Close()
 		for i, key := range keys {
 			t, err := scanServiceSide(sel.QueryRowContext(ctx, key.DeviceID, key.ModuleID), key)
 			if errors.Is(err, sql.ErrNoRows) {
