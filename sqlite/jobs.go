@@ -131,9 +131,10 @@ func getJob(ctx context.Context, q queryRower, id string) (*jobs.Job, error) {
 	return j, fillStats(ctx, q, j)
 }
 
-// fillStats counts the job's device records by status.
+// fillStats reads the job's device record counts by status, which
+// triggers on device_jobs keep (migration 0025).
 func fillStats(ctx context.Context, q queryRower, j *jobs.Job) error {
-	rows, err := q.QueryContext(ctx, `SELECT status, COUNT(*) FROM device_jobs WHERE job_id = ? GROUP BY status`, j.ID)
+	rows, err := q.QueryContext(ctx, `SELECT status, n FROM job_device_counts WHERE job_id = ?`, j.ID)
 	if err != nil {
 		return err
 	}
