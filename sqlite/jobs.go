@@ -260,9 +260,16 @@ func (s *JobStore) Select(ctx context.Context, jobID string, devices []jobs.Devi
 	})
 }
 
+// pendingSQL reads a batch of pending records. Without INDEXED BY, SQLite
+// walks the job's records in primary key order (which needs no sort) and
+// skips the finished ones, so every batch read every record finished before
+// it: quadratic over a job.
+const pendingSQL = `SELECT device_id, module_id, job_type, status, created_time
+	FROM device_jobs INDEXED BY device_jobs_pending
+	WHERE job_id = ? AND status = 'pending' ORDER BY device_id, module_id LIMIT ?`
+
 func (s *JobStore) Pending(ctx context.Context, jobID string, limit int) ([]*jobs.DeviceJob, error) {
-	rows, err := s.DB.Reader().QueryContext(ctx, `SELECT device_id, module_id, job_type, status, created_time FROM device_jobs
-		WHERE job_id = ? AND status = 'pending' ORDER BY device_id, module_id LIMIT ?`, jobID, limit)
+	rows, err := s.DB.Reader().QueryContext(ctx, pendingSQL, jobID, limit)
 	if err != nil {
 		return nil, err
 	}

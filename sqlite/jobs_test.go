@@ -161,3 +161,26 @@ func TestJobStore_CountsMigrateFromRecords(t *testing.T) {
 		t.Errorf("stats after the migration %+v, want %+v", got, want)
 	}
 }
+
+// A batch of pending records is a range of device_jobs_pending, not a walk
+// over the job's finished records.
+func TestJobStore_PendingReadsItsIndexRange(t *testing.T) {
+	db := openTestDB(t, "")
+	rows, err := db.Reader().Query(`EXPLAIN QUERY PLAN `+pendingSQL, "j", 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if len(plan) != 1 || plan[0] != "SEARCH device_jobs USING INDEX device_jobs_pending (job_id=? AND status=?)" {
+		t.Errorf("plan %q", plan)
+	}
+}
