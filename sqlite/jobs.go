@@ -287,35 +287,82 @@ func (s *JobStore) Pending(ctx context.Context, jobID string, limit int) ([]*job
 	return out, rows.Err()
 }
 
+// outcomeValues are the columns Finish writes, as stored.
+type outcomeValues struct {
+	jobID, status, start, end, last string
+	outcome, errJSON                sql.NullString
+}
+
+func finishValues(dj *jobs.DeviceJob) (outcomeValues, error) {
+	v := outcomeValues{jobID: dj.JobID, status: dj.Status, start: formatTime(dj.StartTime), end: formatTime(dj.EndTime), last: formatTime(dj.LastUpdated)}
+	if dj.MethodStatus != nil {
+		payload := dj.MethodPayload
+		if len(payload) == 0 {
+			payload = json.RawMessage("null")
+		}
+		b, err := json.Marshal(map[string]any{"deviceMethodResponse": map[string]any{"status": *dj.MethodStatus, "payload": payload}})
+		if err != nil {
+			return v, err
+		}
+		v.outcome = sql.NullString{String: string(b), Valid: true}
+	}
+	if dj.ErrorCode != "" {
+		b, _ := json.Marshal(map[string]string{"code": dj.ErrorCode, "description": dj.ErrorMessage})
+		v.errJSON = sql.NullString{String: string(b), Valid: true}
+	}
+	return v, nil
+}
+
+// Finish records outcomes. Consecutive results with the same values (a twin
+// job's chunk: one status, one set of times) share one UPDATE over their
+// keys instead of one statement each.
 func (s *JobStore) Finish(ctx context.Context, results []*jobs.DeviceJob) error {
 	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE device_jobs SET status = ?, start_time = ?, end_time = ?, last_updated_time = ?,
+		one, err := tx.PrepareContext(ctx, `UPDATE device_jobs SET status = ?, start_time = ?, end_time = ?, last_updated_time = ?,
 			outcome = ?, error = ? WHERE job_id = ? AND device_id = ? AND module_id = ?`)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, dj := range results {
-			var outcome, errJSON sql.NullString
-			if dj.MethodStatus != nil {
-				payload := dj.MethodPayload
-				if len(payload) == 0 {
-					payload = json.RawMessage("null")
-				}
-				b, err := json.Marshal(map[string]any{"deviceMethodResponse": map[string]any{"status": *dj.MethodStatus, "payload": payload}})
-				if err != nil {
-					return err
-				}
-				outcome = sql.NullString{String: string(b), Valid: true}
-			}
-			if dj.ErrorCode != "" {
-				b, _ := json.Marshal(map[string]string{"code": dj.ErrorCode, "description": dj.ErrorMessage})
-				errJSON = sql.NullString{String: string(b), Valid: true}
-			}
-			if _, err := stmt.ExecContext(ctx, dj.Status, formatTime(dj.StartTime), formatTime(dj.EndTime), formatTime(dj.LastUpdated),
-				outcome, errJSON, dj.JobID, dj.DeviceID, dj.ModuleID); err != nil {
+		defer one.Close()
+		vals := make([]outcomeValues, len(results))
+		for i, dj := range results {
+			if vals[i], err = finishValues(dj); err != nil {
 				return err
 			}
+		}
+		var many *sql.Stmt
+		for i := 0; i < len(results); {
+			v, j := vals[i], i+1
+			for j < len(results) && vals[j] == v {
+				j++
+			}
+			if j == i+1 {
+				dj := results[i]
+				if _, err := one.ExecContext(ctx, v.status, v.start, v.end, v.last, v.outcome, v.errJSON, v.jobID, dj.DeviceID, dj.ModuleID); err != nil {
+					return err
+				}
+				i = j
+				continue
+			}
+			if many == nil {
+				if many, err = tx.PrepareContext(ctx, `UPDATE device_jobs SET status = ?, start_time = ?, end_time = ?, last_updated_time = ?,
+					outcome = ?, error = ? WHERE job_id = ? AND (device_id, module_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))`); err != nil {
+					return err
+				}
+				defer many.Close()
+			}
+			keys := make([][2]string, 0, j-i)
+			for _, dj := range results[i:j] {
+				keys = append(keys, [2]string{dj.DeviceID, dj.ModuleID})
+			}
+			b, err := json.Marshal(keys)
+			if err != nil {
+				return err
+			}
+			if _, err := many.ExecContext(ctx, v.status, v.start, v.end, v.last, v.outcome, v.errJSON, v.jobID, string(b)); err != nil {
+				return err
+			}
+			i = j
 		}
 		return nil
 	})

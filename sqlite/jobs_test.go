@@ -104,10 +104,46 @@ func TestJobStore_StatsFollowDeviceRecords(t *testing.T) {
 	finish("j1", jobs.DeviceFailed, 4, 6)
 	finish("j1", jobs.DeviceCompleted, 0, 2) // the same outcome again changes nothing
 	check("finished some", "j1", jobs.Stats{DeviceCount: 12, SucceededCount: 4, FailedCount: 2, PendingCount: 6})
-	if n, err := s.SettlePending(ctx, "j1", jobs.DeviceCanceled, "", "", now); err != nil || n != 6 {
+	// Runs of equal outcomes share a statement, single ones get their own:
+	// every record must still get its own outcome.
+	later := now.Add(time.Second)
+	status := 200
+	mixed := []*jobs.DeviceJob{
+		{JobID: "j1", DeviceKey: jobs.DeviceKey{DeviceID: "d06"}, Status: jobs.DeviceCompleted, StartTime: later, EndTime: later, LastUpdated: later},
+		{JobID: "j1", DeviceKey: jobs.DeviceKey{DeviceID: "d07"}, Status: jobs.DeviceCompleted, StartTime: later, EndTime: later, LastUpdated: later,
+			MethodStatus: &status, MethodPayload: []byte(`{"ok":true}`)},
+		{JobID: "j1", DeviceKey: jobs.DeviceKey{DeviceID: "d08"}, Status: jobs.DeviceFailed, StartTime: later, EndTime: later, LastUpdated: later,
+			ErrorCode: "DeviceNotOnline", ErrorMessage: "offline"},
+		{JobID: "j1", DeviceKey: jobs.DeviceKey{DeviceID: "d09"}, Status: jobs.DeviceFailed, StartTime: later, EndTime: later, LastUpdated: later,
+			ErrorCode: "DeviceNotOnline", ErrorMessage: "offline"},
+	}
+	if err := s.Finish(ctx, mixed); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []struct{ device, status, outcome, errJSON string }{
+		{"d05", jobs.DeviceFailed, "", `{"code":"DeviceNotOnline","description":"offline"}`},
+		{"d06", jobs.DeviceCompleted, "", ""},
+		{"d07", jobs.DeviceCompleted, `{"deviceMethodResponse":{"payload":{"ok":true},"status":200}}`, ""},
+		{"d08", jobs.DeviceFailed, "", `{"code":"DeviceNotOnline","description":"offline"}`},
+		{"d09", jobs.DeviceFailed, "", `{"code":"DeviceNotOnline","description":"offline"}`},
+		{"d10", jobs.DevicePending, "", ""},
+	} {
+		var st, end string
+		var outcome, errJSON sql.NullString
+		if err := db.Reader().QueryRow(`SELECT status, COALESCE(end_time, ''), outcome, error FROM device_jobs WHERE job_id = 'j1' AND device_id = ?`,
+			want.device).Scan(&st, &end, &outcome, &errJSON); err != nil {
+			t.Fatal(err)
+		}
+		if st != want.status || outcome.String != want.outcome || errJSON.String != want.errJSON ||
+			(want.device >= "d06" && want.device <= "d09") != (end == formatTime(later)) {
+			t.Errorf("%s: %s %s %q %q", want.device, st, end, outcome.String, errJSON.String)
+		}
+	}
+	check("finished a mixed batch", "j1", jobs.Stats{DeviceCount: 12, SucceededCount: 6, FailedCount: 4, PendingCount: 2})
+	if n, err := s.SettlePending(ctx, "j1", jobs.DeviceCanceled, "", "", now); err != nil || n != 2 {
 		t.Fatalf("SettlePending = %d, %v", n, err)
 	}
-	check("cancelled", "j1", jobs.Stats{DeviceCount: 12, SucceededCount: 4, FailedCount: 2})
+	check("cancelled", "j1", jobs.Stats{DeviceCount: 12, SucceededCount: 6, FailedCount: 4})
 	check("the other job", "j2", jobs.Stats{DeviceCount: 3, PendingCount: 3})
 
 	if _, err := s.Update(ctx, "j1", func(j *jobs.Job) error { j.Status, j.EndTime = jobs.StatusCancelled, now; return nil }); err != nil {
