@@ -234,6 +234,9 @@ func (s *JobStore) Active(ctx context.Context) ([]*jobs.Job, error) {
 	return s.list(ctx, `WHERE status IN ('queued', 'scheduled', 'running') ORDER BY start_time, job_id`)
 }
 
+// selectChunk is how many device records one INSERT of Select writes.
+const selectChunk = 1000
+
 func (s *JobStore) Select(ctx context.Context, jobID string, devices []jobs.DeviceKey, now time.Time) error {
 	ts := formatTime(now)
 	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
@@ -244,14 +247,24 @@ func (s *JobStore) Select(ctx context.Context, jobID string, devices []jobs.Devi
 			}
 			return err
 		}
+		// Keys go in as JSON arrays of selectChunk: one statement per chunk
+		// instead of one per device.
 		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO device_jobs (job_id, device_id, module_id, job_type, status, created_time, last_updated_time)
-			VALUES (?, ?, ?, ?, 'pending', ?, ?)`)
+			SELECT ?, value ->> 0, value ->> 1, ?, 'pending', ?, ? FROM json_each(?)`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
-		for _, d := range devices {
-			if _, err := stmt.ExecContext(ctx, jobID, d.DeviceID, d.ModuleID, typ, ts, ts); err != nil {
+		for start := 0; start < len(devices); start += selectChunk {
+			keys := make([][2]string, 0, selectChunk)
+			for _, d := range devices[start:min(start+selectChunk, len(devices))] {
+				keys = append(keys, [2]string{d.DeviceID, d.ModuleID})
+			}
+			b, err := json.Marshal(keys)
+			if err != nil {
+				return err
+			}
+			if _, err := stmt.ExecContext(ctx, jobID, typ, ts, ts, string(b)); err != nil {
 				return err
 			}
 		}

@@ -84,11 +84,13 @@ const (
 		WHERE device_id = ? AND module_id = ?`
 	selectServiceSideSQL = `SELECT tags, desired, desired_meta, desired_version, twin_version, twin_etag
 		FROM identities WHERE device_id = ? AND module_id = ?`
+	selectServiceSidesSQL = `SELECT device_id, module_id, tags, desired, desired_meta, desired_version, twin_version, twin_etag
+		FROM identities WHERE (device_id, module_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))`
 	updateServiceSideSQL = `UPDATE identities SET tags = ?, desired = ?, desired_meta = ?,
 		desired_version = ?, twin_version = ?, twin_etag = ? WHERE device_id = ? AND module_id = ?`
 )
 
-var writerStatements = []string{selectTwinSQL, updateTwinSQL, selectReportedSQL, updateReportedSQL, selectServiceSideSQL, updateServiceSideSQL}
+var writerStatements = []string{selectTwinSQL, updateTwinSQL, selectReportedSQL, updateReportedSQL, selectServiceSideSQL, selectServiceSidesSQL, updateServiceSideSQL}
 
 // prepare prepares the writer's statements once; call it outside a
 // transaction.
@@ -346,8 +348,17 @@ func (s *TwinStore) UpdateMany(ctx context.Context, keys []twins.Key, fn func(*t
 		if err != nil {
 			return err
 		}
+		pre, err := st.serviceSides(keys)
+		if err != nil {
+			return err
+		}
 		for i, key := range keys {
-			t, err := scanServiceSide(sel.QueryRowContext(ctx, key.DeviceID, key.ModuleID), key)
+			t, ok := pre[key]
+			delete(pre, key) // a key listed twice reads its first update below
+			var err error
+			if !ok {
+				t, err = scanServiceSide(sel.QueryRowContext(ctx, key.DeviceID, key.ModuleID), key)
+			}
 			if errors.Is(err, sql.ErrNoRows) {
 				errs[i] = registry.NotFound(key.DeviceID, key.ModuleID)
 				continue
@@ -381,6 +392,50 @@ func (s *TwinStore) UpdateMany(ctx context.Context, keys []twins.Key, fn func(*t
 		return nil, nil, err
 	}
 	return updated, errs, nil
+}
+
+// serviceSides reads the service side of every twin of keys that exists
+// with one query (missing twins are simply absent from the map).
+func (st *twinStmts) serviceSides(keys []twins.Key) (map[twins.Key]*twins.Twin, error) {
+	list := make([][2]string, len(keys))
+	for i, k := range keys {
+		list[i] = [2]string{k.DeviceID, k.ModuleID}
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		return nil, err
+	}
+	q, err := st.get(selectServiceSidesSQL)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.QueryContext(st.ctx, string(b))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[twins.Key]*twins.Twin, len(keys))
+	for rows.Next() {
+		var key twins.Key
+		t, err := scanServiceSide(keyedRow{rows, &key}, key)
+		if err != nil {
+			return nil, err
+		}
+		t.Key = key
+		out[key] = t
+	}
+	return out, rows.Err()
+}
+
+// keyedRow scans a row that starts with device_id and module_id into key,
+// then the rest as the wrapped scan asks.
+type keyedRow struct {
+	rows *sql.Rows
+	key  *twins.Key
+}
+
+func (r keyedRow) Scan(dest ...any) error {
+	return r.rows.Scan(append([]any{&r.key.DeviceID, &r.key.ModuleID}, dest...)...)
 }
 
 // scanServiceSide reads the columns UpdateMany selects.
