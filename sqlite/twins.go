@@ -74,6 +74,7 @@ type twinStmts struct {
 	ctx   context.Context
 	tx    *sql.Tx
 	store *TwinStore
+	bound map[string]*sql.Stmt // bound to tx, by text
 }
 
 // Statement texts of the writer.
@@ -120,13 +121,21 @@ func (s *TwinStore) prepare(ctx context.Context) error {
 
 // get returns query bound to this transaction.
 func (st *twinStmts) get(query string) (*sql.Stmt, error) {
+	if b, ok := st.bound[query]; ok {
+		return b, nil
+	}
 	st.store.stmtMu.Lock()
 	p := st.store.stmts[query]
 	st.store.stmtMu.Unlock()
 	if p == nil {
 		return nil, errStoreClosed // Close ran; prepare fills every text
 	}
-	return st.tx.StmtContext(st.ctx, p), nil
+	if st.bound == nil {
+		st.bound = map[string]*sql.Stmt{}
+	}
+	b := st.tx.StmtContext(st.ctx, p)
+	st.bound[query] = b
+	return b, nil
 }
 
 // commit runs a batch in one transaction. An update whose twin is missing
