@@ -259,7 +259,7 @@ func (s *RegistryStore) ListModules(ctx context.Context, deviceID string) ([]*re
 
 func (s *RegistryStore) Stats(ctx context.Context) (registry.Stats, error) {
 	var st registry.Stats
-	// device_counts is kept by triggers (migration 0025), in the same
+	// device_counts is kept by triggers (migration 0026), in the same
 	// transactions as the identities it counts.
 	err := s.DB.Reader().QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0), COALESCE(SUM(CASE WHEN status = 'enabled' THEN n END), 0),
 		COALESCE(SUM(CASE WHEN status = 'disabled' THEN n END), 0) FROM device_counts`).Scan(&st.Total, &st.Enabled, &st.Disabled)

@@ -8,7 +8,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/sqlite"
 )
 
-// Stats come from counts that triggers keep (migration 0025); after every
+// Stats come from counts that triggers keep (migration 0026); after every
 // kind of identity write they equal a count of the table itself.
 func TestRegistryStore_StatsFollowEveryWrite(t *testing.T) {
 	ctx := context.Background()
