@@ -52,7 +52,7 @@ var layers = map[string]layer{
 	"broker": transport, "httpapi": transport, "amqphub": transport, "ui": transport,
 	"amqp": protocol,
 	"hub":  wiring, "hubtest": wiring, "e2e": wiring, "cmd/iothub-emulator": wiring,
-	"cmd/soak": client, "simdevices": client,
+	"cmd/soak": client, "cmd/loadgen": client, "simdevices": client,
 }
 
 var (

@@ -437,10 +437,15 @@ func (h *Hub) bindListeners(context.Context) error {
 	amqpTLS.ClientAuth = tls.RequestClientCert // X.509 devices, checked when they attach
 
 	h.tlsOf = map[string]*tls.Config{"mqtts": mqttTLS, "https": serverTLS, "amqps": amqpTLS}
+	openFiles, err := raiseOpenFileLimit()
+	if err != nil {
+		h.log.Warn("could not raise the open-file limit to the hard limit", "limit", openFiles, "error", err)
+	}
 	maxConns := h.cfg.MaxConnections
 	if maxConns <= 0 {
-		maxConns = defaultMaxConnections()
+		maxConns = defaultMaxConnections(openFiles)
 	}
+	h.log.Info("connection limit", "connections", maxConns, "open_files", openFiles)
 	limit := &connLimit{max: int64(maxConns), log: h.log}
 	for _, l := range []struct{ name, addr string }{
 		{"mqtts", h.cfg.MQTTSAddr}, {"mqtt", h.cfg.MQTTAddr}, {"https", h.cfg.HTTPSAddr}, {"http", h.cfg.HTTPAddr},

@@ -26,16 +26,37 @@ const (
 // limit.
 const fdReserve = 256
 
-// defaultMaxConnections derives the connection limit from the soft
-// open-file limit (Go raises it to the hard limit at start), so that
+// raiseOpenFileLimit sets the soft open-file limit to the hard limit and
+// returns the soft limit in force. Every connection holds a file
+// descriptor, and distributions often set the soft limit to 1,024. Go's
+// runtime raises it the same way when the process starts (since Go 1.19);
+// doing it here keeps the connection limit from depending on that, and
+// works where the runtime's attempt did not happen.
+func raiseOpenFileLimit() (uint64, error) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, err
+	}
+	if rl.Cur < rl.Max {
+		raised := rl
+		raised.Cur = rl.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err != nil {
+			return rl.Cur, err
+		}
+		rl = raised
+	}
+	return rl.Cur, nil
+}
+
+// defaultMaxConnections derives the connection limit from the open-file
+// limit (raised to the hard limit first, raiseOpenFileLimit), so that
 // connections alone never exhaust file descriptors: EMFILE would make every
 // listener, and the database, fail.
-func defaultMaxConnections() int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur == ^uint64(0) {
+func defaultMaxConnections(openFiles uint64) int {
+	if openFiles == 0 || openFiles > 1<<31 {
 		return 100000
 	}
-	return max(int(rl.Cur)-fdReserve, 64)
+	return max(int(openFiles)-fdReserve, 64)
 }
 
 // connLimit counts open connections across all of the hub's listeners.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -91,4 +92,40 @@ func TestOpen_DataDirLocked(t *testing.T) {
 		t.Fatalf("Open after Close: %v", err)
 	}
 	h2.Close()
+}
+
+// The hub raises its soft open-file limit to the hard limit, whatever it
+// was started with (issue 22: 100,000 connections need as many files).
+func TestRaiseOpenFileLimit(t *testing.T) {
+	var orig syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	if orig.Max < 1024 {
+		t.Fatalf("hard open-file limit %d is too low to test with", orig.Max)
+	}
+	t.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig) })
+	lowered := syscall.Rlimit{Cur: 512, Max: orig.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered); err != nil {
+		t.Fatal(err)
+	}
+	got, err := raiseOpenFileLimit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var now syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &now); err != nil {
+		t.Fatal(err)
+	}
+	if got != orig.Max || now.Cur != orig.Max || now.Max != orig.Max {
+		t.Fatalf("after raising: returned %d, limit %d/%d; want the hard limit %d", got, now.Cur, now.Max, orig.Max)
+	}
+	for _, c := range []struct {
+		openFiles uint64
+		want      int
+	}{{20000, 20000 - fdReserve}, {1024, 1024 - fdReserve}, {100, 64}, {0, 100000}, {^uint64(0), 100000}} {
+		if got := defaultMaxConnections(c.openFiles); got != c.want {
+			t.Errorf("defaultMaxConnections(%d) = %d, want %d", c.openFiles, got, c.want)
+		}
+	}
 }

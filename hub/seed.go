@@ -29,6 +29,33 @@ func (w twinWriter) MergeTwin(ctx context.Context, deviceID, moduleID, ifMatch s
 	return err
 }
 
+// MergeTwins writes the twin parts of a bulk request's entries in one
+// transaction (twins.Service.PatchEach).
+func (w twinWriter) MergeTwins(ctx context.Context, merges []registry.TwinMerge) []error {
+	ps := make([]twins.KeyedPatch, len(merges))
+	for i, m := range merges {
+		ps[i] = twins.KeyedPatch{Key: twins.Key{DeviceID: m.DeviceID, ModuleID: m.ModuleID}, IfMatch: m.IfMatch,
+			Patch: twins.ServicePatch{Tags: m.Tags, Desired: m.Desired}}
+	}
+	return w.t.PatchEach(ctx, ps)
+}
+
+// InitialTwin lets a bulk create write its twin parts with the identity
+// (twins.Service.PatchFresh).
+func (w twinWriter) InitialTwin(tags, desired map[string]any) (registry.TwinInit, error) {
+	apply, err := w.t.PatchFresh(twins.ServicePatch{Tags: tags, Desired: desired})
+	if err != nil {
+		return nil, err
+	}
+	return func(fresh any) error {
+		t, ok := fresh.(*twins.Twin)
+		if !ok {
+			return fmt.Errorf("initial twin: the store passed a %T, not a *twins.Twin", fresh)
+		}
+		return apply(t)
+	}, nil
+}
+
 // SeedIdentity is a device or module named in the seed file.
 type SeedIdentity struct {
 	DeviceID, ModuleID string

@@ -77,6 +77,37 @@ type TwinWriter interface {
 	MergeTwin(ctx context.Context, deviceID, moduleID, ifMatch string, tags, desired map[string]any) error
 }
 
+// TwinMerge is one entry's twin part for TwinBatchWriter.
+type TwinMerge struct {
+	DeviceID, ModuleID, IfMatch string
+	Tags, Desired               map[string]any
+}
+
+// TwinBatchWriter is a TwinWriter that can merge the twin parts of many
+// entries at once, in one transaction instead of one per entry. It returns
+// one error per merge, with MergeTwin's rules; merges of the same twin
+// apply in order.
+type TwinBatchWriter interface {
+	TwinWriter
+	MergeTwins(ctx context.Context, merges []TwinMerge) []error
+}
+
+// TwinInitializer is a TwinWriter that can write a new identity's twin
+// parts together with the identity: InitialTwin validates tags and desired
+// as a service patch and returns how to apply them to the fresh twin the
+// store creates, so a bulk create costs one row insert instead of an
+// insert and a twin update.
+type TwinInitializer interface {
+	TwinWriter
+	InitialTwin(tags, desired map[string]any) (TwinInit, error)
+}
+
+// TwinInit applies an entry's twin parts to the fresh twin of its new
+// identity. The store passes the twin in its own type (for the hub's
+// SQLite store, *twins.Twin) and writes the result with the identity; an
+// error leaves the fresh twin, and is the entry's error.
+type TwinInit func(fresh any) error
+
 // ChangeKind says what a store does with one bulk entry.
 type ChangeKind int
 
@@ -93,6 +124,9 @@ const (
 type Change struct {
 	Kind     ChangeKind
 	Identity *Identity
+	// Twin, on an Insert, writes the entry's twin parts into the new
+	// identity's twin (nil: the fresh twin).
+	Twin TwinInit
 }
 
 // Key names an identity.
@@ -155,11 +189,27 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 			modules = append(modules, ms...)
 		}
 	}
+	// Twin parts of entries that may create their identity, ready to be
+	// written with it (validated now, outside the store's transaction).
+	inits := make([]TwinInit, len(ops))
+	if ti, ok := s.Twins.(TwinInitializer); ok {
+		for _, i := range idx {
+			if op := &ops[i]; (op.Mode == Create || op.Mode == CreateOrUpdate || op.Mode == CreateOrUpdateIfMatchETag) &&
+				(op.Tags != nil || op.Desired != nil) {
+				inits[i], _ = ti.InitialTwin(op.Tags, op.Desired) // on error, MergeTwin below reports it
+			}
+		}
+	}
+	initialized := make([]bool, len(ops))
 	var closeDisabled, forget []Key
 	deletedDevice := map[string]bool{}
 	if len(keys) > 0 {
 		storeErrs, err := s.Store.Apply(ctx, keys, func(j int, cur *Identity) (Change, error) {
 			ch, err := s.decide(&ops[idx[j]], cur)
+			if err == nil && ch.Kind == Insert && inits[idx[j]] != nil {
+				ch.Twin = inits[idx[j]]
+				initialized[idx[j]] = true
+			}
 			if err == nil {
 				switch {
 				case ch.Kind == Remove:
@@ -204,10 +254,12 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 	// Twin contents go through the twins service, after the identities
 	// exist; a twin failure is reported for its entry (the identity write
 	// stays).
+	var merges []TwinMerge
+	var mergeAt []int
 	for i := range ops {
 		op := &ops[i]
 		twinOnly := op.Mode == UpdateTwin || op.Mode == UpdateTwinIfMatchETag
-		if errs[i] != nil || op.Mode == Delete || op.Mode == DeleteIfMatchETag || (!twinOnly && op.Tags == nil && op.Desired == nil) {
+		if errs[i] != nil || initialized[i] || op.Mode == Delete || op.Mode == DeleteIfMatchETag || (!twinOnly && op.Tags == nil && op.Desired == nil) {
 			continue
 		}
 		ifMatch := ""
@@ -218,7 +270,17 @@ func (s *Service) Import(ctx context.Context, ops []BulkOp) ([]BulkError, error)
 				continue
 			}
 		}
-		errs[i] = s.Twins.MergeTwin(ctx, op.Identity.DeviceID, op.Identity.ModuleID, ifMatch, op.Tags, op.Desired)
+		merges = append(merges, TwinMerge{DeviceID: op.Identity.DeviceID, ModuleID: op.Identity.ModuleID, IfMatch: ifMatch, Tags: op.Tags, Desired: op.Desired})
+		mergeAt = append(mergeAt, i)
+	}
+	if bw, ok := s.Twins.(TwinBatchWriter); ok && len(merges) > 1 {
+		for j, err := range bw.MergeTwins(ctx, merges) {
+			errs[mergeAt[j]] = err
+		}
+	} else {
+		for j, m := range merges {
+			errs[mergeAt[j]] = s.Twins.MergeTwin(ctx, m.DeviceID, m.ModuleID, m.IfMatch, m.Tags, m.Desired)
+		}
 	}
 
 	var out []BulkError

@@ -3,10 +3,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"strings"
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/registry"
+	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Apply implements registry.Store: every entry in one write transaction.
@@ -40,6 +42,12 @@ func (s *RegistryStore) Apply(ctx context.Context, keys []registry.Key, decide f
 			return err
 		}
 		defer ins.Close()
+		var insTwin *sql.Stmt // prepared on first use
+		defer func() {
+			if insTwin != nil {
+				insTwin.Close()
+			}
+		}()
 		upd, err := tx.PrepareContext(ctx, updateIdentitySQL)
 		if err != nil {
 			return err
@@ -68,7 +76,26 @@ func (s *RegistryStore) Apply(ctx context.Context, keys []registry.Key, decide f
 				}
 				etag++
 				ch.Identity.ETag = etag
-				if _, err := ins.ExecContext(ctx, insertArgs(ch.Identity, now)...); err != nil {
+				args := insertArgs(ch.Identity, now)
+				stmt := ins
+				if ch.Twin != nil {
+					twinArgs, twinErr, err := initialTwinArgs(k, now, ch.Twin)
+					if err != nil {
+						return err
+					}
+					if twinErr != nil {
+						errs[i] = twinErr // the identity is created with the fresh twin
+					} else {
+						if insTwin == nil {
+							if insTwin, err = tx.PrepareContext(ctx, insertIdentityTwinSQL); err != nil {
+								return err
+							}
+						}
+						args, stmt = append(identityArgs(ch.Identity), now), insTwin
+						args = append(args, twinArgs...)
+					}
+				}
+				if _, err := stmt.ExecContext(ctx, args...); err != nil {
 					return err
 				}
 				cur[k] = ch.Identity
@@ -112,6 +139,46 @@ func (s *RegistryStore) Apply(ctx context.Context, keys []registry.Key, decide f
 		return nil, err
 	}
 	return errs, nil
+}
+
+// insertIdentityTwinSQL inserts an identity with the twin of
+// initialTwinArgs: identityArgs, created time, then the twin columns.
+const insertIdentityTwinSQL = `INSERT INTO identities (` + identityColumns + `, created_time,
+	tags, desired, reported, desired_meta, reported_meta, desired_version, reported_version, twin_version, twin_etag)
+	VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?, ?, ?,?,?,?,?,?,?,?,?)`
+
+// initialTwinArgs builds the fresh twin insertIdentitySQL would write for
+// k, applies init to it and returns the twin columns of the result. An
+// error of init (a twin limit) comes back as twinErr; err is an encoding
+// failure.
+func initialTwinArgs(k registry.Key, now string, init registry.TwinInit) (args []any, twinErr, err error) {
+	fresh := func() twins.Properties {
+		return twins.Properties{Data: map[string]any{}, Metadata: map[string]any{"$lastUpdated": now}, Version: 1}
+	}
+	t := &twins.Twin{Key: twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}, Desired: fresh(), Reported: fresh(), Version: 2, ETag: 1}
+	if twinErr := init(t); twinErr != nil {
+		return nil, twinErr, nil
+	}
+	// A service patch never touches reported, and desired only when its
+	// version moved: the fresh sections keep the insert's own text.
+	meta := `{"$lastUpdated":"` + now + `"}`
+	tags, err := encodeTags(t.Tags)
+	if err != nil {
+		return nil, nil, err
+	}
+	desired, desiredMeta := "{}", meta
+	if t.Desired.Version != 1 {
+		if desired, err = encodeObject(t.Desired.Data); err != nil {
+			return nil, nil, err
+		}
+		if desiredMeta, err = encodeObject(t.Desired.Metadata); err != nil {
+			return nil, nil, err
+		}
+	}
+	if t.Reported.Version != 1 {
+		return nil, nil, errors.New("initial twin: a service patch changed reported properties")
+	}
+	return []any{tags, desired, "{}", desiredMeta, meta, t.Desired.Version, t.Reported.Version, t.Version, t.ETag}, nil, nil
 }
 
 // loadBatch bounds the keys per lookup query (two variables each).
