@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,4 +85,190 @@ func TestThrottling_OffByDefault(t *testing.T) {
 			t.Fatalf("call %d without --sku: %d", i, r.StatusCode)
 		}
 	}
+}
+
+// countUntil calls do until it answers something other than 200/204 (or
+// max calls), and returns how many passed and the first refusal.
+func countUntil(max int, do func(i int) *hubtest.Response) (passed int, refusal *hubtest.Response) {
+	for i := 0; i < max; i++ {
+		r := do(i)
+		if r.StatusCode != http.StatusOK && r.StatusCode != http.StatusNoContent {
+			return passed, r
+		}
+		passed++
+	}
+	return passed, nil
+}
+
+// C2D sends (here the emulator's REST stand-in for the service's AMQP
+// send): 100 a minute per S1 unit, then 429001.
+func TestThrottling_S1C2DSends(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	// A device queues at most 50 messages: spread the 100 over three.
+	for _, id := range []string{"c0", "c1", "c2"} {
+		h.CreateDevice(t, id)
+	}
+	send := func(i int) *hubtest.Response {
+		return h.Do(t, http.MethodPost, fmt.Sprintf("/_emulator/devices/c%d/messages/devicebound", i%3), map[string]any{"body": "x"})
+	}
+	passed, refusal := countUntil(150, send)
+	if passed != 100 || refusal == nil {
+		t.Fatalf("%d C2D sends passed, want S1's 100 per minute", passed)
+	}
+	checkHubError(t, refusal, 429, "ThrottlingException")
+	if !strings.Contains(string(refusal.Body), "cloud-to-device sends") {
+		t.Errorf("the refusal does not name the quota: %s", refusal.Body)
+	}
+	// The queue listing is the emulator's own and never throttled.
+	if r := h.Do(t, http.MethodGet, "/_emulator/devices/c0/messages/devicebound", nil); r.StatusCode != 200 {
+		t.Errorf("listing a queue under a spent C2D budget: %d", r.StatusCode)
+	}
+	h.Advance(t, 600*time.Millisecond) // 1.67/s
+	if r := send(0); r.StatusCode != 200 {
+		t.Errorf("after 0.6 s: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+// C2D receives over HTTPS: 1,000 a minute per S1 unit; completing a
+// message is not a receive.
+func TestThrottling_S1C2DReceivesOverHTTPS(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	d := h.CreateDevice(t, "poller")
+	auth := "Authorization: " + d.Token(t, h, 24*time.Hour)
+	sendC2D(t, h, "poller", map[string]any{"body": "one"})
+	r := h.Do(t, http.MethodGet, "/devices/poller/messages/deviceBound", nil, auth)
+	if r.StatusCode != 200 {
+		t.Fatalf("receive: %d %s", r.StatusCode, r.Body)
+	}
+	lock := strings.Trim(r.Header.Get("ETag"), `"`)
+	passed, refusal := countUntil(1100, func(int) *hubtest.Response {
+		return h.Do(t, http.MethodGet, "/devices/poller/messages/devicebound", nil, auth)
+	})
+	if passed != 999 || refusal == nil {
+		t.Fatalf("%d more receives passed, want 999 (S1: 1,000 per minute)", passed)
+	}
+	checkHubError(t, refusal, 429, "ThrottlingException")
+	if r := h.Do(t, http.MethodDelete, "/devices/poller/messages/deviceBound/"+lock, nil, auth); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("complete under a spent receive budget: %d %s", r.StatusCode, r.Body)
+	}
+}
+
+// File upload initiations: 100 a minute per S1 unit (the notifications
+// are not counted).
+func TestThrottling_S1FileUploadInitiations(t *testing.T) {
+	t.Parallel()
+	endpoint, _ := fakeBlobService(t)
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(func(c *hub.Config) {
+		s1(c)
+		c.StorageConnectionString = "AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;BlobEndpoint=" + endpoint
+	}))
+	d := h.CreateDevice(t, "cam")
+	auth := "Authorization: " + d.Token(t, h, 24*time.Hour)
+	// A device has at most 10 uploads in flight: each is notified at once.
+	upload := func(i int) *hubtest.Response {
+		r := h.Do(t, http.MethodPost, "/devices/cam/files", map[string]string{"blobName": fmt.Sprintf("f%d", i)}, auth)
+		if r.StatusCode != 200 {
+			return r
+		}
+		var info struct{ CorrelationID string }
+		r.JSON(t, &info)
+		if n := h.Do(t, http.MethodPost, "/devices/cam/files/notifications",
+			map[string]any{"correlationId": info.CorrelationID, "isSuccess": true, "statusCode": 200}, auth); n.StatusCode != http.StatusNoContent {
+			t.Fatalf("notification %d: %d %s", i, n.StatusCode, n.Body)
+		}
+		return r
+	}
+	passed, refusal := countUntil(150, upload)
+	if passed != 100 || refusal == nil {
+		t.Fatalf("%d file uploads started, want S1's 100 per minute", passed)
+	}
+	checkHubError(t, refusal, 429, "ThrottlingException")
+}
+
+// Direct methods are throttled by payload bytes in 4 KB meters: S1 takes
+// 160 KB a second, 40 calls of up to 4 KB or 20 of 4 to 8 KB. A digital
+// twin command is a direct method.
+func TestThrottling_S1DirectMethodsByPayloadSize(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	h.CreateDevice(t, "offline")
+	invoke := func(payloadBytes int) *hubtest.Response {
+		payload := `"` + strings.Repeat("a", payloadBytes-2) + `"`
+		return h.Do(t, http.MethodPost, "/twins/offline/methods",
+			fmt.Sprintf(`{"methodName":"m","payload":%s,"responseTimeoutInSeconds":5}`, payload))
+	}
+	for _, tc := range []struct{ payload, calls int }{{100, 40}, {6000, 20}} {
+		// The device is offline: a call that passes the throttle gets
+		// 404103 from the hub, one that does not gets 429001.
+		calls := 0
+		var r *hubtest.Response
+		for ; calls < 100; calls++ {
+			if r = invoke(tc.payload); r.StatusCode != http.StatusNotFound {
+				break
+			}
+		}
+		if calls != tc.calls {
+			t.Fatalf("%d-byte payloads: %d calls reached the device, want %d", tc.payload, calls, tc.calls)
+		}
+		checkHubError(t, r, 429, "ThrottlingException")
+		if !strings.Contains(string(r.Body), "160KB/sec") {
+			t.Errorf("the refusal does not name the quota: %s", r.Body)
+		}
+		h.Advance(t, time.Second)
+	}
+	// Commands share the budget.
+	for i := 0; i < 40; i++ {
+		invoke(100)
+	}
+	r := h.Do(t, http.MethodPost, "/digitaltwins/offline/commands/reboot", `{}`)
+	checkHubError(t, r, 429, "ThrottlingException")
+	// Registry calls have their own budget.
+	if r := h.Do(t, http.MethodGet, "/devices/offline", nil); r.StatusCode != 200 {
+		t.Errorf("registry call under a spent method budget: %d", r.StatusCode)
+	}
+}
+
+// A job's device operations are paced at S1's 10 a second: the job slows
+// down on the hub's clock and completes, no device fails for it.
+func TestThrottling_S1JobDeviceOperationsArePaced(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	for i := 0; i < 25; i++ {
+		h.CreateDevice(t, fmt.Sprintf("j%02d", i))
+	}
+	body := `{"jobId":"paced","type":"scheduleUpdateTwin","queryCondition":"STARTSWITH(deviceId, 'j')",
+		"updateTwin":{"etag":"*","properties":{"desired":{"x":1}}},"maxExecutionTimeInSeconds":600}`
+	if r := h.Do(t, http.MethodPut, "/jobs/v2/paced", body); r.StatusCode != 200 {
+		t.Fatalf("PUT: %d %s", r.StatusCode, r.Body)
+	}
+	// 25 updates at 10 a second: 10 at once, the other 15 over 1.5 s of
+	// the hub's clock, which stands still until the test moves it.
+	j := waitJob(t, h, "paced", func(j jobDoc) bool { return j.Status == "running" && j.Stats.DeviceCount == 25 })
+	if j.Stats.SucceededCount == 25 {
+		t.Fatal("the job completed all 25 devices while the clock stood still")
+	}
+	advanceUntil(t, h, 100*time.Millisecond, func() error {
+		if j = getJob(t, h, "paced"); j.Status != "completed" {
+			return fmt.Errorf("job is %s %+v", j.Status, j.Stats)
+		}
+		return nil
+	})
+	if j.Stats.SucceededCount != 25 || j.Stats.FailedCount != 0 {
+		t.Fatalf("paced job stats %+v, want 25 succeeded", j.Stats)
+	}
+	start, err1 := time.Parse(time.RFC3339Nano, j.StartTime)
+	end, err2 := time.Parse(time.RFC3339Nano, j.EndTime)
+	if err1 != nil || err2 != nil || end.Sub(start) < 1500*time.Millisecond {
+		t.Fatalf("the job ran from %s to %s on the hub's clock, want at least 1.5 s", j.StartTime, j.EndTime)
+	}
+}
+
+// getJob reads a job once.
+func getJob(t *testing.T, h *hubtest.Hub, id string) jobDoc {
+	t.Helper()
+	var j jobDoc
+	h.Do(t, http.MethodGet, "/jobs/v2/"+id, nil).JSON(t, &j)
+	return j
 }

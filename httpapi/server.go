@@ -122,6 +122,7 @@ func New(deps Deps, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Clock = clock.OrReal(cfg.Clock)
 	s := &Server{Deps: deps, cfg: cfg, log: cfg.Logger}
 	s.handler = s.router()
 	return s, nil

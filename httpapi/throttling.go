@@ -8,16 +8,30 @@ import (
 )
 
 // throttledAs names the throttle class of a hub route (--sku); ok false
-// for routes the tiers do not throttle by count (direct methods are
-// throttled by bytes, C2D receives and file upload are not counted here).
+// for routes the tiers do not count per call here: direct methods are
+// metered by payload size in their handlers (invokeMethod,
+// invokeDigitalTwinCommand), settling a C2D message and file upload
+// notifications are not throttled by the hub.
 func throttledAs(rt route) (op throttling.Operation, shaped, ok bool) {
 	p := rt.path
 	switch {
-	case strings.HasPrefix(p, "/_emulator/"), rt.method == anyMethod:
+	case rt.method == anyMethod:
+		return "", false, false
+	// The emulator's REST stand-in for the service's C2D send (AMQP on
+	// the hub) counts as a C2D send; the emulator's other endpoints are
+	// never throttled.
+	case p == "/_emulator/devices/{id}/messages/devicebound" && rt.method == http.MethodPost:
+		return throttling.CloudToDevice, false, true
+	case strings.HasPrefix(p, "/_emulator/"):
 		return "", false, false
 	case strings.HasSuffix(p, "/messages/events"):
 		return throttling.DeviceToCloud, true, true
-	case strings.Contains(p, "/messages/"), strings.HasSuffix(p, "/methods"), strings.Contains(p, "/files"):
+	case strings.HasSuffix(strings.ToLower(p), "/messages/devicebound") && rt.method == http.MethodGet:
+		return throttling.C2DReceives, false, true // HTTPS receives: the only ones the hub throttles
+	case strings.HasSuffix(p, "/files") && rt.method == http.MethodPost:
+		return throttling.FileUploads, false, true
+	case strings.Contains(p, "/messages/"), strings.HasSuffix(p, "/methods"), strings.Contains(p, "/files"),
+		strings.Contains(p, "/commands/"):
 		return "", false, false
 	case p == "/devices/query":
 		return throttling.Queries, false, true

@@ -381,7 +381,7 @@ func (h *Hub) newMethods(context.Context) error {
 
 func (h *Hub) newJobs(context.Context) (err error) {
 	h.Jobs, err = jobs.NewEngine(jobs.Deps{
-		Store: h.stores.jobs, Selector: h.stores.selector, Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
+		Store: h.stores.jobs, Selector: h.stores.selector, Twins: jobTwins{h.Twins, h.throttle}, Methods: jobMethods{h},
 	}, jobs.Config{
 		Clock: h.clock, Now: h.now, Workers: h.cfg.JobWorkers, MaxActive: h.cfg.MaxActiveJobs, Retention: h.cfg.JobRetention,
 		Logger: h.log.With("component", "jobs"),
