@@ -583,7 +583,7 @@ func (s *Server) sendC2D(w http.ResponseWriter, r *http.Request) error {
 	if err := s.C2D.Send(ctx(r), m); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, c2dJSON(m, false, s.cfg.Clock.Now()))
+	return writeJSON(w, http.StatusOK, c2dJSON(m, false, s.now()))
 }
 
 // listC2D shows a device's queue (emulator only).
@@ -593,7 +593,7 @@ func (s *Server) listC2D(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := make([]*C2DJSON, len(msgs))
-	now := s.cfg.Clock.Now()
+	now := s.now()
 	for i, m := range msgs {
 		out[i] = c2dJSON(m, true, now)
 	}

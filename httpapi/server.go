@@ -122,11 +122,13 @@ func New(deps Deps, cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	cfg.Clock = clock.OrReal(cfg.Clock)
 	s := &Server{Deps: deps, cfg: cfg, log: cfg.Logger}
 	s.handler = s.router()
 	return s, nil
 }
+
+// now is the hub's time (its clock: fake under --fake-clock).
+func (s *Server) now() time.Time { return clock.OrReal(s.cfg.Clock).Now() }
 
 // Handler is the router with request logging.
 func (s *Server) Handler() http.Handler { return s.handler }
