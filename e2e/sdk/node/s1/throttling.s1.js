@@ -1,0 +1,136 @@
+'use strict';
+// The Node SDKs against an S1 hub (run.sh's s1 suite: --sku S1
+// --fake-clock). The tier's budgets refill only when a test moves the hub's
+// clock (POST /_emulator/clock), so the counts are exact and no test waits
+// for the time it checks. Each test starts by refilling every budget.
+//
+// What the SDKs do with 429 (their sources): azure-iothub's Registry has no
+// retry policy at all (RestApiClient turns 429 into a ThrottlingError and
+// hands it to the caller), so the application backs off; the device
+// client retries a refused connection (CONNACK 3, ServiceUnavailableError)
+// with its default ExponentialBackOffWithJitter policy, and a shaped send
+// simply takes longer (one connection's sends are handled in order, so a
+// single device never fills the hub's shaping backlog).
+const { test } = require('node:test');
+const { Message } = require('azure-iot-device');
+const { NoRetry } = require('azure-iot-common');
+const hub = require('../lib/hub');
+
+const { assert, uniqueId, withTimeout, pollUntil, emulatorApi, hubErrorOf } = hub;
+const T = { timeout: 110000 };
+const enc = encodeURIComponent;
+
+const advance = (seconds) => emulatorApi('POST', '/_emulator/clock', { advanceSeconds: seconds });
+// A minute refills every budget (the per-minute ones are the slowest).
+const refill = () => advance(60);
+const stored = async (id) => (await emulatorApi('GET', `/_emulator/messages?deviceId=${enc(id)}`)) || [];
+
+test('the s1 emulator runs on a fake clock', async () => {
+  const c = await emulatorApi('GET', '/_emulator/clock');
+  assert.equal(c.fake, true, 'start the emulator with --fake-clock');
+});
+
+test('registry: a loop of calls gets 429 ThrottlingException in the hub body; the app backs off and recovers', T, async () => {
+  await refill();
+  const reg = hub.registry();
+  const id = uniqueId('s1reg');
+  await hub.createDevice(reg, id); // one of S1's 100 per minute
+  try {
+    let passed = 1;
+    let err;
+    for (let i = 0; i < 150 && !err; i++) {
+      try {
+        await withTimeout(reg.get(id), 15000, `get ${i}`);
+        passed++;
+      } catch (e) {
+        err = e;
+      }
+    }
+    assert.equal(passed, 100, 'S1 allows 100 registry operations a minute');
+    assert.ok(err instanceof hub.serviceErrors.ThrottlingError, `a ThrottlingError, got ${err && err.name}: ${err && err.message}`);
+    assert.equal(err.response.statusCode, 429);
+    assert.equal(err.response.headers['iothub-errorcode'], 'ThrottlingException');
+    const body = hubErrorOf(err);
+    assert.equal(body.errorCode, 'ThrottlingException', `the hub's body: ${err.responseBody}`);
+    assert.match(JSON.parse(err.responseBody).ExceptionMessage, /Tracking ID:/);
+    // The Registry does not retry: the next call fails the same way...
+    await assert.rejects(withTimeout(reg.get(id), 15000, 'get while throttled'), hub.serviceErrors.ThrottlingError);
+    // ...until the budget refills on the hub's clock (1.67 a second).
+    await advance(1);
+    const { responseBody } = await withTimeout(reg.get(id), 15000, 'get after backing off');
+    assert.equal(responseBody.deviceId, id);
+  } finally {
+    await refill();
+    await hub.deleteQuietly(reg, id);
+  }
+});
+
+test('d2c over MQTT: 101 messages in a second are shaped, not refused: all arrive, the last when the budget allows', T, async () => {
+  await refill();
+  const reg = hub.registry();
+  const id = uniqueId('s1d2c');
+  let client;
+  try {
+    const dev = await hub.createDevice(reg, id);
+    client = await hub.openClient(hub.deviceConnectionString(id, dev.authentication.symmetricKey.primaryKey));
+    let acked = 0;
+    const sends = [];
+    for (let i = 0; i < 101; i++) {
+      sends.push(client.sendEvent(new Message(`m${i}`)).then(() => { acked++; }));
+    }
+    await pollUntil(async () => acked === 100, 30000, 'the first 100 sends acknowledged');
+    // The hub's clock stands still: the 101st is held, neither stored nor
+    // acknowledged nor refused.
+    assert.equal((await stored(id)).length, 100);
+    assert.equal(acked, 100);
+    await advance(1);
+    await withTimeout(Promise.all(sends), 30000, 'the shaped send');
+    const all = await stored(id);
+    assert.equal(all.length, 101);
+  } finally {
+    await hub.closeQuietly(client);
+    await hub.deleteQuietly(reg, id);
+  }
+});
+
+test('new connections: past 100 a second the hub refuses CONNECT (CONNACK 3); the device client retries and opens once the budget refills', T, async () => {
+  await refill();
+  const reg = hub.registry();
+  const id = uniqueId('s1conn');
+  const clients = [];
+  try {
+    const dev = await hub.createDevice(reg, id);
+    const cs = hub.deviceConnectionString(id, dev.authentication.symmetricKey.primaryKey);
+    // S1's 100 new connections of the second (one device reconnecting
+    // counts as much as many devices connecting).
+    for (let i = 0; i < 100; i++) {
+      const c = hub.DeviceClient.fromConnectionString(cs, hub.Mqtt);
+      await withTimeout(c.open(), 15000, `connection ${i + 1}`);
+      await withTimeout(c.close(), 15000, `close ${i + 1}`);
+    }
+    // Without retries the SDK shows the refusal: CONNACK 3, server unavailable.
+    const probe = hub.DeviceClient.fromConnectionString(cs, hub.Mqtt);
+    probe.setRetryPolicy(new NoRetry());
+    clients.push(probe);
+    const err = await hub.rejectionOf(probe.open(), 'the 101st connection');
+    assert.match(`${err.name} ${err.message} ${err.transportError && err.transportError.message}`, /unavailable/i);
+    // With its default policy the SDK retries (ServiceUnavailableError is
+    // retryable) until the hub's clock has refilled the budget.
+    const client = hub.DeviceClient.fromConnectionString(cs, hub.Mqtt);
+    clients.push(client);
+    let opened = false;
+    const open = client.open().then(() => { opened = true; });
+    open.catch(() => {});
+    await pollUntil(async () => {
+      if (opened) return true;
+      await advance(1);
+      return false;
+    }, 90000, 'the device client opened after retrying', 1000);
+    await open;
+    await withTimeout(client.sendEvent(new Message('connected at last')), 15000, 'send after the retried open');
+  } finally {
+    for (const c of clients) await hub.closeQuietly(c);
+    await refill();
+    await hub.deleteQuietly(reg, id);
+  }
+});
