@@ -272,3 +272,63 @@ func getJob(t *testing.T, h *hubtest.Hub, id string) jobDoc {
 	h.Do(t, http.MethodGet, "/jobs/v2/"+id, nil).JSON(t, &j)
 	return j
 }
+
+// Every class S1 refuses at once past its budget: exactly the documented
+// count passes while the clock stands, the next call gets 429001, and a
+// minute later the budget is full again.
+func TestThrottling_S1RefusesPastEachBudget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		budget int
+		call   func(t *testing.T, h *hubtest.Hub) *hubtest.Response
+	}{
+		{"twin reads (REST)", 100, func(t *testing.T, h *hubtest.Hub) *hubtest.Response {
+			return h.Do(t, http.MethodGet, "/twins/dev1", nil)
+		}},
+		{"twin updates (REST)", 50, func(t *testing.T, h *hubtest.Hub) *hubtest.Response {
+			return h.Do(t, http.MethodPatch, "/twins/dev1", `{"tags":{"x":1}}`)
+		}},
+		{"queries", 20, func(t *testing.T, h *hubtest.Hub) *hubtest.Response {
+			return h.Do(t, http.MethodPost, "/devices/query", `{"query":"SELECT * FROM devices"}`)
+		}},
+		{"jobs operations", 100, func(t *testing.T, h *hubtest.Hub) *hubtest.Response {
+			return h.Do(t, http.MethodGet, "/jobs/v2/query", nil)
+		}},
+		{"configurations", 20, func(t *testing.T, h *hubtest.Hub) *hubtest.Response {
+			return h.Do(t, http.MethodGet, "/configurations", nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+			h.CreateDevice(t, "dev1")
+			passed, refusal := countUntil(tc.budget+50, func(int) *hubtest.Response { return tc.call(t, h) })
+			if passed != tc.budget || refusal == nil {
+				t.Fatalf("%d calls passed, want S1's %d", passed, tc.budget)
+			}
+			checkHubError(t, refusal, 429, "ThrottlingException")
+			h.Advance(t, time.Minute)
+			if passed, _ := countUntil(tc.budget, func(int) *hubtest.Response { return tc.call(t, h) }); passed != tc.budget {
+				t.Fatalf("a minute later %d calls passed, want %d", passed, tc.budget)
+			}
+		})
+	}
+}
+
+// New device connections: 100 a second on S1; the 101st CONNECT of the
+// second gets CONNACK 3 (server unavailable), which the SDKs retry.
+func TestThrottling_S1NewConnections(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	d := h.CreateDevice(t, "dev1")
+	for i := 0; i < 100; i++ {
+		c := mustDial(t, h, d, connOpts{}) // each replaces the one before
+		c.Disconnect(0)
+	}
+	if _, err := dial(t, h, d, connOpts{}); err == nil || !strings.Contains(strings.ToLower(err.Error()), "unavailable") {
+		t.Fatalf("the 101st connection of the second: %v, want CONNACK 3 server unavailable", err)
+	}
+	h.Advance(t, 10*time.Millisecond) // one more connection's worth at 100/s
+	mustDial(t, h, d, connOpts{})
+}

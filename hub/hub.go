@@ -548,7 +548,7 @@ func (h *Hub) loadCerts() (*certSet, error) {
 	if !h.cfg.InMemory {
 		dir = filepath.Join(h.cfg.DataDir, "certs")
 	}
-	return loadOrCreateCerts(dir, uniq, time.Now())
+	return loadOrCreateCerts(dir, uniq, time.Now()) // wall clock: clients check certificates against theirs
 }
 
 // writeCAFile gives clients a CA file to point at, also in memory mode.
