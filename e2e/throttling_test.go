@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -331,4 +332,48 @@ func TestThrottling_S1NewConnections(t *testing.T) {
 	}
 	h.Advance(t, 10*time.Millisecond) // one more connection's worth at 100/s
 	mustDial(t, h, d, connOpts{})
+}
+
+// Twin reads over MQTT share the REST budget; the refusal is a 429 twin
+// response whose body carries 429001 and a timestamp on the hub's clock.
+func TestThrottling_S1TwinReadsOverMQTT(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	d := h.CreateDevice(t, "dev1")
+	for i := 0; i < 60; i++ { // 60 of the 100 a second over REST
+		if r := h.Do(t, http.MethodGet, "/twins/dev1", nil); r.StatusCode != 200 {
+			t.Fatalf("REST read %d: %d", i, r.StatusCode)
+		}
+	}
+	c := mustDial(t, h, d, connOpts{})
+	c.subscribe(t, "$iothub/twin/res/#")
+	for i := 0; i < 41; i++ {
+		c.publish(t, fmt.Sprintf("$iothub/twin/GET/?$rid=%d", i), 0, "")
+	}
+	var refused paho.Message
+	checkFor(t, 20*time.Second, func() error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		ok := 0
+		for _, m := range c.received {
+			switch {
+			case strings.HasPrefix(m.Topic(), "$iothub/twin/res/200/"):
+				ok++
+			case strings.HasPrefix(m.Topic(), "$iothub/twin/res/429/"):
+				refused = m
+			}
+		}
+		if ok != 40 || refused == nil {
+			return fmt.Errorf("%d answered 200, refusal %v; want 40 and one 429", ok, refused != nil)
+		}
+		return nil
+	})
+	var body struct {
+		ErrorCode    int    `json:"errorCode"`
+		TimestampUTC string `json:"timestampUtc"`
+	}
+	if err := json.Unmarshal(refused.Payload(), &body); err != nil || body.ErrorCode != 429001 ||
+		!strings.HasPrefix(body.TimestampUTC, clockStart.Format("2006-01-02T15:04:05")) {
+		t.Fatalf("429 twin response %s (%v), want errorCode 429001 stamped with the hub's clock", refused.Payload(), err)
+	}
 }
