@@ -13,7 +13,7 @@
 // single device never fills the hub's shaping backlog).
 const { test } = require('node:test');
 const { Message } = require('azure-iot-device');
-const { NoRetry } = require('azure-iot-common');
+const { NoRetry, ExponentialBackOffWithJitter } = require('azure-iot-common');
 const hub = require('../lib/hub');
 
 const { assert, uniqueId, withTimeout, pollUntil, emulatorApi, hubErrorOf } = hub;
@@ -115,17 +115,25 @@ test('new connections: past 100 a second the hub refuses CONNECT (CONNACK 3); th
     const err = await hub.rejectionOf(probe.open(), 'the 101st connection');
     assert.match(`${err.name} ${err.message} ${err.transportError && err.transportError.message}`, /unavailable/i);
     // With its default policy the SDK retries (ServiceUnavailableError is
-    // retryable) until the hub's clock has refilled the budget.
+    // retryable). The policy is wrapped only to see the refusals it retries;
+    // the decisions and delays are the SDK's own.
     const client = hub.DeviceClient.fromConnectionString(cs, hub.Mqtt);
     clients.push(client);
+    const policy = new ExponentialBackOffWithJitter();
+    const retried = [];
+    client.setRetryPolicy({
+      shouldRetry: (e) => { retried.push(e); return policy.shouldRetry(e); },
+      nextRetryTimeout: (n, throttled) => policy.nextRetryTimeout(n, throttled),
+    });
     let opened = false;
     const open = client.open().then(() => { opened = true; });
     open.catch(() => {});
-    await pollUntil(async () => {
-      if (opened) return true;
-      await advance(1);
-      return false;
-    }, 90000, 'the device client opened after retrying', 1000);
+    await pollUntil(async () => retried.length > 0, 30000, 'the SDK to meet a refused connection');
+    assert.equal(opened, false);
+    assert.ok(policy.shouldRetry(retried[0]), `the SDK retries ${retried[0].name}`);
+    // The hub's clock refills the budget; the next retry gets through.
+    await advance(1);
+    await pollUntil(async () => opened, 60000, 'the device client opened after retrying');
     await open;
     await withTimeout(client.sendEvent(new Message('connected at last')), 15000, 'send after the retried open');
   } finally {
