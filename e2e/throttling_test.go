@@ -377,3 +377,28 @@ func TestThrottling_S1TwinReadsOverMQTT(t *testing.T) {
 		t.Fatalf("429 twin response %s (%v), want errorCode 429001 stamped with the hub's clock", refused.Payload(), err)
 	}
 }
+
+// Calls the hub refuses for their credentials spend nothing of a budget:
+// a client without a valid token cannot throttle the others.
+func TestThrottling_UnauthenticatedCallsSpendNothing(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart), hubtest.WithConfig(s1))
+	d := h.CreateDevice(t, "dev1")
+	for i := 0; i < 150; i++ {
+		expectError(t, h.Do(t, http.MethodGet, "/devices/dev1", nil, "Authorization: SharedAccessSignature sr=x&sig=y&se=1&skn=iothubowner"),
+			http.StatusUnauthorized, "IotHubUnauthorizedAccess")
+		expectError(t, h.Do(t, http.MethodGet, "/devices/dev1/messages/deviceBound", nil, "Authorization: "+h.ServiceToken(t, "registryRead")),
+			http.StatusUnauthorized, "IotHubUnauthorizedAccess")
+	}
+	passed, _ := countUntil(99, func(int) *hubtest.Response { return h.Do(t, http.MethodGet, "/devices/dev1", nil) })
+	if passed != 99 {
+		t.Fatalf("%d registry calls passed after 150 unauthenticated ones, want the 99 left of S1's 100", passed)
+	}
+	auth := "Authorization: " + d.Token(t, h, time.Hour)
+	passed, _ = countUntil(1000, func(int) *hubtest.Response {
+		return h.Do(t, http.MethodGet, "/devices/dev1/messages/deviceBound", nil, auth)
+	})
+	if passed != 1000 {
+		t.Fatalf("%d receives passed after 150 unauthenticated ones, want S1's 1,000", passed)
+	}
+}

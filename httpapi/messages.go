@@ -25,6 +25,10 @@ func (s *Server) emulator(need sasauth.Rights, h handlerFunc) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if err := s.admitThrottled(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
@@ -61,6 +65,10 @@ func (s *Server) device(h deviceHandler) http.Handler {
 		}
 		if id.Status != registry.StatusEnabled {
 			s.writeError(w, r, iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized: the device is disabled"))
+			return
+		}
+		if err := s.admitThrottled(r); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)

@@ -168,6 +168,10 @@ func (s *Server) hub(need sasauth.Rights, h handlerFunc) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if err := s.admitThrottled(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -50,8 +51,19 @@ func throttledAs(rt route) (op throttling.Operation, shaped, ok bool) {
 	return "", false, false
 }
 
-// withThrottling takes each call of a throttled route from its tier's
-// budget: 429001 beyond it, or a shaped wait for device-to-cloud sends.
+// throttleClass is the throttle of a route, carried in the request's
+// context from withThrottling to the route's authentication wrapper.
+type throttleClass struct {
+	op     throttling.Operation
+	shaped bool
+}
+
+type throttleKey struct{}
+
+// withThrottling marks each call of a throttled route with its class
+// (--sku); the route's wrapper (hub, device, emulator) takes the call from
+// the tier's budget once the caller has authenticated (admitThrottled), so
+// calls the hub refuses anyway spend nothing of it.
 func (s *Server) withThrottling(rt route, next http.Handler) http.Handler {
 	if s.cfg.Throttle == nil {
 		return next
@@ -60,17 +72,22 @@ func (s *Server) withThrottling(rt route, next http.Handler) http.Handler {
 	if !ok {
 		return next
 	}
+	c := throttleClass{op: op, shaped: shaped}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var err error
-		if shaped {
-			err = s.cfg.Throttle.Shape(r.Context(), op)
-		} else {
-			err = s.cfg.Throttle.Allow(op)
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), throttleKey{}, c)))
 	})
+}
+
+// admitThrottled takes an authenticated call of a throttled route from its
+// tier's budget: 429001 beyond it, or a shaped wait for device-to-cloud
+// sends. Calls of other routes, and every call without --sku, pass.
+func (s *Server) admitThrottled(r *http.Request) error {
+	c, ok := r.Context().Value(throttleKey{}).(throttleClass)
+	if !ok {
+		return nil
+	}
+	if c.shaped {
+		return s.cfg.Throttle.Shape(r.Context(), c.op)
+	}
+	return s.cfg.Throttle.Allow(c.op)
 }
