@@ -129,6 +129,22 @@ func Quotas(sku string, units int) (map[Operation]Quota, error) {
 	return nil, fmt.Errorf("unknown SKU %q (one of %s)", sku, strings.Join(SKUs, ", "))
 }
 
+// MaxActiveJobs is the tier's limit of concurrent jobs (the quotas page's
+// "Other limits": 1 for Free and S1, 5 for S2, 10 for S3); beyond it the
+// hub answers 429004 ThrottlingMaxActiveJobCountExceeded. ok false for an
+// unknown tier.
+func MaxActiveJobs(sku string) (n int, ok bool) {
+	switch strings.ToUpper(sku) {
+	case "F1", "S1":
+		return 1, true
+	case "S2":
+		return 5, true
+	case "S3":
+		return 10, true
+	}
+	return 0, false
+}
+
 // DefaultMaxShaping bounds how long a shaped device-to-cloud send is held
 // before it gets 429 instead (the hub queues "for a minute or two" of
 // sustained excess; a held send also holds its device's connection).

@@ -229,3 +229,14 @@ func TestNilLimiterAllowsEverything(t *testing.T) {
 		t.Fatal("a nil limiter throttled")
 	}
 }
+
+func TestMaxActiveJobs(t *testing.T) {
+	for sku, want := range map[string]int{"F1": 1, "s1": 1, "S2": 5, "S3": 10} {
+		if n, ok := throttling.MaxActiveJobs(sku); !ok || n != want {
+			t.Errorf("MaxActiveJobs(%s) = %d, %v; want %d", sku, n, ok, want)
+		}
+	}
+	if _, ok := throttling.MaxActiveJobs("B1"); ok {
+		t.Error("an unknown tier has a job limit")
+	}
+}
