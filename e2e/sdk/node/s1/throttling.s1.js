@@ -142,3 +142,56 @@ test('new connections: past 100 a second the hub refuses CONNECT (CONNACK 3); th
     await hub.deleteQuietly(reg, id);
   }
 });
+
+test('direct methods: S1 meters 160 KB a second in 4 KB blocks; the service Client retries the 429 and gets through once the budget refills', T, async () => {
+  await refill();
+  const reg = hub.registry();
+  const id = uniqueId('s1meth');
+  let device;
+  try {
+    const dev = await hub.createDevice(reg, id);
+    device = await hub.openClient(hub.deviceConnectionString(id, dev.authentication.symmetricKey.primaryKey));
+    let calls = 0;
+    device.onDeviceMethod('ping', (request, response) => {
+      calls++;
+      response.send(200, { pong: request.payload }, () => {});
+    });
+    await hub.methodsEnabled(device);
+    // Without retries: 40 small calls (4 KB each to the meter) pass, the
+    // 41st gets 429 ThrottlingException in the hub's body.
+    const plain = hub.serviceClient();
+    plain.setRetryPolicy(new NoRetry());
+    for (let i = 0; i < 40; i++) {
+      const { result } = await withTimeout(plain.invokeDeviceMethod(id, { methodName: 'ping', payload: i, responseTimeoutInSeconds: 10 }),
+        15000, `call ${i + 1}`);
+      assert.equal(result.status, 200);
+    }
+    const err = await hub.rejectionOf(plain.invokeDeviceMethod(id, { methodName: 'ping', payload: 41, responseTimeoutInSeconds: 10 }),
+      'the 41st call of the second');
+    assert.ok(err instanceof hub.serviceErrors.ThrottlingError, `a ThrottlingError, got ${err.name}: ${err.message}`);
+    assert.equal(hubErrorOf(err).errorCode, 'ThrottlingException', `the hub's body: ${err.responseBody}`);
+    assert.equal(calls, 40, 'the refused call never reached the device');
+    // The Client's default policy (ExponentialBackOffWithJitter, which
+    // retries ThrottlingError after its throttled back-off of about 10 s)
+    // recovers once the hub's clock has refilled the budget. Wrapped only to
+    // see the retry.
+    const svc = hub.serviceClient();
+    const policy = new ExponentialBackOffWithJitter();
+    const retried = [];
+    svc.setRetryPolicy({
+      shouldRetry: (e) => { retried.push(e); return policy.shouldRetry(e); },
+      nextRetryTimeout: (n, throttled) => policy.nextRetryTimeout(n, throttled),
+    });
+    const call = svc.invokeDeviceMethod(id, { methodName: 'ping', payload: 'retried', responseTimeoutInSeconds: 10 });
+    call.catch(() => {});
+    await pollUntil(async () => retried.length > 0, 30000, 'the Client to meet the 429');
+    assert.ok(retried[0] instanceof hub.serviceErrors.ThrottlingError, `retried ${retried[0].name}`);
+    await advance(1);
+    const { result } = await withTimeout(call, 90000, 'the retried call');
+    assert.deepEqual(result, { status: 200, payload: { pong: 'retried' } });
+  } finally {
+    await hub.closeQuietly(device);
+    await refill();
+    await hub.deleteQuietly(reg, id);
+  }
+});
