@@ -6,11 +6,13 @@
 //
 // What the SDKs do with 429 (their sources): azure-iothub's Registry has no
 // retry policy at all (RestApiClient turns 429 into a ThrottlingError and
-// hands it to the caller), so the application backs off; the device
-// client retries a refused connection (CONNACK 3, ServiceUnavailableError)
-// with its default ExponentialBackOffWithJitter policy, and a shaped send
-// simply takes longer (one connection's sends are handled in order, so a
-// single device never fills the hub's shaping backlog).
+// hands it to the caller), so the application backs off; its Client retries
+// ThrottlingError (invokeDeviceMethod, send, open) with
+// ExponentialBackOffWithJitter's throttled back-off. The device client
+// retries a refused connection (CONNACK 3, ServiceUnavailableError) with its
+// default policy, and a shaped send simply takes longer (one connection's
+// sends are handled in order, so a single device never fills the hub's
+// shaping backlog).
 const { test } = require('node:test');
 const { Message } = require('azure-iot-device');
 const { NoRetry, ExponentialBackOffWithJitter } = require('azure-iot-common');
