@@ -102,16 +102,31 @@ func (j jobTwins) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.Twin
 	return err
 }
 
-// PatchManyForJob patches a chunk of a job's twins in one transaction.
+// PatchManyForJob patches a chunk of a job's twins in one transaction;
+// under --sku in pieces the tier lets through at once, each when its budget
+// allows, so the devices hear of the patch at the tier's pace.
 func (j jobTwins) PatchManyForJob(ctx context.Context, keys []jobs.DeviceKey, p jobs.TwinPatch) ([]error, error) {
-	if err := j.throttle.Pace(ctx, throttling.JobDeviceOps, len(keys)); err != nil {
-		return nil, err
+	piece := len(keys)
+	if b := j.throttle.Burst(throttling.JobDeviceOps); b > 0 {
+		piece = b
 	}
-	tk := make([]twins.Key, len(keys))
-	for i, k := range keys {
-		tk[i] = twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}
+	errs := make([]error, 0, len(keys))
+	for start := 0; start < len(keys); start += piece {
+		part := keys[start:min(start+piece, len(keys))]
+		if err := j.throttle.Pace(ctx, throttling.JobDeviceOps, len(part)); err != nil {
+			return nil, err
+		}
+		tk := make([]twins.Key, len(part))
+		for i, k := range part {
+			tk[i] = twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}
+		}
+		e, err := j.s.PatchMany(ctx, tk, twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, e...)
 	}
-	return j.s.PatchMany(ctx, tk, twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
+	return errs, nil
 }
 
 var _ jobs.BatchTwins = jobTwins{}

@@ -315,6 +315,15 @@ func (l *Limiter) Pace(ctx context.Context, op Operation, n int) error {
 	return l.waitFor(ctx, op, float64(n), wait)
 }
 
+// Burst is how many operations of op the budget holds when full (0 when
+// off or when op is not throttled): what may pass at once.
+func (l *Limiter) Burst(op Operation) int {
+	if l == nil {
+		return 0
+	}
+	return int(l.quotas[op].Count)
+}
+
 // SKU is the tier in force ("" when off).
 func (l *Limiter) SKU() string {
 	if l == nil {

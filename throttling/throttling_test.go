@@ -223,6 +223,19 @@ func TestPace(t *testing.T) {
 	}
 }
 
+func TestBurst(t *testing.T) {
+	l, err := throttling.New(throttling.Config{SKU: "S1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := l.Burst(throttling.JobDeviceOps); b != 10 {
+		t.Errorf("S1 job device operations burst %d, want 10", b)
+	}
+	if b := (*throttling.Limiter)(nil).Burst(throttling.JobDeviceOps); b != 0 {
+		t.Errorf("off: burst %d", b)
+	}
+}
+
 func TestNilLimiterAllowsEverything(t *testing.T) {
 	var l *throttling.Limiter
 	if l.AllowDirectMethod(1<<20) != nil || l.Pace(context.Background(), throttling.JobDeviceOps, 1000) != nil {
