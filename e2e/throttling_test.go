@@ -297,6 +297,29 @@ func TestThrottling_S1JobDeviceOperationsArePaced(t *testing.T) {
 	if j.Stats.SucceededCount == 25 {
 		t.Fatal("the job completed all 25 devices while the clock stood still")
 	}
+	// The devices hear of the patch at the tier's pace: ten at once, ten
+	// more a second later.
+	patched := func() int {
+		var rows []struct{ N int }
+		h.Do(t, http.MethodPost, "/devices/query", `{"query":"SELECT COUNT() AS n FROM devices WHERE properties.desired.x = 1"}`).JSON(t, &rows)
+		if len(rows) != 1 {
+			t.Fatalf("count query answered %v", rows)
+		}
+		return rows[0].N
+	}
+	checkFor(t, 20*time.Second, func() error {
+		if n := patched(); n != 10 {
+			return fmt.Errorf("%d twins patched, want the first 10", n)
+		}
+		return nil
+	})
+	h.Advance(t, time.Second)
+	checkFor(t, 20*time.Second, func() error {
+		if n := patched(); n != 20 {
+			return fmt.Errorf("%d twins patched a second later, want 20", n)
+		}
+		return nil
+	})
 	advanceUntil(t, h, 100*time.Millisecond, func() error {
 		if j = getJob(t, h, "paced"); j.Status != "completed" {
 			return fmt.Errorf("job is %s %+v", j.Status, j.Stats)
