@@ -10,6 +10,8 @@ FROM ${BUILDER} AS build
 WORKDIR /src
 ENV CGO_ENABLED=0
 COPY go.mod go.sum ./
+# The patched MQTT server the go.mod replace directive points at (docs/third-party.md).
+COPY third_party/ third_party/
 RUN ["go", "mod", "download"]
 COPY . .
 RUN ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "/out/iothub-emulator", "./cmd/iothub-emulator"]

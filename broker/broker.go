@@ -63,11 +63,13 @@ type Handlers struct {
 	TwinPatchReported func(ctx context.Context, d Device, patch map[string]any) (int64, error)
 	// MethodResponse delivers a device's direct-method answer.
 	MethodResponse func(d Device, rid string, status int, body []byte)
-	// Telemetry stores a device-to-cloud message. With wait false (QoS 0:
-	// the device gets no PUBACK) it may return once the message is queued,
-	// as long as messages of one connection are stored in order and a later
-	// call with wait true returns only after the earlier ones are stored.
-	Telemetry func(ctx context.Context, d Device, props map[string]string, body []byte, wait bool) error
+	// Telemetry queues a device-to-cloud message for storage, in order
+	// behind the connection's earlier ones. For a message the device wants
+	// acknowledged (QoS 1, ack true) it returns wait, which returns once the
+	// message is stored (call it exactly once): the PUBACK is written only
+	// after that, while the connection's read loop reads on. For QoS 0 wait
+	// is nil; a later message's wait still covers it.
+	Telemetry func(ctx context.Context, d Device, props map[string]string, body []byte, ack bool) (wait func() error, err error)
 	// SessionChanged is called after a device connects, subscribes or
 	// disconnects (direct methods wait on it).
 	SessionChanged func(d Device)
@@ -139,22 +141,31 @@ type Broker struct {
 	ws       *wsListener
 
 	mu        sync.RWMutex
-	conns     map[string]*conn       // live connections by client id
-	byClient  map[*mqtt.Client]*conn // the same, and those being replaced
+	conns     map[string]*conn // live connections by client id
 	listeners []*netListener
-	serving   atomic.Bool
+	// byClient maps each *mqtt.Client to its conn, also while a newer
+	// connection replaces it. Every packet looks its connection up here,
+	// so it is a sync.Map (lock-free reads) rather than a map under mu.
+	byClient sync.Map
+	serving  atomic.Bool
 }
 
 type conn struct {
 	dev Device
 	cl  *mqtt.Client
-	c2d c2dInflight
-	out outbox
+	// current is set while this is conns[its client id]: not replaced by
+	// a newer connection of the device, not disconnected.
+	current atomic.Bool
+	c2d     c2dInflight
+	out     outbox
 	// expiry closes the connection when its SAS token expires, as the hub
 	// does (digest §1.3); the SDKs reconnect with a fresh token before that.
 	expiry clock.Timer
 	// dps is set for a device registering with DPS (dps.go), not the hub.
 	dps *provisioning.Credentials
+	// stored holds the telemetry this connection's read loop queued and
+	// has not acknowledged yet (hook.OnPacketEncode).
+	stored pendingAcks
 }
 
 // New builds a broker; add listeners, set handlers, then Start.
@@ -199,7 +210,7 @@ func New(cfg Config) *Broker {
 		// $SYS topics are a mochi feature, not the hub's; refresh them rarely.
 		SysTopicResendInterval: 3600,
 	})
-	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}, byClient: map[*mqtt.Client]*conn{}}
+	b := &Broker{cfg: cfg, srv: srv, log: log, conns: map[string]*conn{}}
 	b.ws = newWSListener("wss", cfg.WriteTimeout, cfg.ConnectTimeout)
 	return b
 }
@@ -258,6 +269,36 @@ func (b *Broker) Close() error {
 		b.srv.Listeners.ClientsWg.Done()
 	}
 	return b.srv.Close()
+}
+
+// register makes c the live connection of its client id.
+func (b *Broker) register(c *conn) {
+	b.mu.Lock()
+	if old, ok := b.conns[c.cl.ID]; ok {
+		old.current.Store(false)
+	}
+	b.conns[c.cl.ID] = c // replaced by the newest connection
+	c.current.Store(true)
+	b.mu.Unlock()
+	b.byClient.Store(c.cl, c)
+}
+
+// connOf returns cl's connection, also when a newer one replaced it.
+func (b *Broker) connOf(cl *mqtt.Client) (*conn, bool) {
+	c, ok := b.byClient.Load(cl)
+	if !ok {
+		return nil, false
+	}
+	return c.(*conn), true
+}
+
+// currentConn returns cl's connection if it is its device's live one.
+func (b *Broker) currentConn(cl *mqtt.Client) (*conn, bool) {
+	c, ok := b.connOf(cl)
+	if !ok || !c.current.Load() {
+		return nil, false
+	}
+	return c, true
 }
 
 func (b *Broker) live(clientID string) (*conn, bool) {

@@ -76,17 +76,14 @@ func (h *hook) connectDPS(cl *mqtt.Client, pk packets.Packet, idScope, regID str
 	creds.Attested = true
 	cl.ID = dpsClientPrefix + regID
 	c := &conn{cl: cl, dps: &creds, dev: Device{DeviceID: dpsClientPrefix + regID}} // dev names it in logs only
-	h.b.mu.Lock()
-	h.b.conns[cl.ID] = c
-	h.b.byClient[cl] = c
-	h.b.mu.Unlock()
+	h.b.register(c)
 	return nil
 }
 
 // dpsConn returns the DPS registration of a live DPS connection.
 func (h *hook) dpsConn(cl *mqtt.Client) (*conn, bool) {
-	c, ok := h.b.live(cl.ID)
-	if !ok || c.cl != cl || c.dps == nil {
+	c, ok := h.b.currentConn(cl)
+	if !ok || c.dps == nil {
 		return nil, false
 	}
 	return c, true

@@ -9,6 +9,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/clock"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -34,7 +35,7 @@ func (h *hook) ID() string { return "iothub" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished,
-		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnDisconnect, mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPublish, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 		mqtt.StoredClients, mqtt.StoredSubscriptions,
 	}, []byte{b})
 }
@@ -55,10 +56,14 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			return h.connectDPS(cl, pk, scope, regID)
 		}
 	}
-	dev, err := h.authenticate(cl, pk)
-	if admit := h.b.handlers.AdmitConnect; err == nil && admit != nil {
-		err = admit(dev)
-	}
+	var dev Device
+	var err error
+	onFreshStack(func() {
+		dev, err = h.authenticate(cl, pk)
+		if admit := h.b.handlers.AdmitConnect; err == nil && admit != nil {
+			err = admit(dev)
+		}
+	})
 	if err != nil {
 		var he *iothub.Error
 		if !errors.As(err, &he) || he.Code == iothub.ServiceUnavailable || he.Code == iothub.ServerError {
@@ -82,10 +87,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 			cl.Stop(errTokenExpired)
 		})
 	}
-	h.b.mu.Lock()
-	h.b.conns[cl.ID] = c // replaced by the newest connection
-	h.b.byClient[cl] = c
-	h.b.mu.Unlock()
+	h.b.register(c)
 	return nil
 }
 
@@ -159,13 +161,14 @@ func (h *hook) verifyCertificate(cl *mqtt.Client, id *registry.Identity) error {
 
 // OnConnectAuthenticate accepts what OnConnect already authenticated.
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
-	c, ok := h.b.live(cl.ID)
-	return ok && c.cl == cl
+	_, ok := h.b.currentConn(cl)
+	return ok
 }
 
+// device returns the device of cl while cl is its live connection.
 func (h *hook) device(cl *mqtt.Client) (Device, bool) {
-	c, ok := h.b.live(cl.ID)
-	if !ok || c.cl != cl || c.dps != nil {
+	c, ok := h.b.currentConn(cl)
+	if !ok || c.dps != nil {
 		return Device{}, false
 	}
 	return c.dev, true
@@ -181,13 +184,31 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 	if !ok {
 		return
 	}
-	if pk.Connect.Clean && h.b.cfg.Sessions != nil {
-		_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
-	}
-	h.b.log.Info("device connected", "device", dev.DeviceID, "module", dev.ModuleID, "auth", dev.AuthMethod,
-		"remote", cl.Net.Remote, "listener", cl.Net.Listener, "clean", pk.Connect.Clean)
-	h.changed(dev)
-	h.c2dReady(dev)
+	clean := pk.Connect.Clean
+	onFreshStack(func() {
+		if clean && h.b.cfg.Sessions != nil {
+			_ = h.b.cfg.Sessions.DeleteSession(context.Background(), cl.ID)
+		}
+		h.b.log.Info("device connected", "device", dev.DeviceID, "module", dev.ModuleID, "auth", dev.AuthMethod,
+			"remote", cl.Net.Remote, "listener", cl.Net.Listener, "clean", clean)
+		h.changed(dev)
+		h.c2dReady(dev)
+	})
+}
+
+// onFreshStack runs f on a short-lived goroutine and waits for it. The
+// connection's read loop calls it for work with deep stacks (SQLite,
+// logging) at CONNECT: run on the read loop, that work would grow the
+// goroutine's stack to 16-32 KB, which it keeps, idle, until garbage
+// collections shrink it by half at a time; the short-lived goroutine's
+// stack goes back to the runtime at once.
+func onFreshStack(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
 }
 
 // c2dReady tells the domain a device may now take C2D messages (queued
@@ -215,12 +236,18 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	mine := ok && c.cl == cl
 	if mine {
 		delete(h.b.conns, cl.ID)
+		c.current.Store(false)
 	}
-	own, hadOwn := h.b.byClient[cl]
-	delete(h.b.byClient, cl)
 	h.b.mu.Unlock()
+	own, hadOwn := h.b.connOf(cl)
+	h.b.byClient.Delete(cl)
 	if hadOwn && own.expiry != nil {
 		own.expiry.Stop()
+	}
+	if hadOwn {
+		// Telemetry the device will never see acknowledged: stored or not,
+		// its waits must be answered.
+		own.stored.drain()
 	}
 	// C2D messages this connection did not acknowledge go back to the queue,
 	// also when a newer connection took over. The outbox closes first, so
@@ -497,10 +524,17 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			if pk.FixedHeader.Retain {
 				props["mqtt-retain"] = "true" // the hub keeps no retained messages (digest §1.4)
 			}
-			// QoS 0 is acknowledged by nobody: queue it and read on. The
-			// PUBACK of a later QoS 1 publish still means that it and
-			// everything before it on this connection is stored.
-			if err := hd.Telemetry(ctx, dev, props, pk.Payload, pk.FixedHeader.Qos > 0); err != nil {
+			// Queue the message and read on: mochi holds the PUBACK back
+			// until the connection has nothing more to read, and
+			// OnPacketEncode holds it back until the message is stored. QoS
+			// 0 is acknowledged by nobody; the PUBACK of a later QoS 1
+			// publish still means that it and everything before it on this
+			// connection is stored.
+			wait, err := hd.Telemetry(ctx, dev, props, pk.Payload, pk.FixedHeader.Qos > 0)
+			if err == nil && wait != nil {
+				h.pendingAck(cl, pk.PacketID, wait)
+			}
+			if err != nil {
 				var he *iothub.Error
 				if errors.As(err, &he) {
 					// A message the hub refuses (too large): it closes the connection.
@@ -537,4 +571,89 @@ func (h *hook) twinError(dev Device, rid string, err error) (internal bool) {
 		return true
 	}
 	return false
+}
+
+// pendingAcks are the telemetry messages of one connection that are queued
+// for storage and not yet acknowledged, in the order received. Only the
+// connection's read loop adds and takes them (OnPublish, then
+// OnPacketEncode of the PUBACK, or OnDisconnect); the mutex is for safety.
+type pendingAcks struct {
+	mu sync.Mutex
+	q  []pendingAck
+}
+
+type pendingAck struct {
+	id   uint16
+	wait func() error
+}
+
+// pendingAck records that the PUBACK of packet id must wait for its
+// message to be stored.
+func (h *hook) pendingAck(cl *mqtt.Client, id uint16, wait func() error) {
+	c, ok := h.b.connOf(cl)
+	if !ok {
+		_ = wait() // the connection is closing: nobody will be acknowledged
+		return
+	}
+	c.stored.mu.Lock()
+	c.stored.q = append(c.stored.q, pendingAck{id, wait})
+	c.stored.mu.Unlock()
+}
+
+// through waits until the messages queued up to and including packet id
+// are stored. It returns the first storage failure.
+func (p *pendingAcks) through(id uint16) error {
+	p.mu.Lock()
+	n := 0
+	for i, a := range p.q {
+		if a.id == id {
+			n = i + 1
+			break
+		}
+	}
+	done := p.q[:n:n]
+	p.q = p.q[n:]
+	if len(p.q) == 0 {
+		p.q = nil
+	}
+	p.mu.Unlock()
+	var first error
+	for _, a := range done {
+		if err := a.wait(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// drain answers every pending wait (the connection closed).
+func (p *pendingAcks) drain() {
+	p.mu.Lock()
+	q := p.q
+	p.q = nil
+	p.mu.Unlock()
+	for _, a := range q {
+		_ = a.wait()
+	}
+}
+
+// OnPacketEncode holds each PUBACK of device telemetry back until the
+// message (and those before it) is stored: "acknowledged" means "stored".
+// If storing failed, the connection is closed before the PUBACK is
+// written (mochi writes nothing for a stopped client), and the device
+// sends the message again on its next connection.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type != packets.Puback {
+		return pk
+	}
+	c, ok := h.b.connOf(cl)
+	if !ok {
+		return pk
+	}
+	if err := c.stored.through(pk.PacketID); err != nil {
+		h.b.log.Error("telemetry not stored", "device", c.dev.ClientID(), "error", err)
+		cl.Stop(err)
+		c.stored.drain()
+	}
+	return pk
 }

@@ -64,7 +64,19 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
+// handle serves one connection for its whole life. Its goroutine is the
+// connection's read loop, parked in a read while the device is idle, so
+// its own frame is kept small: the runtime can shrink an idle goroutine's
+// stack only to twice what is in use.
 func (l *netListener) handle(c net.Conn, establish listeners.EstablishFn) {
+	if nc := l.prepare(c); nc != nil {
+		_ = establish(l.id, nc)
+	}
+}
+
+// prepare wraps c with write deadlines and TLS, and sets the deadline for
+// the CONNECT packet; nil means the handshake failed and c is closed.
+func (l *netListener) prepare(c net.Conn) net.Conn {
 	var nc net.Conn = &deadlineConn{Conn: c, timeout: l.b.cfg.WriteTimeout}
 	if l.tls != nil {
 		tc := tls.Server(nc, l.tls)
@@ -72,13 +84,13 @@ func (l *netListener) handle(c net.Conn, establish listeners.EstablishFn) {
 		if err := tc.Handshake(); err != nil {
 			l.b.log.Debug("tls handshake failed", "listener", l.id, "remote", c.RemoteAddr(), "error", err)
 			_ = c.Close()
-			return
+			return nil
 		}
 		nc = tc
 	}
 	// mochi replaces this deadline with the keep-alive's after CONNECT.
 	_ = nc.SetReadDeadline(time.Now().Add(l.b.cfg.ConnectTimeout))
-	_ = establish(l.id, nc)
+	return nc
 }
 
 func (l *netListener) Close(closeClients listeners.CloseFn) {

@@ -232,9 +232,7 @@ func (b *Broker) DeliverC2D(m *messaging.C2DMessage) error {
 
 // c2dAcked completes the C2D message a PUBACK acknowledges.
 func (h *hook) c2dAcked(cl *mqtt.Client, id uint16) {
-	h.b.mu.RLock()
-	c, ok := h.b.byClient[cl]
-	h.b.mu.RUnlock()
+	c, ok := h.b.connOf(cl)
 	if !ok {
 		return
 	}

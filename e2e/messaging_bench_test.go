@@ -7,6 +7,8 @@ package e2e
 //
 //	IOTHUB_BENCH=1 go test ./e2e -run TestMessagingBenchmark -v -timeout 30m
 //
+// BENCH_EMULATOR_BIN=path measures that binary instead of this tree.
+//
 // It reports figures and asserts none of them.
 
 import (
@@ -47,7 +49,12 @@ func TestMessagingBenchmark(t *testing.T) {
 	window := envInt("BENCH_WINDOW", 1)
 	dir := t.TempDir()
 
-	bin := buildEmulator(t)
+	// BENCH_EMULATOR_BIN runs a given emulator binary instead of building
+	// this tree: to compare two commits in turns on a shared machine.
+	bin := os.Getenv("BENCH_EMULATOR_BIN")
+	if bin == "" {
+		bin = buildEmulator(t)
+	}
 	emuMQTT, emuHTTP := benchPort(t), benchPort(t)
 	// BENCH_PROFILE=dir saves CPU profiles of the emulator's throughput
 	// rounds and a heap profile with the idle devices connected, through its

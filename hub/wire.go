@@ -35,11 +35,11 @@ func (h *Hub) wire() {
 			}
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
-		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, wait bool) error {
+		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, ack bool) (func() error, error) {
 			// Injected faults: an error in force refuses the message (the
 			// connection closes); fault properties start a new fault.
 			if err := h.Faults.CallError(faults.RouteTelemetry, d.DeviceID); err != nil {
-				return err
+				return nil, err
 			}
 			if _, err := h.Faults.FromMessage(d.DeviceID, d.ModuleID, props); err != nil {
 				h.log.Info("fault properties ignored", "device", d.ClientID(), "error", err)
@@ -47,12 +47,12 @@ func (h *Hub) wire() {
 			// --sku: beyond the tier's budget sends are held (shaped),
 			// then refused.
 			if err := h.throttle.Shape(ctx, throttling.DeviceToCloud); err != nil {
-				return err
+				return nil, err
 			}
-			if !wait {
-				return h.Telemetry.Enqueue(ctx, broker.TelemetryMessage(d, props, body))
+			if !ack {
+				return nil, h.Telemetry.Enqueue(ctx, broker.TelemetryMessage(d, props, body))
 			}
-			return h.Telemetry.Send(ctx, broker.TelemetryMessage(d, props, body))
+			return h.Telemetry.Submit(ctx, broker.TelemetryMessage(d, props, body))
 		},
 		C2DReady: func(d broker.Device) { h.C2D.Kick(d.DeviceID) },
 		C2DComplete: func(d broker.Device, lockToken string) {

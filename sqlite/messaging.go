@@ -228,7 +228,10 @@ func (s *MessageLog) Append(ctx context.Context, msgs []*messaging.Message) erro
 	return nil
 }
 
-// List returns messages in ascending sequence order.
+// List returns messages in ascending sequence order. A device filter has no
+// index to use (one cost every append a dozen scattered page writes): it
+// reads rows from From upwards, or from the newest backwards, until Limit
+// match, which at most scans what retention keeps.
 func (s *MessageLog) List(ctx context.Context, f messaging.Filter) ([]*messaging.Message, error) {
 	var where []string
 	var args []any
