@@ -37,6 +37,8 @@ type Conn struct {
 
 	stopOnce sync.Once
 	writing  atomic.Bool // the writer goroutine runs and will close nc
+	closing  atomic.Bool // Shutdown sent close: only goodbyes go out
+	answered atomic.Bool // the peer answered Shutdown's close: its hang-up is a clean end
 	err      error       // why it ended; set before stop is closed
 
 	mu       sync.Mutex
@@ -85,7 +87,58 @@ func (c *Conn) Err() error {
 // Close sends close with err (nil for a clean close) and ends the connection, e.g. when the
 // credentials behind it expire.
 func (c *Conn) Close(err *Error) {
-	c.shutdown(err, true)
+	c.shutdown(errOf(err), true)
+}
+
+// errOf keeps a nil *Error a nil error.
+func errOf(e *Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+// goodbye tells the frames Shutdown still serves: after its close the
+// server answers only the peer's rundown, detach and end (clients such as
+// the Node IoT SDK detach every link and end their session after a close,
+// and stall until they are answered); everything else is ignored and
+// nothing else goes out.
+func goodbye(p performative) bool {
+	switch p.(type) {
+	case *detachFrame, *endFrame, *closeFrame:
+		return true
+	}
+	return false
+}
+
+// Shutdown closes the connection gracefully: it sends close with err (nil
+// for a clean close), serves the peer's rundown (goodbye) and ends the
+// connection when the peer hangs up or grace has passed.
+func (c *Conn) Shutdown(err *Error, grace time.Duration) {
+	if !c.writing.Load() || !c.closing.CompareAndSwap(false, true) {
+		c.shutdown(errOf(err), true)
+		return
+	}
+	b, encErr := c.encode(0, &closeFrame{Error: err})
+	if encErr != nil {
+		c.shutdown(errOf(err), false)
+		return
+	}
+	select {
+	case c.out <- b:
+	case <-c.stop:
+		return
+	default: // the peer is not reading: no goodbye to wait for
+		c.shutdown(errOf(err), false)
+		return
+	}
+	time.AfterFunc(grace, func() { c.shutdown(errOf(err), false) })
+}
+
+// Abort drops the connection without a close frame, as a lost network
+// connection looks to the peer.
+func (c *Conn) Abort() {
+	c.shutdown(ErrConnClosed, false)
 }
 
 // shutdown ends the connection once: it records why, queues a close frame when asked, and tells
@@ -123,6 +176,9 @@ func (c *Conn) encode(ch uint16, p performative) ([]byte, error) {
 // send queues a frame for the writer. It may block while the queue is full (the writer drains
 // it or the write deadline ends the connection), never on the socket itself.
 func (c *Conn) send(ch uint16, p performative) error {
+	if c.closing.Load() && !goodbye(p) {
+		return ErrConnClosed // after our close, only the answers to the peer's rundown go out
+	}
 	b, err := c.encode(ch, p)
 	if err != nil {
 		return err
@@ -312,6 +368,8 @@ func (c *Conn) readLoop() {
 			var ae *Error
 			var ne net.Error
 			switch {
+			case c.answered.Load():
+				c.shutdown(errPeerClosed, false) // the hang-up after the rundown
 			case errors.As(err, &ae):
 				c.shutdown(ae, true)
 			case errors.As(err, &ne) && ne.Timeout():
@@ -327,6 +385,9 @@ func (c *Conn) readLoop() {
 		if fh.Type != frameTypeAMQP {
 			c.shutdown(&Error{Condition: ErrCondFramingError, Description: "SASL frame after SASL"}, true)
 			return
+		}
+		if c.closing.Load() && !goodbye(p) {
+			continue // Shutdown serves the peer's rundown only
 		}
 		if err := c.handle(fh.Channel, p); err != nil {
 			c.shutdown(err, true)
@@ -346,6 +407,13 @@ func (c *Conn) handle(ch uint16, p performative) error {
 	case *openFrame:
 		return &Error{Condition: ErrCondIllegalState, Description: "second open"}
 	case *closeFrame:
+		if c.closing.Load() {
+			// The answer to our close. rhea sends it at once and the Node
+			// SDK runs its links and session down afterwards, waiting for
+			// answers: serve that until the peer hangs up or grace ends.
+			c.answered.Store(true)
+			return nil
+		}
 		c.send(0, &closeFrame{})
 		if p.Error != nil {
 			c.shutdown(p.Error, false)
@@ -409,6 +477,9 @@ func (s *session) fail(err *Error) error {
 	s.ended = true
 	s.closeLinks(err)
 	c.mu.Unlock()
+	if c.closing.Load() {
+		return nil // after Shutdown's close only answers to the peer go out
+	}
 	return c.send(s.local, &endFrame{Error: err})
 }
 

@@ -201,16 +201,29 @@ func (l *Link) Close(err *Error) {
 	l.detachLocked(err)
 }
 
+// EndSession ends the link's session with err (nil for a clean end): every
+// link of the session ends, and the frames the peer still sends on it are
+// ignored until it answers with its own end.
+func (l *Link) EndSession(err *Error) {
+	_ = l.session.fail(err)
+}
+
 func (l *Link) detachLocked(err *Error) error {
 	if l.detachSent || l.closed {
 		return nil
 	}
-	l.detachSent = true
+	var reason error = ErrLinkClosed
 	if err != nil {
-		l.finish(err)
-	} else {
-		l.finish(ErrLinkClosed)
+		reason = err
 	}
+	if l.conn.closing.Load() {
+		// After Shutdown's close only answers go out: the link ends here,
+		// and the peer's own detach is still answered.
+		l.finish(reason)
+		return nil
+	}
+	l.detachSent = true
+	l.finish(reason)
 	return l.conn.send(l.session.local, &detachFrame{Handle: l.localHandle, Closed: true, Error: err})
 }
 

@@ -103,23 +103,34 @@ func (n *RequestNode) handle(ctx context.Context, d *Delivery) {
 func (n *RequestNode) replyLink(replyTo string) *Link {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// A link that has ended may still be listed (its watcher has not run
+	// yet) while a new one with the same address replaces it, as a client
+	// re-attaching its reply link does: only live links count.
+	live := make([]*Link, 0, len(n.replies))
 	for _, l := range n.replies {
+		select {
+		case <-l.Done():
+		default:
+			live = append(live, l)
+		}
+	}
+	for _, l := range live {
 		if t := l.Target(); t != nil && t.Address != "" && t.Address == replyTo {
 			return l
 		}
 	}
-	for _, l := range n.replies {
+	for _, l := range live {
 		if l.Name() == replyTo {
 			return l
 		}
 	}
-	for _, l := range n.replies {
+	for _, l := range live {
 		if t := l.Target(); t != nil && strings.EqualFold(t.Address, replyTo) {
 			return l
 		}
 	}
-	if len(n.replies) == 1 {
-		return n.replies[0]
+	if len(live) == 1 {
+		return live[0]
 	}
 	return nil
 }

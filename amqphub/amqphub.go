@@ -27,9 +27,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 	"github.com/iothub-emulator/iothub-emulator/messaging"
-	"github.com/iothub-emulator/iothub-emulator/methods"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
-	"github.com/iothub-emulator/iothub-emulator/twins"
 )
 
 // Deps are the services the transport calls.
@@ -43,11 +41,12 @@ type Deps struct {
 	FileNotifications fileupload.NotificationSource
 
 	// The device side: devices authenticate against Identities and reach
-	// the same services as over MQTT.
+	// the same services as over MQTT, under the same rules (rules.go).
 	Identities DeviceIdentities
-	Telemetry  *messaging.Telemetry
-	Twins      *twins.Service
-	Methods    *methods.Invoker
+	Telemetry  TelemetrySink
+	Twins      DeviceTwins
+	Methods    DeviceMethods
+	Admission  Admission
 }
 
 // Config configures the transport; zero values take the defaults of
@@ -114,6 +113,9 @@ type Server struct {
 	fileDone atomic.Int64
 	// devices are the AMQP devices connected now.
 	devices *deviceTable
+	// conns are the open connections, for the fault service (drop.go).
+	connsMu sync.Mutex
+	conns   map[*connState]struct{}
 	ctx     context.Context
 	cancel  context.CancelFunc
 
@@ -131,6 +133,7 @@ func New(deps Deps, cfg Config) (*Server, error) {
 	s := &Server{deps: deps, cfg: cfg, log: cfg.Logger.With("component", "amqp"), slots: make(chan struct{}, cfg.MaxConnections)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.devices = &deviceTable{srv: s, cur: map[devKey]*deviceSession{}}
+	s.conns = map[*connState]struct{}{}
 	cfg.Engine.Authenticate = s.authenticate
 	s.engine = amqp.NewServer(s, cfg.Engine)
 	return s, nil
@@ -215,6 +218,9 @@ func (s *Server) Connected(c *amqp.Conn) (amqp.ConnHandler, error) {
 		cs.grant(g)
 	}
 	cs.cbs = amqp.NewRequestNode(cs.serveCBS, s.cfg.SendTimeout)
+	s.connsMu.Lock()
+	s.conns[cs] = struct{}{}
+	s.connsMu.Unlock()
 	return cs, nil
 }
 
@@ -249,6 +255,7 @@ const (
 func (cs *connState) Attach(l *amqp.Link) error {
 	node := nodeAddress(l.Address())
 	if node == nodeCBS {
+		cs.trackCBS(l)
 		if l.Role() == amqp.RoleReceiver {
 			cs.cbs.AddRequestLink(l)
 		} else {
@@ -295,6 +302,9 @@ func peerRole(l *amqp.Link) string {
 
 // Closed stops the connection's claim timer (amqp.ConnHandler).
 func (cs *connState) Closed(error) {
+	cs.srv.connsMu.Lock()
+	delete(cs.srv.conns, cs)
+	cs.srv.connsMu.Unlock()
 	cs.mu.Lock()
 	if cs.timer != nil {
 		cs.timer.Stop()

@@ -36,6 +36,8 @@ type connState struct {
 	// devices' links (device.go).
 	devices  map[devKey]*deviceClaim
 	sessions map[devKey]*deviceSession
+	// cbsLinks are the $cbs links attached now, for the fault service.
+	cbsLinks map[*amqp.Link]struct{}
 }
 
 // authenticate decides SASL (amqp.Authenticator). MSSBCBS and ANONYMOUS

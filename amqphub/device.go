@@ -205,22 +205,28 @@ func (cs *connState) attachDevice(l *amqp.Link, k devKey, kind deviceKind) error
 		}
 		return amqpError(err)
 	}
+	if err := cs.admitDevice(k); err != nil {
+		return amqpError(err)
+	}
 	sess := cs.deviceSession(k, claim)
 	switch {
 	case kind == nodeEvents && peerSends:
+		sess.track(l, linkTelemetry) // before it serves: a fault may detach it at once
 		go sess.serveTelemetry(l)
 	case kind == nodeEvents:
 		// A module's input link (Node attaches a receiver on its events
 		// node): messages routed to module inputs come from IoT Edge, which
 		// the emulator is not; the link stays attached and quiet.
-		sess.track(l)
+		sess.track(l, linkModuleInput)
 	case kind == nodeC2D:
 		sess.attachC2D(l)
 	case kind == nodeMethods && peerSends:
+		sess.track(l, linkMethodReplies) // before it serves: a fault may detach it at once
 		go sess.serveMethodResponses(l)
 	case kind == nodeMethods:
 		sess.attachMethods(l)
 	case kind == nodeTwin && peerSends:
+		sess.track(l, linkTwinRequests) // before it serves: a fault may detach it at once
 		go sess.serveTwinRequests(l)
 	case kind == nodeTwin:
 		sess.attachTwin(l)
@@ -228,6 +234,21 @@ func (cs *connState) attachDevice(l *amqp.Link, k devKey, kind deviceKind) error
 		return amqp.Errorf(amqp.ErrCondNotFound, "The node %s does not exist on this hub.", l.Address())
 	}
 	return nil
+}
+
+// admitDevice asks the hub whether k may attach a link now: its first link
+// on this connection is a new device connection (injected refusals, the
+// tier's new-connection budget), a later one is refused only while a fault
+// refuses its reconnects. Refusals are 503001, which goes out as
+// amqp:link:detach-forced: the SDKs retry it.
+func (cs *connState) admitDevice(k devKey) error {
+	cs.mu.Lock()
+	_, connected := cs.sessions[k]
+	cs.mu.Unlock()
+	if connected {
+		return cs.srv.deps.Admission.AdmitLink(k.device, k.module)
+	}
+	return cs.srv.deps.Admission.AdmitConnection(k.device, k.module)
 }
 
 // deviceSession returns the connection's session of k, creating it (and

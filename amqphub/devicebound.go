@@ -32,6 +32,9 @@ func (cs *connState) submitC2D(ctx context.Context, m *amqp.Message) (func() err
 	if err != nil {
 		return nil, err
 	}
+	if err := cs.srv.deps.Admission.AdmitC2DSend(); err != nil {
+		return nil, err // 429001: the service SDKs' throttling error
+	}
 	sctx, cancel := context.WithTimeout(ctx, cs.srv.cfg.SendTimeout)
 	defer cancel()
 	return cs.srv.deps.C2D.Submit(sctx, c)

@@ -36,7 +36,7 @@ type deviceSession struct {
 	transport string // "amqp" or "amqp-ws"
 
 	mu      sync.Mutex
-	links   map[*amqp.Link]struct{}
+	links   map[*amqp.Link]linkKind
 	c2d     *c2dOutbox // the C2D receiver, nil when none is attached
 	methods *msgOutbox // the method-request receiver
 	twin    *msgOutbox // the twin-response receiver
@@ -49,15 +49,30 @@ func newDeviceSession(cs *connState, k devKey, claim *deviceClaim) *deviceSessio
 	if cs.conn.TLS() == nil {
 		transport = "amqp-ws" // TLS ends at the HTTPS listener
 	}
-	return &deviceSession{cs: cs, key: k, claim: claim, transport: transport, links: map[*amqp.Link]struct{}{}}
+	return &deviceSession{cs: cs, key: k, claim: claim, transport: transport, links: map[*amqp.Link]linkKind{}}
 }
 
 func (s *deviceSession) srv() *Server { return s.cs.srv }
 
-// track remembers l until it ends, so that a token's expiry closes it.
-func (s *deviceSession) track(l *amqp.Link) {
+// linkKind is which of a device's links a link is, as the fault service
+// names them (drop.go).
+type linkKind int
+
+const (
+	linkTelemetry      linkKind = iota + 1 // device sends on messages/events (D2C)
+	linkModuleInput                        // a module's receiver on messages/events
+	linkC2D                                // the hub sends on messages/devicebound
+	linkMethodRequests                     // the hub sends method requests on methods/devicebound
+	linkMethodReplies                      // the device answers on methods/devicebound
+	linkTwinRequests                       // the device sends twin requests on twin
+	linkTwinReplies                        // the hub sends twin responses and notifications on twin
+)
+
+// track remembers l, a link of kind, until it ends, so that a token's
+// expiry or a fault closes it.
+func (s *deviceSession) track(l *amqp.Link, kind linkKind) {
 	s.mu.Lock()
-	s.links[l] = struct{}{}
+	s.links[l] = kind
 	s.mu.Unlock()
 	go func() {
 		<-l.Done()
@@ -95,7 +110,6 @@ func (s *deviceSession) end() {
 // telemetry; the link reads on while earlier messages are committed, so
 // messages of many devices share commits.
 func (s *deviceSession) serveTelemetry(l *amqp.Link) {
-	s.track(l)
 	serveSubmissions(l, func(ctx context.Context, am *amqp.Message) (func() error, error) {
 		// A storage failure is the hub's fault, not the device's: log it.
 		logged := func(err error) error {
@@ -193,7 +207,7 @@ type c2dOutbox struct {
 // attachC2D makes l the device's C2D link (replacing an older one) and asks
 // the queue for the device's pending messages.
 func (s *deviceSession) attachC2D(l *amqp.Link) {
-	s.track(l)
+	s.track(l, linkC2D)
 	out := &c2dOutbox{l: l, q: make(chan *messaging.C2DMessage, outboxSize)}
 	s.mu.Lock()
 	old := s.c2d
@@ -374,7 +388,7 @@ func (o *msgOutbox) push(m *amqp.Message) error {
 // attachMethods makes l the link method requests go to; the invoker is
 // told, as it waits for a device to come online.
 func (s *deviceSession) attachMethods(l *amqp.Link) {
-	s.track(l)
+	s.track(l, linkMethodRequests)
 	out := newMsgOutbox(l)
 	s.mu.Lock()
 	s.methods = out
@@ -443,7 +457,6 @@ func ridOf(v any) string {
 // serveMethodResponses hands the device's answers to the invoker: the
 // correlation-id names the request, IoThub-status is the status.
 func (s *deviceSession) serveMethodResponses(l *amqp.Link) {
-	s.track(l)
 	ctx := l.Conn().Context()
 	for {
 		d, err := l.Receive(ctx)
@@ -501,7 +514,7 @@ func intOf(v any) (int, bool) {
 // attachTwin makes l the link twin responses and desired-property
 // notifications go to.
 func (s *deviceSession) attachTwin(l *amqp.Link) {
-	s.track(l)
+	s.track(l, linkTwinReplies)
 	out := newMsgOutbox(l)
 	s.mu.Lock()
 	s.twin = out
@@ -524,7 +537,6 @@ func (s *deviceSession) attachTwin(l *amqp.Link) {
 // request's correlation-id and a status annotation (and version after a
 // PATCH); failures carry the hub's error JSON.
 func (s *deviceSession) serveTwinRequests(l *amqp.Link) {
-	s.track(l)
 	ctx := l.Conn().Context()
 	for {
 		d, err := l.Receive(ctx)

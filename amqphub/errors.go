@@ -12,7 +12,8 @@ import (
 // amqp_service_errors.js and common-amqp amqp_common_errors.js): not-found is
 // DeviceNotFoundError, resource-limit-exceeded on a C2D send is
 // DeviceMaximumQueueDepthExceededError, message-size-exceeded is
-// MessageTooLargeError.
+// MessageTooLargeError, resource-limit-exceeded on a device's send is
+// IotHubQuotaExceededError.
 var conditions = map[iothub.Code]amqp.Condition{
 	iothub.DeviceNotFound:                  amqp.ErrCondNotFound,
 	iothub.DeviceMaximumQueueDepthExceeded: amqp.ErrCondResourceLimitExceeded,
@@ -20,7 +21,12 @@ var conditions = map[iothub.Code]amqp.Condition{
 	iothub.ArgumentInvalid:                 "com.microsoft:argument-error",
 	iothub.IotHubUnauthorizedAccess:        amqp.ErrCondUnauthorizedAccess,
 	iothub.ThrottlingException:             "com.microsoft:device-container-throttled",
-	iothub.DeviceMessageLockLost:           "com.microsoft:message-lock-lost",
+	// Every SDK retries a forced detach (Node: ServiceUnavailableError, C#
+	// and Java: transient); the emulator's refusals of a device's
+	// reconnects while a fault is in force answer with it.
+	iothub.ServiceUnavailable:    amqp.ErrCondDetachForced,
+	iothub.IotHubQuotaExceeded:   amqp.ErrCondResourceLimitExceeded,
+	iothub.DeviceMessageLockLost: "com.microsoft:message-lock-lost",
 }
 
 // amqpError is the one mapping of an error to the AMQP error a rejected

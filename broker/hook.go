@@ -479,9 +479,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	r := route(pk.TopicName)
 	// Telemetry needs no deadline (the writer answers every queued message
-	// and bounds each commit), and a timer per message shows in profiles.
+	// and bounds each commit), method responses take no context (they are
+	// handed to a waiting caller), and a timer per message shows in profiles.
 	ctx := context.Background()
-	if r.Kind != RouteTelemetry {
+	if r.Kind != RouteTelemetry && r.Kind != RouteMethodResponse {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()

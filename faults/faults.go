@@ -65,6 +65,13 @@ type Fault struct {
 	// Route is "METHOD /path/{template}" as the route table names it, for
 	// Error faults; empty matches every route of the hub's API.
 	Route string
+	// Operation is what a DropConnection fault ends, named as the SDK
+	// suites' AzIoTHub_FaultOperationType names it (OpKillTcp when empty:
+	// every connection of the identity, without a goodbye).
+	Operation string
+	// Reason is the description an AMQP close, end or detach carries
+	// (the suites' AzIoTHub_FaultOperationCloseReason).
+	Reason string
 	// ErrorCode is the hub error of Error faults.
 	ErrorCode iothub.Code
 	// Count is how many more calls an Error fault answers (0: all of them
@@ -87,11 +94,24 @@ type Fault struct {
 	seq uint64 // creation order
 }
 
-// Connections drops device connections.
+// Connections drops device connections; the hub implements it over every
+// transport a device may be connected on.
 type Connections interface {
-	// CloseConnection ends the device's (or module's) live connection, if
-	// any, without a goodbye; its persistent session is kept.
-	CloseConnection(deviceID, moduleID string)
+	// Drop ends what op names (one of the Op… fault operations) of the
+	// device's (or module's) live connections, on every transport: the
+	// connection (OpKillTcp without a goodbye, OpShutDown… gracefully,
+	// OpKillAmqpConnection with an error), an AMQP session or one AMQP
+	// link. A transport without the finer part (MQTT has no sessions or
+	// links) closes the connection instead. Persistent sessions are kept.
+	// reason is the description an AMQP error carries.
+	Drop(deviceID, moduleID, op, reason string)
+}
+
+// dropOperations are the Operation values a DropConnection fault takes.
+var dropOperations = map[string]bool{
+	OpKillTcp: true, OpShutDownMqtt: true, OpShutDownAmqp: true, OpKillAmqpConnection: true, OpKillAmqpSession: true,
+	OpKillAmqpCBSLinkReq: true, OpKillAmqpCBSLinkResp: true, OpKillAmqpD2CLink: true, OpKillAmqpC2DLink: true,
+	OpKillAmqpTwinLinkReq: true, OpKillAmqpTwinLinkResp: true, OpKillAmqpMethodReq: true, OpKillAmqpMethodResp: true,
 }
 
 // Deps are what the fault service acts through.
@@ -147,6 +167,12 @@ func (s *Service) Create(f Fault) (Fault, error) {
 	case DropConnection, RefuseConnect:
 		if f.DeviceID == "" {
 			return Fault{}, invalid("A %s fault needs a deviceId.", f.Action)
+		}
+		if f.Action == DropConnection && f.Operation == "" {
+			f.Operation = OpKillTcp
+		}
+		if f.Operation != "" && (f.Action != DropConnection || !dropOperations[f.Operation]) {
+			return Fault{}, invalid("operation %q is not one a %s fault takes (KillTcp, ShutDownMqtt, ShutDownAmqp, KillAmqpConnection, KillAmqpSession, KillAmqpCBSLinkReq, …).", f.Operation, f.Action)
 		}
 	case DelayMethodResponse, DelayTwinUpdate:
 		if f.DeviceID == "" {
@@ -207,7 +233,7 @@ func (s *Service) Create(f Fault) (Fault, error) {
 	if f.Action == DropConnection {
 		if f.Delay <= 0 {
 			s.dropped(f.ID)
-			s.deps.Connections.CloseConnection(f.DeviceID, f.ModuleID)
+			s.deps.Connections.Drop(f.DeviceID, f.ModuleID, f.Operation, f.reason())
 		} else {
 			s.mu.Lock()
 			s.timers[f.ID] = s.clock.AfterFunc(f.Delay, func() {
@@ -217,13 +243,21 @@ func (s *Service) Create(f Fault) (Fault, error) {
 				s.mu.Unlock()
 				if !closed {
 					s.dropped(f.ID)
-					s.deps.Connections.CloseConnection(f.DeviceID, f.ModuleID)
+					s.deps.Connections.Drop(f.DeviceID, f.ModuleID, f.Operation, f.reason())
 				}
 			})
 			s.mu.Unlock()
 		}
 	}
 	return f, nil
+}
+
+// reason is the fault's close reason, or one that names the fault.
+func (f Fault) reason() string {
+	if f.Reason != "" {
+		return f.Reason
+	}
+	return "Injected fault " + f.ID + ": " + f.Operation + "."
 }
 
 // dropped counts a drop as a hit of its fault.

@@ -15,10 +15,19 @@ type closer struct {
 	closed []string
 }
 
-func (c *closer) CloseConnection(deviceID, moduleID string) {
+func (c *closer) Drop(deviceID, moduleID, op, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.closed = append(c.closed, deviceID+"/"+moduleID)
+	c.closed = append(c.closed, deviceID+"/"+moduleID+" "+op+" "+reason)
+}
+
+func (c *closer) last() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.closed) == 0 {
+		return ""
+	}
+	return c.closed[len(c.closed)-1]
 }
 
 func (c *closer) count() int {
@@ -51,6 +60,8 @@ func TestCreateRejects(t *testing.T) {
 		{Action: faults.Error, ErrorCode: 42},
 		{Action: faults.Error, Count: -1},
 		{Action: faults.Error, Duration: -time.Second},
+		{Action: faults.DropConnection, DeviceID: "d", Operation: "KillAmqpEverything"},
+		{Action: faults.RefuseConnect, DeviceID: "d", Operation: faults.OpKillTcp},
 	} {
 		if _, err := s.Create(f); !iothub.Is(err, iothub.ArgumentInvalid) {
 			t.Errorf("%+v: %v, want 400004", f, err)
@@ -99,8 +110,8 @@ func TestDropAfterDelayThenRefuse(t *testing.T) {
 		t.Fatal("dropped or refused before the delay")
 	}
 	clk.Advance(2 * time.Second)
-	if c.count() != 1 {
-		t.Fatalf("closed %d times after the delay", c.count())
+	if c.count() != 1 || c.last() != "d/ KillTcp Injected fault "+s.List()[0].ID+": KillTcp." {
+		t.Fatalf("closed %d times after the delay, last %q", c.count(), c.last())
 	}
 	if err := s.ConnectError("d", ""); !iothub.Is(err, iothub.ServiceUnavailable) {
 		t.Errorf("reconnect during the duration: %v", err)
@@ -126,18 +137,21 @@ func TestFromMessage(t *testing.T) {
 		props  map[string]string
 		action faults.Action
 		code   iothub.Code
+		op     string
 		ok     bool
 		err    bool
 	}{
-		{map[string]string{"a": "b"}, "", 0, false, false},
-		{map[string]string{faults.PropOperationType: "KillTcp", faults.PropDelayInSecs: "2"}, faults.DropConnection, 0, true, false},
-		{map[string]string{faults.PropOperationType: "ShutDownMqtt"}, faults.DropConnection, 0, true, false},
-		{map[string]string{faults.PropOperationType: "KillAmqpD2CLink"}, faults.DropConnection, 0, true, false},
-		{map[string]string{faults.PropOperationType: "InvokeThrottling"}, faults.Error, iothub.ThrottlingException, true, false},
-		{map[string]string{faults.PropOperationType: "InvokeMaxMessageQuota"}, faults.Error, iothub.IotHubQuotaExceeded, true, false},
-		{map[string]string{faults.PropOperationType: "InvokeAuthError"}, faults.Error, iothub.IotHubUnauthorizedAccess, true, false},
-		{map[string]string{faults.PropOperationType: "Teleport"}, "", 0, true, true},
-		{map[string]string{faults.PropOperationType: "KillTcp", faults.PropDelayInSecs: "soon"}, "", 0, true, true},
+		{map[string]string{"a": "b"}, "", 0, "", false, false},
+		{map[string]string{faults.PropOperationType: "KillTcp", faults.PropDelayInSecs: "2"}, faults.DropConnection, 0, "KillTcp", true, false},
+		{map[string]string{faults.PropOperationType: "ShutDownMqtt"}, faults.DropConnection, 0, "ShutDownMqtt", true, false},
+		{map[string]string{faults.PropOperationType: "KillAmqpD2CLink"}, faults.DropConnection, 0, "KillAmqpD2CLink", true, false},
+		{map[string]string{faults.PropOperationType: "KillAmqpMethodRespLink", faults.PropCloseReason: " boom "}, faults.DropConnection, 0, "KillAmqpMethodRespLink", true, false},
+		{map[string]string{faults.PropOperationType: "InvokeThrottling"}, faults.Error, iothub.ThrottlingException, "", true, false},
+		{map[string]string{faults.PropOperationType: "InvokeMaxMessageQuota"}, faults.Error, iothub.IotHubQuotaExceeded, "", true, false},
+		{map[string]string{faults.PropOperationType: "InvokeAuthError"}, faults.Error, iothub.IotHubUnauthorizedAccess, "", true, false},
+		{map[string]string{faults.PropOperationType: "Teleport"}, "", 0, "", true, true},
+		{map[string]string{faults.PropOperationType: "KillAmqpLinks"}, "", 0, "", true, true},
+		{map[string]string{faults.PropOperationType: "KillTcp", faults.PropDelayInSecs: "soon"}, "", 0, "", true, true},
 	} {
 		s, _, _ := newService(t)
 		ok, err := s.FromMessage("d", "", tc.props)
@@ -152,8 +166,11 @@ func TestFromMessage(t *testing.T) {
 			}
 			continue
 		}
-		if len(l) != 1 || l[0].Action != tc.action || l[0].ErrorCode != tc.code || l[0].Source != "message" || l[0].DeviceID != "d" {
+		if len(l) != 1 || l[0].Action != tc.action || l[0].ErrorCode != tc.code || l[0].Operation != tc.op || l[0].Source != "message" || l[0].DeviceID != "d" {
 			t.Errorf("%v: faults %+v", tc.props, l)
+		}
+		if r := tc.props[faults.PropCloseReason]; r != "" && l[0].Reason != "boom" {
+			t.Errorf("%v: reason %q", tc.props, l[0].Reason)
 		}
 	}
 }

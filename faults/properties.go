@@ -41,12 +41,11 @@ const (
 // AzIoTHub_FaultOperation* properties, and reports whether it asked for one.
 // The message itself is stored as any other (the hub routed it too).
 //
-//   - KillTcp and ShutDownMqtt close the device's connection after
-//     DelayInSecs and refuse its reconnects for DurationInSecs (none when
-//     absent): MQTT has no server goodbye, so both end the same way.
-//   - The KillAmqp… and ShutDownAmqp faults close the device's AMQP
-//     connection; devices reach the emulator over MQTT only, so they close
-//     the device's connection as KillTcp does.
+//   - KillTcp, ShutDownMqtt, ShutDownAmqp and the KillAmqp… faults end
+//     what they name (Connections.Drop) DelayInSecs after the message and
+//     refuse the device's reconnects for DurationInSecs (none when absent).
+//     Over MQTT, which has no server goodbye, sessions or links, each of
+//     them closes the device's connection.
 //   - InvokeThrottling, InvokeMaxMessageQuota and InvokeAuthError answer
 //     the device's operations with 429001 ThrottlingException, 403002
 //     IotHubQuotaExceeded or 401002 IotHubUnauthorizedAccess from
@@ -64,10 +63,11 @@ func (s *Service) FromMessage(deviceID, moduleID string, props map[string]string
 	if err != nil {
 		return true, err
 	}
-	f := Fault{DeviceID: deviceID, ModuleID: moduleID, Delay: delay, Duration: duration, Source: "message"}
+	f := Fault{DeviceID: deviceID, ModuleID: moduleID, Delay: delay, Duration: duration, Source: "message",
+		Reason: strings.TrimSpace(props[PropCloseReason])}
 	switch {
-	case op == OpKillTcp || op == OpShutDownMqtt || op == OpShutDownAmqp || strings.HasPrefix(op, "KillAmqp"):
-		f.Action = DropConnection
+	case dropOperations[op]:
+		f.Action, f.Operation = DropConnection, op
 	case op == OpThrottling:
 		f.Action, f.ErrorCode = Error, iothub.ThrottlingException
 	case op == OpQuotaExceeded:

@@ -115,3 +115,19 @@ func TestRouterErrors_Golden(t *testing.T) {
 		})
 	}
 }
+
+// hasAPIVersion answers as r.URL.Query().Get("api-version") != "" for any
+// query, escaped or not.
+func TestHasAPIVersion(t *testing.T) {
+	for _, q := range []string{
+		"", "api-version=2021-04-12", "api-version=", "x=1&api-version=1", "api-version=&api-version=1",
+		"api-version=1&api-version=", "api-versionx=1", "xapi-version=1", "api-version", "&&api-version=2&",
+		"api%2Dversion=1", "api-version=%41", "api-version=%zz", "a=1;api-version=1", "api-version=1;x",
+		"api+version=1", "api-version=+", "top=10&api-version=2020-03-13&other=%20",
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/devices?"+q, nil)
+		if got, want := hasAPIVersion(r), r.URL.Query().Get("api-version") != ""; got != want {
+			t.Errorf("%q: %v, want %v", q, got, want)
+		}
+	}
+}

@@ -22,6 +22,8 @@ type FaultJSON struct {
 	DeviceID          string  `json:"deviceId,omitempty"`
 	ModuleID          string  `json:"moduleId,omitempty"`
 	Route             string  `json:"route,omitempty"`
+	Operation         string  `json:"operation,omitempty"`
+	CloseReason       string  `json:"closeReason,omitempty"`
 	ErrorCode         int     `json:"errorCode,omitempty"`
 	ErrorName         string  `json:"errorName,omitempty"`
 	Count             int     `json:"count,omitempty"`
@@ -36,6 +38,7 @@ type FaultJSON struct {
 
 func faultJSON(f faults.Fault) FaultJSON {
 	out := FaultJSON{ID: f.ID, Action: string(f.Action), DeviceID: f.DeviceID, ModuleID: f.ModuleID, Route: f.Route,
+		Operation: f.Operation, CloseReason: f.Reason,
 		Count: f.Count, DelayInSeconds: f.Delay.Seconds(), DurationInSeconds: f.Duration.Seconds(), Source: f.Source,
 		CreatedTimeUTC: hubTime(f.CreatedAt), StartTimeUTC: hubTime(f.StartsAt), ExpiryTimeUTC: hubTime(f.ExpiresAt), Hits: f.Hits}
 	if f.ErrorCode != 0 {
@@ -77,7 +80,8 @@ func (s *Server) createFault(w http.ResponseWriter, r *http.Request) error {
 		return iothub.Errorf(iothub.ArgumentInvalid, "route %q is none of the hub's routes; use \"METHOD /path/{template}\" as GET /_emulator/faults/routes lists them.", req.Route)
 	}
 	f, err := s.Faults.Create(faults.Fault{Action: faults.Action(req.Action), DeviceID: req.DeviceID, ModuleID: req.ModuleID,
-		Route: req.Route, ErrorCode: iothub.Code(req.ErrorCode), Count: req.Count, Delay: delay, Duration: duration})
+		Route: req.Route, Operation: req.Operation, Reason: req.CloseReason, ErrorCode: iothub.Code(req.ErrorCode), Count: req.Count,
+		Delay: delay, Duration: duration})
 	if err != nil {
 		return err
 	}

@@ -45,7 +45,7 @@ type deviceHandler func(w http.ResponseWriter, r *http.Request, id *registry.Ide
 // disabled identity, as the hub does not tell them apart.
 func (s *Server) device(h deviceHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("api-version") == "" {
+		if !hasAPIVersion(r) {
 			s.writeError(w, r, iothub.Errorf(iothub.InvalidProtocolVersion, "BadRequest"))
 			return
 		}

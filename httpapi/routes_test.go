@@ -3,10 +3,14 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/gorilla/mux"
 
 	"github.com/iothub-emulator/iothub-emulator/provisioning"
 	"github.com/iothub-emulator/iothub-emulator/registry"
@@ -78,4 +82,53 @@ type noTwins struct{}
 
 func (noTwins) MergeTwin(context.Context, string, string, string, map[string]any, map[string]any) error {
 	return nil
+}
+
+// The per-segment routers pick, for any method and path, what one router
+// of the whole table picks: the same route, or the same 404 / 405.
+func TestBySegment_SameAsOneRouter(t *testing.T) {
+	table := testServer().routes()
+	newRouter := func() *mux.Router {
+		r := mux.NewRouter().UseEncodedPath()
+		r.SkipClean(true)
+		r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(404) })
+		r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(405) })
+		return r
+	}
+	wrap := func(rt route) http.Handler {
+		name := rt.method + " " + rt.path
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Write([]byte(name + " " + fmt.Sprint(mux.Vars(r))))
+		})
+	}
+	one := newRouter()
+	for _, rt := range table {
+		m := one.Handle(rt.path, wrap(rt))
+		if rt.method != anyMethod {
+			m.Methods(rt.method)
+		}
+	}
+	split := bySegment(table, newRouter, wrap)
+
+	// Every pattern with its variables filled in with ids and with the
+	// words other patterns use, plus paths no pattern knows.
+	words := []string{"dev1", "twins", "devices", "registrations", "jobs", "_emulator", "%24iothub", "a%2Fb"}
+	paths := []string{"/", "/nope", "/nope/registrations/r1/register", "/twins", "/devices/", "/_emulator", "/%24iothub/websocket", "//twins/dev1"}
+	varRE := regexp.MustCompile(`\{[^}]+\}`)
+	for _, rt := range table {
+		for _, w := range words {
+			paths = append(paths, varRE.ReplaceAllString(rt.path, w), varRE.ReplaceAllString(rt.path, w)+"/extra")
+		}
+	}
+	methods := []string{http.MethodGet, http.MethodPut, http.MethodPost, http.MethodPatch, http.MethodDelete, http.MethodHead}
+	for _, p := range paths {
+		for _, m := range methods {
+			want, got := httptest.NewRecorder(), httptest.NewRecorder()
+			one.ServeHTTP(want, httptest.NewRequest(m, p+"?api-version=1", nil))
+			split.ServeHTTP(got, httptest.NewRequest(m, p+"?api-version=1", nil))
+			if got.Code != want.Code || got.Body.String() != want.Body.String() {
+				t.Errorf("%s %s: %d %q, one router: %d %q", m, p, got.Code, got.Body, want.Code, want.Body)
+			}
+		}
+	}
 }

@@ -5,6 +5,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -12,10 +13,10 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/clock"
 	"github.com/iothub-emulator/iothub-emulator/faults"
 	"github.com/iothub-emulator/iothub-emulator/throttling"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -136,21 +137,68 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // router registers the route table (routes.go) and the hub's answers for
 // unknown paths and methods.
 func (s *Server) router() http.Handler {
-	r := mux.NewRouter().UseEncodedPath()
-	r.SkipClean(true)
-	for _, rt := range s.routes() {
-		m := r.Handle(rt.path, s.withFaults(rt, s.withThrottling(rt, rt.handler)))
-		if rt.method != anyMethod {
-			m.Methods(rt.method)
+	newRouter := func() *mux.Router {
+		r := mux.NewRouter().UseEncodedPath()
+		r.SkipClean(true)
+		r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			s.writeError(w, req, iothub.Errorf(iothub.GenericNotFound, "The requested resource %s does not exist.", req.URL.Path))
+		})
+		r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
+		})
+		return r
+	}
+	wrap := func(rt route) http.Handler { return s.withFaults(rt, s.withThrottling(rt, rt.handler)) }
+	return s.logRequests(methodOverride(bySegment(s.routes(), newRouter, wrap)))
+}
+
+// bySegment is the route table as one gorilla/mux router per first path
+// segment ("devices", "twins", "_emulator", ...), so a request is matched
+// against the dozen routes that can match it rather than tried against
+// every pattern in turn (each is a regular expression). Each router holds
+// its segment's routes and those whose first segment is a variable
+// ("/{idScope}/registrations/..."), in table order: a path meets the same
+// candidates in the same order as in one router of the whole table, so the
+// same route (or 404, or 405) wins.
+func bySegment(table []route, newRouter func() *mux.Router, wrap func(route) http.Handler) http.Handler {
+	routers := map[string]*mux.Router{}
+	for _, rt := range table {
+		if seg := firstSegment(rt.path); !strings.HasPrefix(seg, "{") && routers[seg] == nil {
+			routers[seg] = newRouter()
 		}
 	}
-	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s.writeError(w, req, iothub.Errorf(iothub.GenericNotFound, "The requested resource %s does not exist.", req.URL.Path))
+	other := newRouter() // for paths whose first segment starts no literal pattern
+	for _, rt := range table {
+		h := wrap(rt)
+		add := func(r *mux.Router) {
+			m := r.Handle(rt.path, h)
+			if rt.method != anyMethod {
+				m.Methods(rt.method)
+			}
+		}
+		if seg := firstSegment(rt.path); !strings.HasPrefix(seg, "{") {
+			add(routers[seg])
+			continue
+		}
+		add(other)
+		for _, r := range routers {
+			add(r)
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if r := routers[firstSegment(req.URL.EscapedPath())]; r != nil {
+			r.ServeHTTP(w, req)
+			return
+		}
+		other.ServeHTTP(w, req)
 	})
-	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		s.writeError(w, req, iothub.Errorf(iothub.GenericMethodNotAllowed, "The method %s is not allowed on %s.", req.Method, req.URL.Path))
-	})
-	return s.logRequests(methodOverride(r))
+}
+
+// firstSegment is "twins" for "/twins/{id}/methods".
+func firstSegment(path string) string {
+	path = strings.TrimPrefix(path, "/")
+	seg, _, _ := strings.Cut(path, "/")
+	return seg
 }
 
 type handlerFunc = func(w http.ResponseWriter, r *http.Request) error
@@ -160,7 +208,7 @@ type handlerFunc = func(w http.ResponseWriter, r *http.Request) error
 // grant need.
 func (s *Server) hub(need sasauth.Rights, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("api-version") == "" {
+		if !hasAPIVersion(r) {
 			s.writeError(w, r, iothub.Errorf(iothub.InvalidProtocolVersion, "BadRequest"))
 			return
 		}
@@ -194,16 +242,19 @@ func (r *statusRecorder) WriteHeader(code int) {
 // underlying connection.
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
+// logRequests logs each request at debug level (--log-level debug). At
+// info and above it costs nothing per request: tens of thousands of
+// direct-method calls a second must not each format a log line.
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/$iothub/websocket" {
-			next.ServeHTTP(w, r) // a long-lived MQTT session, logged by the broker
+		if r.URL.Path == "/$iothub/websocket" || !s.log.Enabled(r.Context(), slog.LevelDebug) {
+			next.ServeHTTP(w, r) // a WebSocket is a long-lived MQTT session, logged by the broker
 			return
 		}
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rec, r)
-		s.log.Info("http request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status,
+		s.log.Debug("http request", "method", r.Method, "path", r.URL.EscapedPath(), "status", rec.status,
 			"duration", time.Since(start).Round(time.Microsecond))
 	})
 }
@@ -221,24 +272,66 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return err
 }
 
+// bodyBuffers holds request-body buffers for readJSON: encoding/json copies
+// what it keeps (strings, RawMessage), so a buffer is free again once the
+// body is decoded. Buffers that grew past maxPooledBody are left to the GC.
+var bodyBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBody = 64 << 10
+
 // readJSON decodes a request body; encoding/json matches member names
 // case-insensitively, as the hub does (Go's SDK sends "Query").
 func readJSON(r *http.Request, v any) error {
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
+	buf := bodyBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer func() {
+		if buf.Cap() <= maxPooledBody {
+			bodyBuffers.Put(buf)
+		}
+	}()
+	if _, err := buf.ReadFrom(r.Body); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return iothub.Errorf(iothub.MessageTooLarge, "The request body is larger than %d bytes.", mbe.Limit)
 		}
 		return iothub.Wrap(iothub.ArgumentInvalid, err, "The request body could not be read.")
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	body := buf.Bytes()
+	if len(bytes.TrimSpace(body)) == 0 {
 		return iothub.Errorf(iothub.ArgumentNull, "The request body is empty.")
+	}
+	if f, ok := v.(fastDecoder); ok && f.decodeFast(body) {
+		return nil
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return iothub.Errorf(iothub.ArgumentInvalid, "The request body is not valid JSON: %v", err)
 	}
 	return nil
+}
+
+// fastDecoder is a request body type with a decoder for its usual form
+// that gives what json.Unmarshal gives, faster; it reports false to leave
+// the rest (and every error) to json.Unmarshal.
+type fastDecoder interface {
+	decodeFast(body []byte) bool
+}
+
+// hasAPIVersion reports whether the query names a non-empty api-version,
+// as r.URL.Query().Get("api-version") != "" does, without building the
+// query's map for the usual query that needs no unescaping.
+func hasAPIVersion(r *http.Request) bool {
+	q := r.URL.RawQuery
+	if strings.ContainsAny(q, "%+;") {
+		return r.URL.Query().Get("api-version") != ""
+	}
+	for q != "" {
+		var pair string
+		pair, q, _ = strings.Cut(q, "&")
+		if k, v, _ := strings.Cut(pair, "="); k == "api-version" {
+			return v != "" // Get returns the first value
+		}
+	}
+	return false
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

@@ -9,11 +9,12 @@ import (
 
 // newAMQP builds the AMQP endpoint: the service side (C2D send, feedback,
 // file notifications) and the device side (telemetry, C2D, methods, twins),
-// over the same services as MQTT and REST.
+// over the same services as MQTT and REST, under the same rules
+// (devicerules.go).
 func (h *Hub) newAMQP(context.Context) (err error) {
 	h.amqp, err = amqphub.New(amqphub.Deps{
 		Auth: h.auth, C2D: h.C2D, FileNotifications: h.FileUpload, EventHub: h.EventHub,
-		Identities: h.directory, Telemetry: h.Telemetry, Twins: h.Twins, Methods: h.Methods,
+		Identities: h.directory, Telemetry: deviceRules{h}, Twins: deviceRules{h}, Methods: deviceRules{h}, Admission: deviceRules{h},
 	}, amqphub.Config{Hostname: h.cfg.Hostname, DeviceCAs: h.deviceCAs, EventHubPort: h.eventHubPort, Clock: h.clock, Now: h.now, Logger: h.log})
 	return err
 }

@@ -373,8 +373,13 @@ func (h *Hub) newMethods(context.Context) error {
 	h.Methods = &methods.Invoker{
 		Transport:  deviceMethods{h},
 		Identities: identityChecker{h},
-		After:      h.clock.After,
 		Logger:     h.log.With("component", "methods"),
+	}
+	// On the wall clock the invoker's own timers are the hub's clock, and
+	// it reuses them from call to call; any other clock (a fake one, in
+	// tests and under --fake-clock) times the calls itself.
+	if h.clock != clock.Real() {
+		h.Methods.After = h.clock.After
 	}
 	return nil
 }

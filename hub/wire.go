@@ -3,7 +3,6 @@ package hub
 import (
 	"context"
 	"encoding/json"
-	"github.com/iothub-emulator/iothub-emulator/faults"
 	"github.com/iothub-emulator/iothub-emulator/throttling"
 
 	"github.com/iothub-emulator/iothub-emulator/broker"
@@ -18,35 +17,21 @@ import (
 func (h *Hub) wire() {
 	h.broker.SetHandlers(broker.Handlers{
 		TwinGet: func(ctx context.Context, d broker.Device) (*twins.Twin, error) {
-			if err := h.Faults.HoldTwin(ctx, d.DeviceID, d.ModuleID); err != nil {
-				return nil, err
-			}
-			if err := h.throttle.Allow(throttling.TwinReads); err != nil {
+			if err := h.admitTwin(ctx, d.DeviceID, d.ModuleID, throttling.TwinReads); err != nil {
 				return nil, err
 			}
 			return h.Twins.Get(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID})
 		},
 		TwinPatchReported: func(ctx context.Context, d broker.Device, patch map[string]any) (int64, error) {
-			if err := h.Faults.HoldTwin(ctx, d.DeviceID, d.ModuleID); err != nil {
-				return 0, err
-			}
-			if err := h.throttle.Allow(throttling.TwinUpdates); err != nil {
+			if err := h.admitTwin(ctx, d.DeviceID, d.ModuleID, throttling.TwinUpdates); err != nil {
 				return 0, err
 			}
 			return h.Twins.PatchReported(ctx, twins.Key{DeviceID: d.DeviceID, ModuleID: d.ModuleID}, patch)
 		},
 		Telemetry: func(ctx context.Context, d broker.Device, props map[string]string, body []byte, ack bool) (func() error, error) {
-			// Injected faults: an error in force refuses the message (the
-			// connection closes); fault properties start a new fault.
-			if err := h.Faults.CallError(faults.RouteTelemetry, d.DeviceID); err != nil {
-				return nil, err
-			}
-			if _, err := h.Faults.FromMessage(d.DeviceID, d.ModuleID, props); err != nil {
-				h.log.Info("fault properties ignored", "device", d.ClientID(), "error", err)
-			}
-			// --sku: beyond the tier's budget sends are held (shaped),
-			// then refused.
-			if err := h.throttle.Shape(ctx, throttling.DeviceToCloud); err != nil {
+			// Faults and --sku shaping, as for every transport
+			// (devicerules.go); a refusal closes the connection.
+			if err := h.admitTelemetry(ctx, d.DeviceID, d.ModuleID, props); err != nil {
 				return nil, err
 			}
 			if !ack {
@@ -65,10 +50,7 @@ func (h *Hub) wire() {
 			h.C2D.Return(context.Background(), d.DeviceID, unsent)
 		},
 		MethodResponse: func(d broker.Device, rid string, status int, body []byte) {
-			deliver := func() { h.Methods.Deliver(d.DeviceID, d.ModuleID, rid, status, body) }
-			if !h.Faults.HoldMethodResponse(d.DeviceID, d.ModuleID, deliver) {
-				deliver()
-			}
+			h.deliverMethodResponse(d.DeviceID, d.ModuleID, rid, status, body)
 		},
 		AdmitConnect: h.admitConnect,
 		SessionChanged: func(d broker.Device) {

@@ -2,6 +2,7 @@ package methods
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,10 +19,17 @@ type echoTransport struct {
 
 func (e *echoTransport) IsOnline(string, string) bool { return true }
 
+// SendMethod queues and never waits, as the hub's transports do.
 func (e *echoTransport) SendMethod(d, m string, req DeviceRequest) error {
-	e.ch <- [3]string{d, req.RID, string(req.Payload)}
-	return nil
+	select {
+	case e.ch <- [3]string{d, req.RID, string(req.Payload)}:
+		return nil
+	default:
+		return errors.New("echo transport: queue full")
+	}
 }
+
+func (e *echoTransport) SendMethodNeverBlocks() {}
 
 func (e *echoTransport) serve() {
 	for r := range e.ch {

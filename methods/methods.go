@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/iothub-emulator/iothub-emulator/iothub"
@@ -87,11 +88,22 @@ const (
 	msgInvalidPayload = "Payload is not a valid document of type application/json."
 )
 
+// NonBlockingTransport is a Transport whose SendMethod never waits on a
+// device: it only queues the request (both of the hub's device transports
+// do, with bounded outboxes). Invoke then sends on the caller's goroutine
+// instead of starting one per call.
+type NonBlockingTransport interface {
+	Transport
+	SendMethodNeverBlocks()
+}
+
 // Invoker runs direct methods. Its zero value is not usable: set Transport.
 // One Invoker serves the whole hub, so $rid values are unique per hub.
 //
-// Lock order: Invoker.mu is a leaf lock; Transport is never called with it
-// held.
+// Calls in flight are spread over shards by rid, so concurrent callers and
+// device answers rarely meet on one lock. Lock order: a shard's mu and
+// waitMu are leaf locks, never held together; Transport is never called
+// with either held.
 type Invoker struct {
 	// Transport reaches the devices. Required.
 	Transport Transport
@@ -99,20 +111,32 @@ type Invoker struct {
 	// 404010 instead of 404103. It is only asked when the device is not
 	// online: a connected device is registered.
 	Identities Identities
-	// After is the clock for timeouts; nil means time.After.
+	// After is the clock for timeouts (a fake clock's, in tests); nil means
+	// the wall clock, with one timer per call reused from call to call.
 	After func(time.Duration) <-chan time.Time
 	// Logger records dropped responses; nil means slog.Default().
 	Logger *slog.Logger
 
-	mu      sync.Mutex
-	nextRID uint64
-	calls   map[string]*call // in flight, by rid
-	// byDevice indexes calls per device so a disconnect fails them at once.
-	byDevice map[key]map[*call]struct{}
+	nextRID atomic.Uint64
+	shards  [shardCount]shard
+
+	waitMu sync.Mutex
 	// online is closed and removed whenever a device's session changes; a
 	// caller waiting for the device to connect waits on it. An entry lives
 	// only while someone waits.
 	online map[key]*wakeup
+}
+
+// shardCount spreads the pending-call table; a power of two.
+const shardCount = 32
+
+type shard struct {
+	mu    sync.Mutex
+	calls map[uint64]*call // in flight, by rid
+	// byDevice heads, per device, the list of its calls in this shard, so
+	// a disconnect fails them at once.
+	byDevice map[key]*call
+	_        [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 type wakeup struct {
@@ -123,9 +147,11 @@ type wakeup struct {
 type key struct{ deviceID, moduleID string }
 
 type call struct {
-	key  key
-	rid  string
-	done chan result // buffered 1; written once, by whoever removed the call
+	key        key
+	rid        uint64
+	prev, next *call       // the device's other calls in the same shard
+	done       chan result // buffered 1; written once, by whoever removed the call
+	timer      *time.Timer // the response timeout, reused with the call (After nil)
 }
 
 type result struct {
@@ -133,11 +159,35 @@ type result struct {
 	err  error
 }
 
+// callPool recycles calls and their channels. Only calls no other
+// goroutine can still reach go back (see Invoke).
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan result, 1)} }}
+
+func (inv *Invoker) shardOf(rid uint64) *shard { return &inv.shards[rid&(shardCount-1)] }
+
 func (inv *Invoker) after(d time.Duration) <-chan time.Time {
 	if inv.After != nil {
 		return inv.After(d)
 	}
 	return time.After(d)
+}
+
+// responseTimer starts c's response timeout. A call that goes back to the
+// pool keeps its timer (reused is non-nil): Reset and Stop (Go 1.23
+// semantics) leave no stale tick in its channel, so the next call cannot
+// see this one's.
+func (inv *Invoker) responseTimer(c *call, d time.Duration, pooled bool) (timeout <-chan time.Time, reused *time.Timer) {
+	if inv.After != nil || !pooled {
+		return inv.after(d), nil
+	}
+	if c.timer == nil {
+		// wall clock: After is nil only when the hub's clock is the wall
+		// clock (hub.newMethods passes any other clock's After).
+		c.timer = time.NewTimer(d)
+	} else {
+		c.timer.Reset(d)
+	}
+	return c.timer.C, c.timer
 }
 
 func (inv *Invoker) log() *slog.Logger {
@@ -202,27 +252,48 @@ func (inv *Invoker) Invoke(ctx context.Context, req Request) (Response, error) {
 	if err != nil {
 		return Response{}, err
 	}
-	// Sent on its own goroutine: the timeout below runs even while a
-	// transport is stuck on a device that does not read.
-	go func() {
-		err := inv.Transport.SendMethod(k.deviceID, k.moduleID, DeviceRequest{MethodName: req.MethodName, RID: c.rid, Payload: req.Payload})
-		if err != nil {
+	dr := DeviceRequest{MethodName: req.MethodName, RID: strconv.FormatUint(c.rid, 10), Payload: req.Payload}
+	_, direct := inv.Transport.(NonBlockingTransport)
+	if direct {
+		if err := inv.Transport.SendMethod(k.deviceID, k.moduleID, dr); err != nil {
 			// The connection went away between the check and the send.
 			inv.fail(c, notOnline(msgDisconnected, req.ConnectTimeout))
 		}
-	}()
-	timeout := inv.after(req.ResponseTimeout)
-	select {
-	case r := <-c.done:
-		return r.resp, r.err
-	case <-timeout:
-		inv.fail(c, iothub.Errorf(iothub.GatewayTimeout, msgTimeout))
-	case <-ctx.Done():
-		inv.fail(c, ctx.Err())
+	} else {
+		// Sent on its own goroutine: the timeout below runs even while a
+		// transport is stuck on a device that does not read.
+		go func() {
+			if err := inv.Transport.SendMethod(k.deviceID, k.moduleID, dr); err != nil {
+				inv.fail(c, notOnline(msgDisconnected, req.ConnectTimeout))
+			}
+		}()
 	}
-	// fail wrote the result unless a response or a disconnect won the race;
-	// either way exactly one result is in done.
-	r := <-c.done
+	var r result
+	select {
+	case r = <-c.done:
+	default:
+		timeout, reused := inv.responseTimer(c, req.ResponseTimeout, direct)
+		select {
+		case r = <-c.done:
+		case <-timeout:
+			inv.fail(c, iothub.Errorf(iothub.GatewayTimeout, msgTimeout))
+			r = <-c.done
+		case <-ctx.Done():
+			inv.fail(c, ctx.Err())
+			// fail wrote the result unless a response or a disconnect won
+			// the race; either way exactly one result is in done.
+			r = <-c.done
+		}
+		if reused != nil {
+			reused.Stop()
+		}
+	}
+	if direct {
+		// Removed from the tables and its one result read: nothing else
+		// holds c. (The goroutine above may still, so those are not reused.)
+		*c = call{done: c.done, timer: c.timer}
+		callPool.Put(c)
+	}
 	return r.resp, r.err
 }
 
@@ -239,7 +310,13 @@ func (inv *Invoker) start(ctx context.Context, k key, connectTimeout time.Durati
 			if inv.Transport.IsOnline(k.deviceID, k.moduleID) {
 				return c, nil
 			}
-			inv.remove(c)
+			if inv.remove(c) {
+				*c = call{done: c.done, timer: c.timer}
+				callPool.Put(c)
+			} else {
+				// SessionChanged failed it meanwhile; take its result.
+				<-c.done
+			}
 			continue
 		}
 		if !checkedExists && inv.Identities != nil {
@@ -294,8 +371,8 @@ func twoDigits(n int) string {
 // waitFor returns the channel that closes at k's next session change and
 // counts the caller as waiting on it.
 func (inv *Invoker) waitFor(k key) chan struct{} {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	inv.waitMu.Lock()
+	defer inv.waitMu.Unlock()
 	if inv.online == nil {
 		inv.online = map[key]*wakeup{}
 	}
@@ -311,8 +388,8 @@ func (inv *Invoker) waitFor(k key) chan struct{} {
 // doneWaiting forgets k's channel when its last waiter leaves, so devices
 // that were called while offline leave nothing behind.
 func (inv *Invoker) doneWaiting(k key, ch chan struct{}) {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	inv.waitMu.Lock()
+	defer inv.waitMu.Unlock()
 	if w, ok := inv.online[k]; ok && w.ch == ch {
 		w.waiters--
 		if w.waiters == 0 {
@@ -322,45 +399,52 @@ func (inv *Invoker) doneWaiting(k key, ch chan struct{}) {
 }
 
 func (inv *Invoker) register(k key) *call {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	if inv.calls == nil {
-		inv.calls = map[string]*call{}
-		inv.byDevice = map[key]map[*call]struct{}{}
-	}
-	inv.nextRID++
 	// A hub-wide decimal counter: alphanumeric, so Python's quote() leaves
 	// it alone (sdk-behavior §3.6), and never reused while the hub runs.
-	c := &call{key: k, rid: strconv.FormatUint(inv.nextRID, 10), done: make(chan result, 1)}
-	inv.calls[c.rid] = c
-	m := inv.byDevice[k]
-	if m == nil {
-		m = map[*call]struct{}{}
-		inv.byDevice[k] = m
+	rid := inv.nextRID.Add(1)
+	c := callPool.Get().(*call)
+	c.key, c.rid = k, rid
+	s := inv.shardOf(rid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.calls == nil {
+		s.calls = map[uint64]*call{}
+		s.byDevice = map[key]*call{}
 	}
-	m[c] = struct{}{}
+	s.calls[rid] = c
+	if head := s.byDevice[k]; head != nil {
+		c.next = head
+		head.prev = c
+	}
+	s.byDevice[k] = c
 	return c
 }
 
 // remove takes c out of the tables and reports whether it was still there;
 // only the remover may write c.done.
 func (inv *Invoker) remove(c *call) bool {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	return inv.removeLocked(c)
+	s := inv.shardOf(c.rid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.removeLocked(c)
 }
 
-func (inv *Invoker) removeLocked(c *call) bool {
-	if inv.calls[c.rid] != c {
+func (s *shard) removeLocked(c *call) bool {
+	if s.calls[c.rid] != c {
 		return false
 	}
-	delete(inv.calls, c.rid)
-	if m := inv.byDevice[c.key]; m != nil {
-		delete(m, c)
-		if len(m) == 0 {
-			delete(inv.byDevice, c.key)
-		}
+	delete(s.calls, c.rid)
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else if c.next != nil {
+		s.byDevice[c.key] = c.next
+	} else {
+		delete(s.byDevice, c.key)
 	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
 	return true
 }
 
@@ -377,16 +461,19 @@ func (inv *Invoker) fail(c *call, err error) {
 // caller.
 func (inv *Invoker) Deliver(deviceID, moduleID, rid string, status int, body []byte) {
 	k := key{deviceID, moduleID}
-	inv.mu.Lock()
-	c, ok := inv.calls[rid]
-	if ok && c.key != k {
-		ok = false
+	var c *call
+	// Only the rids Invoke hands out ("1", "2", ...): no sign, no leading
+	// zero, so one call has one spelling.
+	if n, err := strconv.ParseUint(rid, 10, 64); err == nil && rid[0] != '0' {
+		s := inv.shardOf(n)
+		s.mu.Lock()
+		if cc, ok := s.calls[n]; ok && cc.key == k {
+			s.removeLocked(cc)
+			c = cc
+		}
+		s.mu.Unlock()
 	}
-	if ok {
-		inv.removeLocked(c)
-	}
-	inv.mu.Unlock()
-	if !ok {
+	if c == nil {
 		inv.log().Info("method response dropped: no call waits for it", "device", deviceID, "module", moduleID, "rid", rid, "status", status)
 		return
 	}
@@ -420,40 +507,60 @@ func responseOf(status int, body []byte) result {
 // (404103; the device cannot answer them any more).
 func (inv *Invoker) SessionChanged(deviceID, moduleID string) {
 	k := key{deviceID, moduleID}
-	inv.mu.Lock()
+	inv.waitMu.Lock()
 	if w, ok := inv.online[k]; ok {
 		close(w.ch)
 		delete(inv.online, k)
 	}
-	n := len(inv.byDevice[k])
-	inv.mu.Unlock()
-	if n == 0 || inv.Transport.IsOnline(deviceID, moduleID) {
+	inv.waitMu.Unlock()
+	if !inv.hasCalls(k) || inv.Transport.IsOnline(deviceID, moduleID) {
 		return
 	}
-	inv.mu.Lock()
 	var failed []*call
-	for c := range inv.byDevice[k] {
-		failed = append(failed, c)
+	for i := range inv.shards {
+		s := &inv.shards[i]
+		s.mu.Lock()
+		for c := s.byDevice[k]; c != nil; {
+			next := c.next
+			s.removeLocked(c)
+			failed = append(failed, c)
+			c = next
+		}
+		s.mu.Unlock()
 	}
-	for _, c := range failed {
-		inv.removeLocked(c)
-	}
-	inv.mu.Unlock()
 	for _, c := range failed {
 		c.done <- result{err: notOnline(msgDisconnected, 0)}
 	}
 }
 
+func (inv *Invoker) hasCalls(k key) bool {
+	for i := range inv.shards {
+		s := &inv.shards[i]
+		s.mu.Lock()
+		found := s.byDevice[k] != nil
+		s.mu.Unlock()
+		if found {
+			return true
+		}
+	}
+	return false
+}
+
 // Waiting is the number of devices some caller waits to come online.
 func (inv *Invoker) Waiting() int {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
+	inv.waitMu.Lock()
+	defer inv.waitMu.Unlock()
 	return len(inv.online)
 }
 
 // InFlight is the number of calls waiting for an answer.
 func (inv *Invoker) InFlight() int {
-	inv.mu.Lock()
-	defer inv.mu.Unlock()
-	return len(inv.calls)
+	n := 0
+	for i := range inv.shards {
+		s := &inv.shards[i]
+		s.mu.Lock()
+		n += len(s.calls)
+		s.mu.Unlock()
+	}
+	return n
 }

@@ -507,3 +507,107 @@ func TestInvoker_Invoke_OfflineLeavesNoState(t *testing.T) {
 		t.Errorf("%d devices still tracked as waited for", n)
 	}
 }
+
+// queueingTransport is a fakeTransport that declares it never blocks, so
+// the Invoker sends on the caller's goroutine and recycles its calls.
+type queueingTransport struct{ *fakeTransport }
+
+func (queueingTransport) SendMethodNeverBlocks() {}
+
+// The direct send path (NonBlockingTransport) and recycled calls keep every
+// rule of the goroutine path: answers reach only their caller, late and
+// duplicate answers are dropped, timeouts, send errors and disconnects end
+// the right call, and nothing is left behind.
+func TestInvoker_NonBlockingTransport(t *testing.T) {
+	e := newEnv()
+	e.inv.Transport = queueingTransport{e.tr}
+	e.tr.set("dev1", "", true)
+	e.tr.set("dev2", "", true)
+
+	out := e.invoke(Request{DeviceID: "dev1", MethodName: "m", ResponseTimeout: 6 * time.Second})
+	_, rid := e.tr.next(t)
+	e.clock.timer(t, 6*time.Second).fire()
+	wantCode(t, wait(t, out).err, iothub.GatewayTimeout)
+
+	// The recycled call must not take the late answer to the first.
+	out = e.invoke(Request{DeviceID: "dev1", MethodName: "m"})
+	_, rid2 := e.tr.next(t)
+	e.inv.Deliver("dev1", "", rid, 200, []byte(`"late"`))
+	e.inv.Deliver("dev2", "", rid2, 200, []byte(`"forged"`))
+	e.inv.Deliver("dev1", "", rid2, 200, []byte(`"mine"`))
+	e.inv.Deliver("dev1", "", rid2, 200, []byte(`"duplicate"`))
+	if o := wait(t, out); o.err != nil || string(o.resp.Payload) != `"mine"` {
+		t.Fatalf("got %+v", o)
+	}
+
+	out = e.invoke(Request{DeviceID: "dev1", MethodName: "m"})
+	out2 := e.invoke(Request{DeviceID: "dev2", MethodName: "m"})
+	e.tr.next(t)
+	e.tr.next(t)
+	e.tr.set("dev1", "", false)
+	e.inv.SessionChanged("dev1", "")
+	wantCode(t, wait(t, out).err, iothub.DeviceNotOnline)
+	if n := e.inv.InFlight(); n != 1 {
+		t.Errorf("in flight = %d, want 1 (dev2's call)", n)
+	}
+	e.tr.set("dev2", "", false)
+	e.inv.SessionChanged("dev2", "")
+	wantCode(t, wait(t, out2).err, iothub.DeviceNotOnline)
+
+	e.tr.set("dev1", "", true)
+	e.tr.mu.Lock()
+	e.tr.sendErr = errors.New("connection closed")
+	e.tr.mu.Unlock()
+	_, err := e.inv.Invoke(context.Background(), Request{DeviceID: "dev1", MethodName: "m"})
+	wantCode(t, err, iothub.DeviceNotOnline)
+	if n := e.inv.InFlight(); n != 0 {
+		t.Errorf("%d calls still in flight", n)
+	}
+}
+
+// Only the rid as the Invoker wrote it finds its call: "007" or "+7" for
+// rid 7 are someone else's answers.
+func TestInvoker_Deliver_RidSpelling(t *testing.T) {
+	e := newEnv()
+	e.tr.set("dev1", "", true)
+	out := e.invoke(Request{DeviceID: "dev1", MethodName: "m"})
+	_, rid := e.tr.next(t)
+	for _, bad := range []string{"0" + rid, "+" + rid, rid + " ", "", "x"} {
+		e.inv.Deliver("dev1", "", bad, 200, []byte(`"wrong"`))
+	}
+	e.inv.Deliver("dev1", "", rid, 200, []byte(`"right"`))
+	if o := wait(t, out); o.err != nil || string(o.resp.Payload) != `"right"` {
+		t.Fatalf("got %+v", o)
+	}
+}
+
+// Many callers through the direct path and the shards: each gets its own
+// answer (payloads are unique per call).
+func TestInvoker_NonBlockingTransport_Concurrent(t *testing.T) {
+	tr := &echoTransport{ch: make(chan [3]string, 1024)}
+	inv := &Invoker{Transport: tr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	tr.inv = inv
+	for range 4 {
+		go tr.serve()
+	}
+	defer close(tr.ch)
+	var wg sync.WaitGroup
+	for g := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				want := fmt.Sprintf(`{"g":%d,"i":%d}`, g, i)
+				r, err := inv.Invoke(context.Background(), Request{DeviceID: fmt.Sprintf("dev%d", i%7), MethodName: "echo", Payload: json.RawMessage(want)})
+				if err != nil || string(r.Payload) != want {
+					t.Errorf("got %s, %v; want %s", r.Payload, err, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := inv.InFlight(); n != 0 {
+		t.Errorf("%d calls still in flight", n)
+	}
+}

@@ -169,3 +169,127 @@ func BenchmarkDeviceVerify(b *testing.B) {
 		}
 	}
 }
+
+// A remembered token is accepted only while everything the full check
+// looks at still holds: the key that signed it is still the policy's or
+// the identity's, the clock is before its expiry, the policy grants the
+// right, its resource covers the identity.
+func TestCache_NoStaleAcceptance(t *testing.T) {
+	const otherKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	clock := now
+	newA := func() *Authenticator {
+		return &Authenticator{Policies: DefaultPolicies(""), Now: func() time.Time { return clock }}
+	}
+	owner := mustSign(t, "localhost", DefaultOwnerKey, "iothubowner", now.Add(time.Hour))
+	devTok := mustSign(t, "localhost/devices/d1", devKey, "", now.Add(time.Hour))
+	hostTok := mustSign(t, "localhost", devKey, "", now.Add(time.Hour))
+	policyTok := mustSign(t, "localhost", DefaultDeviceKey, "device", now.Add(time.Hour))
+	for _, tc := range []struct {
+		name  string
+		first func(a *Authenticator) error // must pass and fill the cache
+		then  func(a *Authenticator) error
+		ok    bool
+	}{
+		{"service token again", func(a *Authenticator) error { _, err := a.Service(owner, RegistryRead); return err },
+			func(a *Authenticator) error { _, err := a.Service(owner, RegistryWrite); return err }, true},
+		{"service policy key regenerated", func(a *Authenticator) error { _, err := a.Service(owner, RegistryRead); return err },
+			func(a *Authenticator) error {
+				a.Policies[0].PrimaryKey, a.Policies[0].SecondaryKey = otherKey, otherKey
+				_, err := a.Service(owner, RegistryRead)
+				return err
+			}, false},
+		{"service token expires on the clock", func(a *Authenticator) error { _, err := a.Service(owner, RegistryRead); return err },
+			func(a *Authenticator) error {
+				clock = now.Add(time.Hour)
+				_, err := a.Service(owner, RegistryRead)
+				return err
+			}, false},
+		{"service policy lacks the right", func(a *Authenticator) error { _, err := a.Service(owner, RegistryRead); return err },
+			func(a *Authenticator) error {
+				a.Policies[0].Rights = RegistryRead
+				_, err := a.Service(owner, RegistryWrite)
+				return err
+			}, false},
+		{"device token again", func(a *Authenticator) error { return a.Device(devTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { return a.Device(devTok, "d1", "", devKey, "") }, true},
+		{"device key regenerated", func(a *Authenticator) error { return a.Device(devTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { return a.Device(devTok, "d1", "", otherKey, otherKey) }, false},
+		{"device key moved to secondary", func(a *Authenticator) error { return a.Device(devTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { return a.Device(devTok, "d1", "", otherKey, devKey) }, true},
+		{"device token for another device", func(a *Authenticator) error { return a.Device(devTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { return a.Device(devTok, "d2", "", devKey, "") }, false},
+		{"host token covers another device with the same key", func(a *Authenticator) error { return a.Device(hostTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { return a.Device(hostTok, "d2", "", devKey, "") }, true},
+		{"host token, other device's keys differ", func(a *Authenticator) error { return a.Device(hostTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { return a.Device(hostTok, "d2", "", otherKey, "") }, false},
+		{"device token expires on the clock", func(a *Authenticator) error { return a.Device(devTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error {
+				clock = now.Add(2 * time.Hour)
+				return a.Device(devTok, "d1", "", devKey, "")
+			}, false},
+		{"device policy loses DeviceConnect", func(a *Authenticator) error { return a.Device(policyTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error {
+				a.Policies[2].Rights = RegistryRead
+				return a.Device(policyTok, "d1", "", devKey, "")
+			}, false},
+		{"device policy token is no service token", func(a *Authenticator) error { return a.Device(policyTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { _, err := a.Service(policyTok, ServiceConnect); return err }, false},
+		{"device key token is no service token", func(a *Authenticator) error { return a.Device(devTok, "d1", "", devKey, "") },
+			func(a *Authenticator) error { _, err := a.Service(devTok, 0); return err }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock = now
+			a := newA()
+			if err := tc.first(a); err != nil {
+				t.Fatalf("first check: %v", err)
+			}
+			if a.CachedTokens() != 1 {
+				t.Fatalf("cached %d tokens, want 1", a.CachedTokens())
+			}
+			err := tc.then(a)
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if err != nil && iothub.CodeOf(err) != iothub.IotHubUnauthorizedAccess {
+				t.Errorf("code = %v, want 401002", iothub.CodeOf(err))
+			}
+		})
+	}
+}
+
+// Failures are not remembered, and the cache never holds more than its
+// bound however many distinct valid tokens arrive.
+func TestCache_Bounded(t *testing.T) {
+	a := newAuth()
+	if _, err := a.Service(mustSign(t, "localhost", DefaultServiceKey, "iothubowner", now.Add(time.Hour)), 0); err == nil {
+		t.Fatal("wrong key accepted")
+	}
+	if n := a.CachedTokens(); n != 0 {
+		t.Fatalf("a failed token was cached (%d)", n)
+	}
+	for i := range maxCachedTokens + 50 {
+		tok := mustSign(t, "localhost", DefaultOwnerKey, "iothubowner", now.Add(time.Hour+time.Duration(i)*time.Second))
+		if _, err := a.Service(tok, RegistryRead); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := a.CachedTokens(); n > maxCachedTokens || n < maxCachedTokens-1 {
+		t.Fatalf("cached %d tokens, bound %d", n, maxCachedTokens)
+	}
+	n := 0
+	a.verified.Range(func(any, any) bool { n++; return true })
+	if n != a.CachedTokens() {
+		t.Errorf("count %d, entries %d", a.CachedTokens(), n)
+	}
+}
+
+func BenchmarkServiceVerify(b *testing.B) {
+	a := &Authenticator{Policies: DefaultPolicies("")}
+	tok, _ := Sign("localhost", DefaultOwnerKey, "iothubowner", time.Now().Add(time.Hour))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := a.Service(tok, ServiceConnect); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

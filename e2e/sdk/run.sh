@@ -37,6 +37,7 @@ export IOTHUB_DOTTED_HOSTNAME=iothub.localhost
 # name      needs (tools scripts/test.sh checks before it runs the suite)
 SUITES=(
   "node     node openssl"
+  "nodefaults node openssl"
   "python   python openssl"
   "tutorial node python"
   "dashboard node"
@@ -55,6 +56,16 @@ prepare_node() { prepare_node_dir "$HERE/node"; }
 run_node() {
   echo "== node --test ($(node --version))"
   (cd "$HERE/node" && timeout "$SUITE_TIMEOUT" node --test --test-concurrency=1 --test-timeout=120000)
+}
+
+# The Node SDK over AMQP under injected faults (node/resilience/): apart
+# from the node suite because its faults wait on real time, the slowest on
+# the SDK's own 45-second rundown; one file per transport, run at once.
+prepare_nodefaults() { prepare_node_dir "$HERE/node"; }
+run_nodefaults() {
+  echo "== node --test resilience/ ($(node --version))"
+  (cd "$HERE/node" && timeout "$SUITE_TIMEOUT" node --test --test-concurrency=2 --test-timeout=240000 \
+    resilience/faults_amqp.js resilience/faults_amqpws.js)
 }
 
 prepare_python() { prepare_venv "$HERE/python/requirements.txt" "$HERE/python/.venv"; }

@@ -1,0 +1,3 @@
+'use strict';
+// The AMQP fault scenarios (scenarios.js) over Amqp.
+require('./scenarios')('Amqp');

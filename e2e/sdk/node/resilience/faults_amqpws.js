@@ -1,0 +1,3 @@
+'use strict';
+// The AMQP fault scenarios (scenarios.js) over AmqpWs.
+require('./scenarios')('AmqpWs');
