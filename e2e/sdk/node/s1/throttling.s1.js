@@ -80,11 +80,11 @@ test('d2c over MQTT: 101 messages in a second are shaped, not refused: all arriv
     for (let i = 0; i < 101; i++) {
       sends.push(client.sendEvent(new Message(`m${i}`)).then(() => { acked++; }));
     }
-    await pollUntil(async () => acked === 100, 30000, 'the first 100 sends acknowledged');
+    await pollUntil(async () => (await stored(id)).length >= 100, 30000, 'the first 100 messages stored');
     // The hub's clock stands still: the 101st is held, neither stored nor
-    // acknowledged nor refused.
+    // refused (and not acknowledged: the SDK's promise for it is pending).
     assert.equal((await stored(id)).length, 100);
-    assert.equal(acked, 100);
+    assert.ok(acked <= 100, `${acked} sends acknowledged`);
     await advance(1);
     await withTimeout(Promise.all(sends), 30000, 'the shaped send');
     const all = await stored(id);
