@@ -73,6 +73,7 @@ func BenchmarkTwins_Reported(b *testing.B) {
 	})
 	per := max(b.N/twinBenchDevices, 1)
 	b.ResetTimer()
+	cpu := h.cpuTime(b)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i, c := range clients {
@@ -93,6 +94,7 @@ func BenchmarkTwins_Reported(b *testing.B) {
 	took := time.Since(start)
 	b.StopTimer()
 	b.ReportMetric(float64(per*twinBenchDevices)/took.Seconds(), "patches/s")
+	b.ReportMetric(float64((h.cpuTime(b)-cpu).Microseconds())/float64(per*twinBenchDevices), "emulator-cpu-µs/patch")
 	b.ReportMetric(0, "ns/op")
 }
 

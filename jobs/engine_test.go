@@ -68,6 +68,10 @@ func openDB(t *testing.T, path string) *sqlite.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A cleanup, not a defer in the test: cleanups run after the test's
+	// defers and in reverse order, so an engine started later (newEngine)
+	// stops before its database closes instead of running a job on it.
+	t.Cleanup(func() { db.Close() })
 	return db
 }
 
@@ -103,7 +107,6 @@ func methodJob(id string) *jobs.Job {
 
 func TestEngine_MethodJob(t *testing.T) {
 	db := openDB(t, "")
-	defer db.Close()
 	f := &fleet{devices: devices(10), online: map[string]bool{}}
 	for i := 0; i < 9; i++ {
 		f.online[fmt.Sprintf("d%03d", i)] = true
@@ -129,7 +132,6 @@ func TestEngine_MethodJob(t *testing.T) {
 
 func TestEngine_TwinJobAndValidation(t *testing.T) {
 	db := openDB(t, "")
-	defer db.Close()
 	f := &fleet{devices: devices(3)}
 	e := newEngine(t, db, f)
 	ctx := context.Background()
@@ -167,7 +169,6 @@ func TestEngine_TwinJobAndValidation(t *testing.T) {
 
 func TestEngine_ScheduledAndCancel(t *testing.T) {
 	db := openDB(t, "")
-	defer db.Close()
 	f := &fleet{devices: devices(20), online: map[string]bool{}, gate: make(chan struct{})}
 	e := newEngine(t, db, f)
 	ctx := context.Background()
@@ -245,7 +246,6 @@ func TestEngine_ResumesAfterRestart(t *testing.T) {
 	db.Close()
 
 	db = openDB(t, path)
-	defer db.Close()
 	finished := map[string]bool{}
 	rows, err := db.Reader().Query(`SELECT device_id FROM device_jobs WHERE job_id = 'r1' AND status = 'completed'`)
 	if err != nil {

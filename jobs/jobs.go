@@ -56,8 +56,8 @@ type TwinPatch struct {
 	Desired  map[string]any
 }
 
-// Stats are a job's deviceJobStatistics, always counted from its device
-// records so they never drift from them.
+// Stats are a job's deviceJobStatistics. A store keeps them with the device
+// records, changed in the same transaction, so they never drift from them.
 type Stats struct {
 	DeviceCount, FailedCount, SucceededCount, RunningCount, PendingCount int
 }

@@ -18,7 +18,6 @@ import (
 // two cannot drift apart again.
 func TestEngine_MethodJobsFollowTheDirectMethodRules(t *testing.T) {
 	db := openDB(t, "")
-	defer db.Close()
 	e := newEngine(t, db, &fleet{})
 	big := json.RawMessage(`"` + strings.Repeat("x", methods.MaxPayload) + `"`)
 	for i, tc := range []struct {
@@ -61,7 +60,6 @@ func TestEngine_MethodJobsFollowTheDirectMethodRules(t *testing.T) {
 // After Close, Create and Cancel answer ErrClosed.
 func TestEngine_CallsAfterCloseReturnErrClosed(t *testing.T) {
 	db := openDB(t, "")
-	defer db.Close()
 	e := newEngine(t, db, &fleet{})
 	e.Close()
 	if _, err := e.Create(context.Background(), methodJob("late")); !errors.Is(err, iothub.ErrClosed) {

@@ -131,9 +131,10 @@ func getJob(ctx context.Context, q queryRower, id string) (*jobs.Job, error) {
 	return j, fillStats(ctx, q, j)
 }
 
-// fillStats counts the job's device records by status.
+// fillStats reads the job's device record counts by status, which
+// triggers on device_jobs keep (migration 0025).
 func fillStats(ctx context.Context, q queryRower, j *jobs.Job) error {
-	rows, err := q.QueryContext(ctx, `SELECT status, COUNT(*) FROM device_jobs WHERE job_id = ? GROUP BY status`, j.ID)
+	rows, err := q.QueryContext(ctx, `SELECT status, n FROM job_device_counts WHERE job_id = ?`, j.ID)
 	if err != nil {
 		return err
 	}
@@ -233,6 +234,9 @@ func (s *JobStore) Active(ctx context.Context) ([]*jobs.Job, error) {
 	return s.list(ctx, `WHERE status IN ('queued', 'scheduled', 'running') ORDER BY start_time, job_id`)
 }
 
+// selectChunk is how many device records one INSERT of Select writes.
+const selectChunk = 1000
+
 func (s *JobStore) Select(ctx context.Context, jobID string, devices []jobs.DeviceKey, now time.Time) error {
 	ts := formatTime(now)
 	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
@@ -243,14 +247,24 @@ func (s *JobStore) Select(ctx context.Context, jobID string, devices []jobs.Devi
 			}
 			return err
 		}
+		// Keys go in as JSON arrays of selectChunk: one statement per chunk
+		// instead of one per device.
 		stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO device_jobs (job_id, device_id, module_id, job_type, status, created_time, last_updated_time)
-			VALUES (?, ?, ?, ?, 'pending', ?, ?)`)
+			SELECT ?, value ->> 0, value ->> 1, ?, 'pending', ?, ? FROM json_each(?)`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
-		for _, d := range devices {
-			if _, err := stmt.ExecContext(ctx, jobID, d.DeviceID, d.ModuleID, typ, ts, ts); err != nil {
+		for start := 0; start < len(devices); start += selectChunk {
+			keys := make([][2]string, 0, selectChunk)
+			for _, d := range devices[start:min(start+selectChunk, len(devices))] {
+				keys = append(keys, [2]string{d.DeviceID, d.ModuleID})
+			}
+			b, err := json.Marshal(keys)
+			if err != nil {
+				return err
+			}
+			if _, err := stmt.ExecContext(ctx, jobID, typ, ts, ts, string(b)); err != nil {
 				return err
 			}
 		}
@@ -259,9 +273,16 @@ func (s *JobStore) Select(ctx context.Context, jobID string, devices []jobs.Devi
 	})
 }
 
+// pendingSQL reads a batch of pending records. Without INDEXED BY, SQLite
+// walks the job's records in primary key order (which needs no sort) and
+// skips the finished ones, so every batch read every record finished before
+// it: quadratic over a job.
+const pendingSQL = `SELECT device_id, module_id, job_type, status, created_time
+	FROM device_jobs INDEXED BY device_jobs_pending
+	WHERE job_id = ? AND status = 'pending' ORDER BY device_id, module_id LIMIT ?`
+
 func (s *JobStore) Pending(ctx context.Context, jobID string, limit int) ([]*jobs.DeviceJob, error) {
-	rows, err := s.DB.Reader().QueryContext(ctx, `SELECT device_id, module_id, job_type, status, created_time FROM device_jobs
-		WHERE job_id = ? AND status = 'pending' ORDER BY device_id, module_id LIMIT ?`, jobID, limit)
+	rows, err := s.DB.Reader().QueryContext(ctx, pendingSQL, jobID, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -279,35 +300,82 @@ func (s *JobStore) Pending(ctx context.Context, jobID string, limit int) ([]*job
 	return out, rows.Err()
 }
 
+// outcomeValues are the columns Finish writes, as stored.
+type outcomeValues struct {
+	jobID, status, start, end, last string
+	outcome, errJSON                sql.NullString
+}
+
+func finishValues(dj *jobs.DeviceJob) (outcomeValues, error) {
+	v := outcomeValues{jobID: dj.JobID, status: dj.Status, start: formatTime(dj.StartTime), end: formatTime(dj.EndTime), last: formatTime(dj.LastUpdated)}
+	if dj.MethodStatus != nil {
+		payload := dj.MethodPayload
+		if len(payload) == 0 {
+			payload = json.RawMessage("null")
+		}
+		b, err := json.Marshal(map[string]any{"deviceMethodResponse": map[string]any{"status": *dj.MethodStatus, "payload": payload}})
+		if err != nil {
+			return v, err
+		}
+		v.outcome = sql.NullString{String: string(b), Valid: true}
+	}
+	if dj.ErrorCode != "" {
+		b, _ := json.Marshal(map[string]string{"code": dj.ErrorCode, "description": dj.ErrorMessage})
+		v.errJSON = sql.NullString{String: string(b), Valid: true}
+	}
+	return v, nil
+}
+
+// Finish records outcomes. Consecutive results with the same values (a twin
+// job's chunk: one status, one set of times) share one UPDATE over their
+// keys instead of one statement each.
 func (s *JobStore) Finish(ctx context.Context, results []*jobs.DeviceJob) error {
 	return s.DB.WriteTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE device_jobs SET status = ?, start_time = ?, end_time = ?, last_updated_time = ?,
+		one, err := tx.PrepareContext(ctx, `UPDATE device_jobs SET status = ?, start_time = ?, end_time = ?, last_updated_time = ?,
 			outcome = ?, error = ? WHERE job_id = ? AND device_id = ? AND module_id = ?`)
 		if err != nil {
 			return err
 		}
-		defer stmt.Close()
-		for _, dj := range results {
-			var outcome, errJSON sql.NullString
-			if dj.MethodStatus != nil {
-				payload := dj.MethodPayload
-				if len(payload) == 0 {
-					payload = json.RawMessage("null")
-				}
-				b, err := json.Marshal(map[string]any{"deviceMethodResponse": map[string]any{"status": *dj.MethodStatus, "payload": payload}})
-				if err != nil {
-					return err
-				}
-				outcome = sql.NullString{String: string(b), Valid: true}
-			}
-			if dj.ErrorCode != "" {
-				b, _ := json.Marshal(map[string]string{"code": dj.ErrorCode, "description": dj.ErrorMessage})
-				errJSON = sql.NullString{String: string(b), Valid: true}
-			}
-			if _, err := stmt.ExecContext(ctx, dj.Status, formatTime(dj.StartTime), formatTime(dj.EndTime), formatTime(dj.LastUpdated),
-				outcome, errJSON, dj.JobID, dj.DeviceID, dj.ModuleID); err != nil {
+		defer one.Close()
+		vals := make([]outcomeValues, len(results))
+		for i, dj := range results {
+			if vals[i], err = finishValues(dj); err != nil {
 				return err
 			}
+		}
+		var many *sql.Stmt
+		for i := 0; i < len(results); {
+			v, j := vals[i], i+1
+			for j < len(results) && vals[j] == v {
+				j++
+			}
+			if j == i+1 {
+				dj := results[i]
+				if _, err := one.ExecContext(ctx, v.status, v.start, v.end, v.last, v.outcome, v.errJSON, v.jobID, dj.DeviceID, dj.ModuleID); err != nil {
+					return err
+				}
+				i = j
+				continue
+			}
+			if many == nil {
+				if many, err = tx.PrepareContext(ctx, `UPDATE device_jobs SET status = ?, start_time = ?, end_time = ?, last_updated_time = ?,
+					outcome = ?, error = ? WHERE job_id = ? AND (device_id, module_id) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))`); err != nil {
+					return err
+				}
+				defer many.Close()
+			}
+			keys := make([][2]string, 0, j-i)
+			for _, dj := range results[i:j] {
+				keys = append(keys, [2]string{dj.DeviceID, dj.ModuleID})
+			}
+			b, err := json.Marshal(keys)
+			if err != nil {
+				return err
+			}
+			if _, err := many.ExecContext(ctx, v.status, v.start, v.end, v.last, v.outcome, v.errJSON, v.jobID, string(b)); err != nil {
+				return err
+			}
+			i = j
 		}
 		return nil
 	})

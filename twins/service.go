@@ -202,6 +202,17 @@ type BatchStore interface {
 	UpdateMany(ctx context.Context, keys []Key, fn func(*Twin) error) (updated []*Twin, errs []error, err error)
 }
 
+// ReportedStore is a Store that can update the device side of a twin
+// alone, which is all a reported patch touches.
+type ReportedStore interface {
+	// UpdateReported is Update for a reported patch: fn sees only Key,
+	// Reported and Version, and only Reported and Version are saved. Tags,
+	// Desired, Identity and ETag are neither loaded nor saved, so a device
+	// reporting every second does not decode and rewrite what the service
+	// owns. Same errors as Update; the returned twin holds what was saved.
+	UpdateReported(ctx context.Context, key Key, fn func(*Twin) error) (*Twin, error)
+}
+
 // PatchMany merges one service patch into many twins, as a
 // scheduleUpdateTwin job does, with PatchService's rules and an If-Match of
 // "*". With a BatchStore it costs one transaction for the whole batch. It
@@ -303,10 +314,14 @@ func (s *Service) PatchReported(ctx context.Context, key Key, patch map[string]a
 		return 0, err
 	}
 
+	update := s.Store.Update
+	if rs, ok := s.Store.(ReportedStore); ok {
+		update = rs.UpdateReported
+	}
 	mu := s.lock(key)
 	defer mu.Unlock()
 	ts := FormatTime(s.now())
-	t, err := s.Store.Update(ctx, key, func(t *Twin) error {
+	t, err := update(ctx, key, func(t *Twin) error {
 		r := copyProperties(t.Reported)
 		r.Version++
 		merge(r.Data, r.Metadata, patch, stamp{ts: ts})

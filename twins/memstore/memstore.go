@@ -71,6 +71,30 @@ func (s *Store) Update(_ context.Context, key twins.Key, fn func(*twins.Twin) er
 	return saved.Clone(), nil
 }
 
+var _ twins.ReportedStore = (*Store)(nil)
+
+// UpdateReported implements twins.ReportedStore: fn gets a twin holding
+// only Key, Reported and Version, as the SQLite store loads it, so the
+// Service's tests see what a device patch sees in production.
+func (s *Store) UpdateReported(_ context.Context, key twins.Key, fn func(*twins.Twin) error) (*twins.Twin, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, err := s.find(key)
+	if err != nil {
+		return nil, err
+	}
+	work := &twins.Twin{Key: key, Reported: cur.Clone().Reported, Version: cur.Version}
+	if err := fn(work); err != nil {
+		return nil, err
+	}
+	saved := cur.Clone()
+	saved.Reported, saved.Version = work.Reported, work.Version
+	saved = saved.Clone() // drop any alias fn kept into work
+	s.twins[key] = saved
+	out := saved.Clone()
+	return &twins.Twin{Key: key, Reported: out.Reported, Version: out.Version}, nil
+}
+
 // find returns the stored twin or the hub's not-found error: 404010 when the
 // device has a twin but the module has none, 404001 otherwise.
 func (s *Store) find(key twins.Key) (*twins.Twin, error) {

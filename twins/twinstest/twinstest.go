@@ -189,6 +189,65 @@ func Run(t *testing.T, newStore Factory) {
 		}
 	})
 
+	t.Run("UpdateReported sees and saves only the device side", func(t *testing.T) {
+		s := fresh(t)
+		rs, ok := s.(twins.ReportedStore)
+		if !ok {
+			t.Skip("the store has no UpdateReported; the Service falls back to Update")
+		}
+		before, err := s.Update(ctx, mod, func(tw *twins.Twin) error {
+			tw.Tags = map[string]any{"site": "b1"}
+			tw.Desired.Data["interval"] = int64(5)
+			tw.Reported.Data["old"] = "x"
+			tw.Reported.Metadata["old"] = map[string]any{"$lastUpdated": "2024-05-28T11:04:39.4422737Z"}
+			tw.Version, tw.ETag = tw.Version+1, tw.ETag+1
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		big := int64(1)<<53 + 1
+		saved, err := rs.UpdateReported(ctx, mod, func(tw *twins.Twin) error {
+			if tw.Key != mod || tw.Tags != nil || len(tw.Desired.Data) != 0 || tw.ETag != 0 {
+				t.Errorf("fn saw more than the device side: %+v", tw)
+			}
+			if tw.Reported.Data["old"] != "x" || tw.Reported.Version != before.Reported.Version || tw.Version != before.Version {
+				t.Errorf("fn saw reported %+v, version %d; want %+v, %d", tw.Reported, tw.Version, before.Reported, before.Version)
+			}
+			tw.Reported.Data["fw"] = big
+			tw.Reported.Metadata["fw"] = map[string]any{"$lastUpdated": "2024-05-28T11:04:40Z"}
+			tw.Reported.Version++
+			tw.Version++
+			tw.Tags, tw.ETag = map[string]any{"lost": true}, 99 // not the device's to save
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := s.Get(ctx, mod)
+		for name, tw := range map[string]*twins.Twin{"returned": saved, "read back": got} {
+			if tw.Reported.Data["fw"] != big || tw.Reported.Data["old"] != "x" || tw.Reported.Version != before.Reported.Version+1 ||
+				tw.Version != before.Version+1 || tw.Reported.Metadata["fw"] == nil {
+				t.Errorf("%s: %+v", name, tw)
+			}
+		}
+		if got.Tags["site"] != "b1" || got.Tags["lost"] != nil || got.Desired.Data["interval"] != int64(5) || got.ETag != before.ETag {
+			t.Errorf("UpdateReported changed the service side: %+v", got)
+		}
+		refused := errors.New("refused")
+		if _, err := rs.UpdateReported(ctx, mod, func(tw *twins.Twin) error { tw.Version++; return refused }); !errors.Is(err, refused) {
+			t.Errorf("refusing fn: %v", err)
+		}
+		called := false
+		_, err = rs.UpdateReported(ctx, twins.Key{DeviceID: "ghost"}, func(*twins.Twin) error { called = true; return nil })
+		if iothub.CodeOf(err) != iothub.DeviceNotFound || called {
+			t.Errorf("missing twin: %v, fn called %v", err, called)
+		}
+		if again, _ := s.Get(ctx, mod); again.Version != got.Version {
+			t.Errorf("a refused UpdateReported was saved")
+		}
+	})
+
 	t.Run("an ended context", func(t *testing.T) {
 		s := fresh(t)
 		ended, cancel := context.WithCancel(ctx)
