@@ -142,7 +142,7 @@ func (h *hook) dpsPublish(c *conn, pk packets.Packet) (packets.Packet, error) {
 		}
 		payload, _ = json.Marshal(op)
 	case errors.As(err, &he):
-		status, payload = he.Code.Status(), ErrorBody(err)
+		status, payload = he.Code.Status(), h.b.errorBody(err)
 	default:
 		h.b.log.Error("dps request not stored", "registration", c.dps.RegistrationID, "error", err)
 		return pk, packets.ErrRejectPacket

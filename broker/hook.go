@@ -565,7 +565,7 @@ func (h *hook) patchReported(ctx context.Context, dev Device, body []byte) (int6
 // publish is not acknowledged.
 func (h *hook) twinError(dev Device, rid string, err error) (internal bool) {
 	code := iothub.CodeOf(err)
-	body := ErrorBody(err)
+	body := h.b.errorBody(err)
 	_ = h.b.Send(dev.DeviceID, dev.ModuleID, "$iothub/twin/res/"+strconv.Itoa(code.Status())+"/?$rid="+rid, body)
 	if code == iothub.ServerError {
 		h.b.log.Error("twin request failed", "device", dev.ClientID(), "error", err)

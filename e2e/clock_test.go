@@ -162,3 +162,33 @@ func TestClock_EmulatorEndpoint(t *testing.T) {
 	conn.waitLost(t) // its token expired on the way
 	checkHubError(t, h.Do(t, http.MethodPost, "/_emulator/clock", map[string]any{"to": "2030-01-01T12:00:00Z"}), 400, "ArgumentInvalid")
 }
+
+// The emulator's C2D queue listing tells a locked message (Invisible) by
+// the hub's clock: once the lock has run out there, it is Enqueued again.
+func TestClock_C2DListingShowsLocksOnTheHubsClock(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart))
+	d := h.CreateDevice(t, "poller")
+	sendC2D(t, h, "poller", map[string]any{"body": "x"})
+	state := func() string {
+		var msgs []struct{ State string }
+		h.Do(t, http.MethodGet, "/_emulator/devices/poller/messages/devicebound", nil).JSON(t, &msgs)
+		if len(msgs) != 1 {
+			t.Fatalf("%d messages queued, want 1", len(msgs))
+		}
+		return msgs[0].State
+	}
+	if s := state(); s != "Enqueued" {
+		t.Fatalf("before the receive: %s", s)
+	}
+	if r := h.Do(t, http.MethodGet, "/devices/poller/messages/deviceBound", nil, "Authorization: "+d.Token(t, h, time.Hour)); r.StatusCode != 200 {
+		t.Fatalf("receive: %d %s", r.StatusCode, r.Body)
+	}
+	if s := state(); s != "Invisible" {
+		t.Fatalf("while locked: %s", s)
+	}
+	h.Advance(t, 2*time.Minute) // the lock is a minute
+	if s := state(); s != "Enqueued" {
+		t.Fatalf("after the lock ran out on the hub's clock: %s", s)
+	}
+}

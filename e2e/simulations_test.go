@@ -301,3 +301,21 @@ func TestDashboard_Served(t *testing.T) {
 		t.Errorf("hub route: %d %s", r.StatusCode, r.Body)
 	}
 }
+
+// Simulated devices sign their tokens with the hub's clock: on a hub whose
+// clock is years ahead of the machine's they still connect.
+func TestSimulations_SignTokensOnTheHubsClock(t *testing.T) {
+	t.Parallel()
+	h := hubtest.Start(t, hubtest.WithClock(clockStart))
+	if r := h.Do(t, http.MethodPost, "/_emulator/simulations", map[string]any{"id": "future", "count": 1}); r.StatusCode != http.StatusCreated {
+		t.Fatalf("start: %d %s", r.StatusCode, r.Body)
+	}
+	checkFor(t, 20*time.Second, func() error {
+		var d map[string]any
+		h.Do(t, http.MethodGet, "/devices/future", nil).JSON(t, &d)
+		if d["connectionState"] != "Connected" {
+			return fmt.Errorf("future: %v", d["connectionState"])
+		}
+		return nil
+	})
+}

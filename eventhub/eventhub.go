@@ -149,6 +149,7 @@ func New(deps Deps, cfg Config) (*Hub, error) {
 		return nil, errors.New("eventhub: a name is required")
 	}
 	if cfg.Now == nil {
+		// wall clock: the default when no clock is given; the hub passes its own.
 		cfg.Now = func() time.Time { return time.Now().UTC() }
 	}
 	if cfg.CreatedAt.IsZero() {
@@ -397,7 +398,7 @@ func (h *Hub) follow() {
 			sub.Cancel()
 			h.cfg.Logger.Error("event hub: reading the telemetry log", "error", err)
 			select {
-			case <-time.After(time.Second):
+			case <-time.After(time.Second): // wall clock: a retry of a failed read, paced for the machine
 				continue
 			case <-h.stop:
 				return

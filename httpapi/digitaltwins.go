@@ -70,6 +70,10 @@ func (s *Server) invokeDigitalTwinCommand(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
+	// A command is a direct method to the hub's throttles.
+	if err := s.cfg.Throttle.AllowDirectMethod(len(body)); err != nil {
+		return err
+	}
 	resp, err := s.DigitalTwins.Invoke(ctx(r), digitaltwins.Command{
 		DeviceID: pathVar(r, "id"), Component: pathVar(r, "component"), Name: pathVar(r, "command"),
 		Payload: body, ConnectTimeout: seconds(connect), ResponseTimeout: seconds(response),

@@ -25,6 +25,10 @@ func (s *Server) emulator(need sasauth.Rights, h handlerFunc) http.Handler {
 			s.writeError(w, r, err)
 			return
 		}
+		if err := s.admitThrottled(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
@@ -61,6 +65,10 @@ func (s *Server) device(h deviceHandler) http.Handler {
 		}
 		if id.Status != registry.StatusEnabled {
 			s.writeError(w, r, iothub.Errorf(iothub.IotHubUnauthorizedAccess, "Unauthorized: the device is disabled"))
+			return
+		}
+		if err := s.admitThrottled(r); err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
@@ -529,11 +537,13 @@ type C2DJSON struct {
 	BodyEncoding    string            `json:"bodyEncoding,omitempty"`
 }
 
-func c2dJSON(m *messaging.C2DMessage, withBody bool) *C2DJSON {
+// c2dJSON shows m as the emulator's C2D endpoints do; now (the hub's
+// clock) tells a locked message (Invisible) from one whose lock expired.
+func c2dJSON(m *messaging.C2DMessage, withBody bool, now time.Time) *C2DJSON {
 	out := &C2DJSON{SequenceNumber: m.SequenceNumber, DeviceID: m.DeviceID, MessageID: m.MessageID, To: m.To, CorrelationID: m.CorrelationID,
 		UserID: m.UserID, ContentType: m.ContentType, ContentEncoding: m.ContentEncoding, EnqueuedTimeUTC: hubTime(m.EnqueuedTime),
 		ExpiryTimeUTC: hubTime(m.ExpiryTime), Ack: string(m.Ack), DeliveryCount: m.DeliveryCount, State: "Enqueued", Properties: m.Properties}
-	if m.LockToken != "" && m.LockedUntil.After(time.Now()) {
+	if m.LockToken != "" && m.LockedUntil.After(now) {
 		out.State = "Invisible"
 	}
 	if out.Properties == nil {
@@ -581,7 +591,7 @@ func (s *Server) sendC2D(w http.ResponseWriter, r *http.Request) error {
 	if err := s.C2D.Send(ctx(r), m); err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, c2dJSON(m, false))
+	return writeJSON(w, http.StatusOK, c2dJSON(m, false, s.now()))
 }
 
 // listC2D shows a device's queue (emulator only).
@@ -591,8 +601,9 @@ func (s *Server) listC2D(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := make([]*C2DJSON, len(msgs))
+	now := s.now()
 	for i, m := range msgs {
-		out[i] = c2dJSON(m, true)
+		out[i] = c2dJSON(m, true, now)
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

@@ -48,6 +48,9 @@ func (s *Server) invokeMethod(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
+	if err := s.cfg.Throttle.AllowDirectMethod(len(in.Payload)); err != nil {
+		return err
+	}
 	resp, err := s.Methods.Invoke(ctx(r), methods.Request{
 		DeviceID:        pathVar(r, "id"),
 		ModuleID:        pathVar(r, "mid"),

@@ -31,7 +31,7 @@ func (s *Server) writeDPSError(w http.ResponseWriter, r *http.Request, err error
 	}
 	_ = writeJSON(w, code.Status(), map[string]any{
 		"errorCode": int(code), "trackingId": uuid.NewString(), "message": msg,
-		"timestampUtc": time.Now().UTC().Format("2006-01-02T15:04:05.0000000Z"),
+		"timestampUtc": s.now().UTC().Format("2006-01-02T15:04:05.0000000Z"),
 	})
 }
 

@@ -128,6 +128,9 @@ func New(deps Deps, cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// now is the hub's time (its clock: fake under --fake-clock).
+func (s *Server) now() time.Time { return clock.OrReal(s.cfg.Clock).Now() }
+
 // Handler is the router with request logging.
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -210,6 +213,10 @@ func (s *Server) hub(need sasauth.Rights, h handlerFunc) http.Handler {
 			return
 		}
 		if _, err := s.Auth.Service(r.Header.Get("Authorization"), need); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := s.admitThrottled(r); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

@@ -18,7 +18,7 @@ import (
 // once it is bound (startSimulations).
 func (h *Hub) newSimulator(context.Context) (err error) {
 	h.Simulator, err = simdevices.New(simdevices.Deps{Identities: simIdentities{h.Registry}}, simdevices.Config{
-		Hostname: h.cfg.Hostname, MaxDevices: h.cfg.MaxSimulatedDevices, Logger: h.log,
+		Hostname: h.cfg.Hostname, MaxDevices: h.cfg.MaxSimulatedDevices, Now: h.now, Logger: h.log,
 	})
 	return err
 }

@@ -386,7 +386,7 @@ func (h *Hub) newMethods(context.Context) error {
 
 func (h *Hub) newJobs(context.Context) (err error) {
 	h.Jobs, err = jobs.NewEngine(jobs.Deps{
-		Store: h.stores.jobs, Selector: h.stores.selector, Twins: jobTwins{h.Twins}, Methods: jobMethods{h},
+		Store: h.stores.jobs, Selector: h.stores.selector, Twins: jobTwins{h.Twins, h.throttle}, Methods: jobMethods{h},
 	}, jobs.Config{
 		Clock: h.clock, Now: h.now, Workers: h.cfg.JobWorkers, MaxActive: h.cfg.MaxActiveJobs, Retention: h.cfg.JobRetention,
 		Logger: h.log.With("component", "jobs"),
@@ -558,7 +558,7 @@ func (h *Hub) loadCerts() (*certSet, error) {
 	if !h.cfg.InMemory {
 		dir = filepath.Join(h.cfg.DataDir, "certs")
 	}
-	return loadOrCreateCerts(dir, uniq, time.Now())
+	return loadOrCreateCerts(dir, uniq, time.Now()) // wall clock: clients check certificates against theirs
 }
 
 // writeCAFile gives clients a CA file to point at, also in memory mode.

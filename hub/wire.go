@@ -68,30 +68,60 @@ func (c identityChecker) Exists(ctx context.Context, deviceID, moduleID string) 
 }
 
 // jobTwins applies a job's twin patch through the twins service, so
-// connected devices get the desired-property notification.
-type jobTwins struct{ s *twins.Service }
+// connected devices get the desired-property notification. Under --sku each
+// device's update is a jobs device operation: the job waits for the tier's
+// budget (it slows down, as the hub's jobs do) rather than failing.
+type jobTwins struct {
+	s        *twins.Service
+	throttle *throttling.Limiter
+}
 
 func (j jobTwins) PatchForJob(ctx context.Context, k jobs.DeviceKey, p jobs.TwinPatch) error {
+	if err := j.throttle.Pace(ctx, throttling.JobDeviceOps, 1); err != nil {
+		return err
+	}
 	_, err := j.s.PatchService(ctx, twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}, "*", twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
 	return err
 }
 
-// PatchManyForJob patches a chunk of a job's twins in one transaction.
+// PatchManyForJob patches a chunk of a job's twins in one transaction;
+// under --sku in pieces the tier lets through at once, each when its budget
+// allows, so the devices hear of the patch at the tier's pace.
 func (j jobTwins) PatchManyForJob(ctx context.Context, keys []jobs.DeviceKey, p jobs.TwinPatch) ([]error, error) {
-	tk := make([]twins.Key, len(keys))
-	for i, k := range keys {
-		tk[i] = twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}
+	piece := len(keys)
+	if b := j.throttle.Burst(throttling.JobDeviceOps); b > 0 {
+		piece = b
 	}
-	return j.s.PatchMany(ctx, tk, twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
+	errs := make([]error, 0, len(keys))
+	for start := 0; start < len(keys); start += piece {
+		part := keys[start:min(start+piece, len(keys))]
+		if err := j.throttle.Pace(ctx, throttling.JobDeviceOps, len(part)); err != nil {
+			return nil, err
+		}
+		tk := make([]twins.Key, len(part))
+		for i, k := range part {
+			tk[i] = twins.Key{DeviceID: k.DeviceID, ModuleID: k.ModuleID}
+		}
+		e, err := j.s.PatchMany(ctx, tk, twins.ServicePatch{Tags: p.Tags, Desired: p.Desired})
+		if err != nil {
+			return nil, err
+		}
+		errs = append(errs, e...)
+	}
+	return errs, nil
 }
 
 var _ jobs.BatchTwins = jobTwins{}
 
 // jobMethods calls direct methods for method jobs, through the same Invoker
-// as POST /twins/{id}/methods.
+// as POST /twins/{id}/methods; each call is a jobs device operation (paced
+// under --sku), not a direct method of the tier's direct-method budget.
 type jobMethods struct{ h *Hub }
 
 func (j jobMethods) InvokeForJob(ctx context.Context, k jobs.DeviceKey, m jobs.Method) (int, json.RawMessage, error) {
+	if err := j.h.throttle.Pace(ctx, throttling.JobDeviceOps, 1); err != nil {
+		return 0, nil, err
+	}
 	r, err := j.h.Methods.Invoke(ctx, methods.Request{
 		DeviceID: k.DeviceID, ModuleID: k.ModuleID, MethodName: m.MethodName, Payload: m.Payload,
 		ResponseTimeout: m.ResponseTimeout, ConnectTimeout: m.ConnectTimeout,

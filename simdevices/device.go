@@ -94,7 +94,7 @@ func (d *device) run(ctx context.Context) {
 		SetConnectRetryInterval(3 * time.Second).
 		SetMaxReconnectInterval(30 * time.Second).
 		SetCredentialsProvider(func() (string, string) {
-			tok, err := sasauth.Sign(host+"/devices/"+d.id, d.key, "", time.Now().Add(cfg.TokenTTL))
+			tok, err := sasauth.Sign(host+"/devices/"+d.id, d.key, "", cfg.Now().Add(cfg.TokenTTL))
 			if err != nil {
 				d.setErr(err)
 			}

@@ -43,7 +43,12 @@ type Config struct {
 	MaxDevices int
 	// TokenTTL is the lifetime of each SAS token; a reconnect signs a new one.
 	TokenTTL time.Duration
-	Logger   *slog.Logger
+	// Now is the hub's clock: tokens are signed with it, so a hub whose
+	// clock was moved ahead (--fake-clock) still accepts them. time.Now
+	// when nil. Send intervals and connection timeouts stay on the wall
+	// clock: they pace the machine's work, not the hub's.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // DefaultMaxDevices bounds a simulator whose Config says nothing.
@@ -91,6 +96,9 @@ func New(deps Deps, cfg Config) (*Simulator, error) {
 	if cfg.TokenTTL <= 0 {
 		cfg.TokenTTL = time.Hour
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -124,7 +132,7 @@ func (s *Simulator) Start(ctx context.Context, spec Spec, origin string) (Status
 		return Status{}, err
 	}
 	gctx, cancel := context.WithCancel(s.ctx)
-	g := &group{spec: c, origin: origin, started: time.Now().UTC(), cancel: cancel, done: make(chan struct{})}
+	g := &group{spec: c, origin: origin, started: s.cfg.Now().UTC(), cancel: cancel, done: make(chan struct{})}
 	s.mu.Lock()
 	cfg := s.cfg
 	s.mu.Unlock()

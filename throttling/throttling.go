@@ -1,14 +1,25 @@
 // Package throttling applies IoT Hub's per-tier operation throttles
-// (--sku, --units): each operation class has a budget per window, refilled
-// continuously on the hub's clock. Beyond it device-to-cloud sends are
-// shaped (held until the budget allows, for a bounded time) and every other
-// operation gets 429 with error code 429001 ThrottlingException, as the hub
-// answers. Off (a nil *Limiter) unless a tier is chosen.
+// (--sku, --units; "IoT Hub quotas and throttling"): each operation class
+// has a budget per window, refilled continuously on the hub's clock. Beyond
+// it device-to-cloud sends are shaped (held until the budget allows, for a
+// bounded time), a job's device operations are paced (the job slows down,
+// it never fails for it), and every other operation gets 429 with error
+// code 429001 ThrottlingException, as the hub answers. Off (a nil *Limiter)
+// unless a tier is chosen.
+//
+// One call per operation, made by every transport that carries it:
+//
+//	Allow(op)                       registry, queries, twins, jobs, configurations,
+//	                                C2D sends, C2D receives (HTTPS), file upload initiations
+//	AllowDirectMethod(payloadBytes) direct methods, metered in 4 KB blocks
+//	Shape(ctx, DeviceToCloud)       device-to-cloud sends
+//	Pace(ctx, JobDeviceOps, n)      the device operations of a running job
 package throttling
 
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +36,17 @@ const (
 	NewConnections Operation = "new device connections"
 	DeviceToCloud  Operation = "device-to-cloud sends"
 	CloudToDevice  Operation = "cloud-to-device sends"
+	// C2DReceives counts HTTPS receives only (the hub throttles no other
+	// transport's receives).
+	C2DReceives Operation = "cloud-to-device receives"
+	FileUploads Operation = "file upload initiations"
+	// DirectMethods is a budget of bytes, metered in MethodMeter blocks:
+	// a call costs its payload rounded up to whole blocks (at least one).
+	DirectMethods Operation = "direct methods"
+	// JobDeviceOps are the twin updates and method calls a running job
+	// makes, one per device; they do not count as twin updates or direct
+	// methods.
+	JobDeviceOps   Operation = "jobs device operations"
 	Queries        Operation = "queries"
 	TwinReads      Operation = "twin reads"
 	TwinUpdates    Operation = "twin updates"
@@ -32,17 +54,33 @@ const (
 	Configurations Operation = "configurations and edge deployments"
 )
 
-// Quota is a budget of Count operations per Per.
+// Quota is a budget of Count operations (or, for direct methods, Count
+// MethodMeter blocks) per Per.
 type Quota struct {
 	Count float64
 	Per   time.Duration
+	// Bytes: Count counts MethodMeter-byte blocks, not operations.
+	Bytes bool
 }
 
 func (q Quota) String() string {
+	if q.Bytes {
+		return fmt.Sprintf("%gKB/sec", q.Count*MethodMeter/1024/q.Per.Seconds())
+	}
 	if q.Per == time.Minute {
 		return fmt.Sprintf("%g/min", q.Count)
 	}
 	return fmt.Sprintf("%g/sec", q.Count)
+}
+
+// MethodMeter is the direct-method throttle's meter: a call whose payload
+// is 0 to 4 KB uses 4 KB of the budget, 4 to 8 KB uses 8 KB, and so on.
+const MethodMeter = 4096
+
+// MethodBlocks is how many meters a direct method with a payload of
+// payloadBytes uses.
+func MethodBlocks(payloadBytes int) int {
+	return max(1, (payloadBytes+MethodMeter-1)/MethodMeter)
 }
 
 // SKUs lists the tiers --sku takes.
@@ -50,43 +88,61 @@ var SKUs = []string{"F1", "S1", "S2", "S3"}
 
 // Quotas returns the hub's documented throttles for sku with units units
 // ("IoT Hub quotas and throttling": the whole hub's budget, not a device's).
+// F1 has the limits of one S1 unit (the page's "Free, B1, and S1" column).
 func Quotas(sku string, units int) (map[Operation]Quota, error) {
 	if units < 1 {
 		return nil, fmt.Errorf("units must be at least 1, not %d", units)
 	}
 	u := float64(units)
-	perSec := func(n float64) Quota { return Quota{n, time.Second} }
-	perMin := func(n float64) Quota { return Quota{n, time.Minute} }
+	perSec := func(n float64) Quota { return Quota{Count: n, Per: time.Second} }
+	perMin := func(n float64) Quota { return Quota{Count: n, Per: time.Minute} }
+	// methodKB: a direct-method budget of kb KB per second, in meters.
+	methodKB := func(kb float64) Quota { return Quota{Count: kb * 1024 / MethodMeter, Per: time.Second, Bytes: true} }
 	switch strings.ToUpper(sku) {
 	case "F1":
 		if units != 1 {
 			return nil, fmt.Errorf("the free tier has exactly one unit")
 		}
-		return map[Operation]Quota{
-			RegistryOps: perMin(100), NewConnections: perSec(100), DeviceToCloud: perSec(100),
-			CloudToDevice: perMin(100), Queries: perMin(20), TwinReads: perSec(100), TwinUpdates: perSec(50),
-			JobsOps: perMin(100), Configurations: perMin(20),
-		}, nil
+		return Quotas("S1", 1)
 	case "S1":
 		return map[Operation]Quota{
 			RegistryOps: perMin(100 * u), NewConnections: perSec(max(100, 12*u)), DeviceToCloud: perSec(max(100, 12*u)),
-			CloudToDevice: perMin(100 * u), Queries: perMin(20 * u), TwinReads: perSec(max(100, 10*u)), TwinUpdates: perSec(max(50, 5*u)),
-			JobsOps: perMin(100 * u), Configurations: perMin(20 * u),
+			CloudToDevice: perMin(100 * u), C2DReceives: perMin(1000 * u), FileUploads: perMin(100 * u),
+			DirectMethods: methodKB(160 * u), Queries: perMin(20 * u), TwinReads: perSec(100), TwinUpdates: perSec(50),
+			JobsOps: perMin(100 * u), JobDeviceOps: perSec(10), Configurations: perMin(20 * u),
 		}, nil
 	case "S2":
 		return map[Operation]Quota{
 			RegistryOps: perMin(100 * u), NewConnections: perSec(120 * u), DeviceToCloud: perSec(120 * u),
-			CloudToDevice: perMin(100 * u), Queries: perMin(20 * u), TwinReads: perSec(20 * u), TwinUpdates: perSec(10 * u),
-			JobsOps: perMin(100 * u), Configurations: perMin(20 * u),
+			CloudToDevice: perMin(100 * u), C2DReceives: perMin(1000 * u), FileUploads: perMin(100 * u),
+			DirectMethods: methodKB(480 * u), Queries: perMin(20 * u), TwinReads: perSec(max(100, 10*u)), TwinUpdates: perSec(max(50, 5*u)),
+			JobsOps: perMin(100 * u), JobDeviceOps: perSec(max(10, u)), Configurations: perMin(20 * u),
 		}, nil
 	case "S3":
 		return map[Operation]Quota{
 			RegistryOps: perMin(5000 * u), NewConnections: perSec(6000 * u), DeviceToCloud: perSec(6000 * u),
-			CloudToDevice: perMin(5000 * u), Queries: perMin(1000 * u), TwinReads: perSec(1000 * u), TwinUpdates: perSec(500 * u),
-			JobsOps: perMin(5000 * u), Configurations: perMin(20 * u),
+			CloudToDevice: perMin(5000 * u), C2DReceives: perMin(50000 * u), FileUploads: perMin(5000 * u),
+			DirectMethods: methodKB(24 * 1024 * u), Queries: perMin(1000 * u), TwinReads: perSec(500 * u), TwinUpdates: perSec(250 * u),
+			JobsOps: perMin(5000 * u), JobDeviceOps: perSec(50 * u), Configurations: perMin(20 * u),
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown SKU %q (one of %s)", sku, strings.Join(SKUs, ", "))
+}
+
+// MaxActiveJobs is the tier's limit of concurrent jobs (the quotas page's
+// "Other limits": 1 for Free and S1, 5 for S2, 10 for S3); beyond it the
+// hub answers 429004 ThrottlingMaxActiveJobCountExceeded. ok false for an
+// unknown tier.
+func MaxActiveJobs(sku string) (n int, ok bool) {
+	switch strings.ToUpper(sku) {
+	case "F1", "S1":
+		return 1, true
+	case "S2":
+		return 5, true
+	case "S3":
+		return 10, true
+	}
+	return 0, false
 }
 
 // DefaultMaxShaping bounds how long a shaped device-to-cloud send is held
@@ -138,10 +194,10 @@ func New(cfg Config) (*Limiter, error) {
 		buckets: map[Operation]*bucket{}}, nil
 }
 
-// reserve takes one token of op and returns how long the caller must wait
-// for it (0: at once); when that is longer than limit it takes nothing and
-// returns ok false.
-func (l *Limiter) reserve(op Operation, limit time.Duration) (wait time.Duration, ok bool) {
+// reserve takes n tokens of op and returns how long the caller must wait
+// for them (0: at once); when that is longer than limit it takes nothing
+// and returns ok false.
+func (l *Limiter) reserve(op Operation, n float64, limit time.Duration) (wait time.Duration, ok bool) {
 	q, found := l.quotas[op]
 	if !found {
 		return 0, true
@@ -159,16 +215,41 @@ func (l *Limiter) reserve(op Operation, limit time.Duration) (wait time.Duration
 		b.tokens = min(q.Count, b.tokens+now.Sub(b.last).Seconds()*rate)
 		b.last = now
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= n {
+		b.tokens -= n
 		return 0, true
 	}
-	wait = time.Duration((1 - b.tokens) / rate * float64(time.Second))
+	wait = time.Duration((n - b.tokens) / rate * float64(time.Second))
 	if wait > limit {
 		return 0, false
 	}
-	b.tokens-- // owed: later callers wait behind this one
+	b.tokens -= n // owed: later callers wait behind this one
 	return wait, true
+}
+
+// giveBack returns n tokens of op that were reserved for an operation
+// that never happened.
+func (l *Limiter) giveBack(op Operation, n float64) {
+	l.mu.Lock()
+	if b := l.buckets[op]; b != nil {
+		b.tokens += n
+	}
+	l.mu.Unlock()
+}
+
+// waitFor waits on the hub's clock for a reservation of n tokens of op;
+// when ctx ends first the tokens go back and ctx's error is returned.
+func (l *Limiter) waitFor(ctx context.Context, op Operation, n float64, wait time.Duration) error {
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-l.clock.After(wait):
+		return nil
+	case <-ctx.Done():
+		l.giveBack(op, n)
+		return ctx.Err()
+	}
 }
 
 func (l *Limiter) throttled(op Operation) error {
@@ -181,8 +262,25 @@ func (l *Limiter) Allow(op Operation) error {
 	if l == nil {
 		return nil
 	}
-	if _, ok := l.reserve(op, 0); !ok {
+	if _, ok := l.reserve(op, 1, 0); !ok {
 		return l.throttled(op)
+	}
+	return nil
+}
+
+// AllowDirectMethod takes a direct method call with a payload of
+// payloadBytes from the direct-methods budget (MethodBlocks meters), or
+// returns 429001. Method calls a job makes are paced as JobDeviceOps
+// instead.
+func (l *Limiter) AllowDirectMethod(payloadBytes int) error {
+	if l == nil {
+		return nil
+	}
+	// A tier's budget always holds the largest payload (128 KB = 32
+	// meters; S1 has 40 a second); the cap only keeps odd input finite.
+	n := min(float64(MethodBlocks(payloadBytes)), l.quotas[DirectMethods].Count)
+	if _, ok := l.reserve(DirectMethods, n, 0); !ok {
+		return l.throttled(DirectMethods)
 	}
 	return nil
 }
@@ -194,22 +292,36 @@ func (l *Limiter) Shape(ctx context.Context, op Operation) error {
 	if l == nil {
 		return nil
 	}
-	wait, ok := l.reserve(op, l.maxShaping)
+	wait, ok := l.reserve(op, 1, l.maxShaping)
 	if !ok {
 		return l.throttled(op)
 	}
-	if wait <= 0 {
+	if err := l.waitFor(ctx, op, 1, wait); err != nil {
+		return l.throttled(op) // the send never happened
+	}
+	return nil
+}
+
+// Pace takes n operations of op from its budget, waiting on the hub's
+// clock for as long as the budget needs to refill: a job's device
+// operations slow down to the tier's rate and never fail for it. Only ctx
+// ends the wait (its error is returned); the caller bounds the time, as a
+// job does with maxExecutionTimeInSeconds.
+func (l *Limiter) Pace(ctx context.Context, op Operation, n int) error {
+	if l == nil || n <= 0 {
 		return nil
 	}
-	select {
-	case <-l.clock.After(wait):
-		return nil
-	case <-ctx.Done():
-		l.mu.Lock()
-		l.buckets[op].tokens++ // the send never happened: give its share back
-		l.mu.Unlock()
-		return l.throttled(op)
+	wait, _ := l.reserve(op, float64(n), time.Duration(math.MaxInt64))
+	return l.waitFor(ctx, op, float64(n), wait)
+}
+
+// Burst is how many operations of op the budget holds when full (0 when
+// off or when op is not throttled): what may pass at once.
+func (l *Limiter) Burst(op Operation) int {
+	if l == nil {
+		return 0
 	}
+	return int(l.quotas[op].Count)
 }
 
 // SKU is the tier in force ("" when off).

@@ -9,15 +9,20 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
-// ErrorBody is the JSON the hub puts in device-side error responses (MQTT
-// twin responses, AMQP twin replies):
+// ErrorBody is ErrorBodyAt stamped with the wall clock: for callers that
+// do not have the hub's clock yet (amqphub's twin replies); the MQTT
+// transport stamps its bodies with the hub's clock.
+func ErrorBody(err error) []byte { return ErrorBodyAt(err, time.Now()) } // wall clock: see above
+
+// ErrorBodyAt is the JSON the hub puts in device-side error responses (MQTT
+// twin responses, AMQP twin replies), stamped with now (the hub's clock):
 // {"errorCode":400004,"trackingId":"…","message":"…","timestampUtc":"…"}.
-func ErrorBody(err error) []byte {
+func ErrorBodyAt(err error, now time.Time) []byte {
 	b, _ := json.Marshal(struct {
 		ErrorCode    int    `json:"errorCode"`
 		TrackingID   string `json:"trackingId"`
 		Message      string `json:"message"`
 		TimestampUTC string `json:"timestampUtc"`
-	}{int(iothub.CodeOf(err)), uuid.NewString(), iothub.MessageOf(err), time.Now().UTC().Format("2006-01-02T15:04:05.0000000Z")})
+	}{int(iothub.CodeOf(err)), uuid.NewString(), iothub.MessageOf(err), now.UTC().Format("2006-01-02T15:04:05.0000000Z")})
 	return b
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/configurations"
 	"github.com/iothub-emulator/iothub-emulator/fileupload"
 	"github.com/iothub-emulator/iothub-emulator/hub"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 )
 
 func main() {
@@ -95,7 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.messageRetentionCount, "message-retention-count", def.MessageRetentionCount, "telemetry messages kept for /_emulator/messages (0: no count bound)")
 	fs.DurationVar(&o.messageRetention, "message-retention", def.MessageRetentionAge, "how long telemetry messages are kept (0: no age bound)")
 	fs.IntVar(&o.jobWorkers, "job-workers", def.JobWorkers, "device operations one job runs at once")
-	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit)")
+	fs.IntVar(&o.maxActiveJobs, "max-active-jobs", def.MaxActiveJobs, "jobs that may be queued, scheduled or running at once (0: no limit; with --sku, the tier's: 1 for F1 and S1, 5 for S2, 10 for S3)")
 	fs.DurationVar(&o.jobRetention, "job-retention", def.JobRetention, "how long finished jobs are kept")
 	fs.StringVar(&o.dpsIDScope, "dps-id-scope", def.DPSIDScope, "ID scope of the Device Provisioning Service that devices name")
 	fs.StringVar(&o.seed, "seed", "", "JSON or YAML file of devices to create at start if they do not exist, and of simulated devices to run (see examples/seed.json)")
@@ -115,9 +116,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	// The environment sets defaults; flags given on the command line win.
 	var envErr error
+	given := map[string]bool{} // set by the environment or a flag
 	fs.VisitAll(func(f *flag.Flag) {
 		name := "IOTHUB_EMULATOR_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(name); ok {
+			given[f.Name] = true
 			for _, part := range splitList(f, v) {
 				if err := f.Value.Set(part); err != nil && envErr == nil {
 					envErr = fmt.Errorf("%s=%q: %v", name, v, err)
@@ -133,6 +136,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	// A tier brings its limit of concurrent jobs, unless it is given.
+	if n, ok := throttling.MaxActiveJobs(o.sku); ok && !given["max-active-jobs"] {
+		o.maxActiveJobs = n
 	}
 	return o, nil
 }

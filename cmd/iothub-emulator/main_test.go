@@ -50,3 +50,30 @@ func TestProgressBar(t *testing.T) {
 		}
 	}
 }
+
+// --sku brings the tier's limit of concurrent jobs, unless
+// --max-active-jobs (or its variable) says otherwise.
+func TestParseFlags_TierJobLimit(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want int
+	}{
+		{nil, "", 10},
+		{[]string{"--sku", "S1"}, "", 1},
+		{[]string{"--sku", "S2"}, "", 5},
+		{[]string{"--sku", "S1", "--max-active-jobs", "3"}, "", 3},
+		{[]string{"--sku", "S1"}, "0", 0},
+	} {
+		if tc.env != "" {
+			t.Setenv("IOTHUB_EMULATOR_MAX_ACTIVE_JOBS", tc.env)
+		}
+		o, err := parseFlags(tc.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.maxActiveJobs != tc.want {
+			t.Errorf("%v (env %q): max active jobs %d, want %d", tc.args, tc.env, o.maxActiveJobs, tc.want)
+		}
+	}
+}

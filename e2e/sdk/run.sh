@@ -43,8 +43,9 @@ SUITES=(
   "dashboard node"
   "go       go"
   "java     java"
+  "s1       node python openssl"
 )
-OWN_EMULATOR=" tutorial "
+OWN_EMULATOR=" tutorial s1 "
 # Suites whose namespace also gets Azurite (file upload tests, azurite.sh),
 # started before their emulator.
 WITH_AZURITE=" node python "
@@ -113,6 +114,22 @@ run_java() {
   echo "127.0.0.1 $JAVA_IOTHUB_HOSTNAME" >"$hosts"
   (cd "$HERE/java" && JAVA_IOTHUB_HOSTNAME=$JAVA_IOTHUB_HOSTNAME timeout "$SUITE_TIMEOUT" mvn -B --no-transfer-progress test \
     -DargLine="-Djavax.net.ssl.trustStore=$store -Djavax.net.ssl.trustStorePassword=changeit -Djavax.net.ssl.trustStoreType=PKCS12 -Djdk.net.hosts.file=$hosts")
+}
+
+# The Node and Python SDKs against an S1 hub (--sku S1) on a fake clock
+# (--fake-clock): the tier's budgets refill only when a test moves the hub's
+# clock, so the throttling tests count exactly and never wait for time. Its
+# own emulator, so the other suites stay unthrottled; tests in node/s1 and
+# python/s1, which the node and python suites do not pick up.
+prepare_s1() { prepare_node; prepare_python; }
+run_s1() {
+  local dir="$WORK"
+  [ ! -d "$WORK/s1" ] || dir="$WORK/s1"   # without namespaces WORK is shared by the suites
+  start_emulator "$dir" --sku S1 --fake-clock
+  echo "== node --test s1 ($(node --version))"
+  (cd "$HERE/node" && timeout "$SUITE_TIMEOUT" node --test --test-concurrency=1 --test-timeout=120000 s1/*.s1.js)
+  echo "== pytest s1"
+  (cd "$HERE/python" && timeout "$SUITE_TIMEOUT" "$HERE/python/.venv/bin/python" -m pytest s1)
 }
 
 # The dashboard in headless Chromium (Debian's chromium, installed with apt
