@@ -20,7 +20,7 @@ var jsonEdgeStrings = []string{
 
 var jsonEdgeNumbers = []any{
 	int64(0), int64(-1), int64(math.MaxInt64), int64(math.MinInt64), int64(1)<<53 + 1,
-	0.5, -0.0, 1e-6, 1e-7, 9.99e-7, 1e20, 1e21, 1.5e300, -2.5e-300, math.SmallestNonzeroFloat64, math.MaxFloat64, 3.14159, 100.0,
+	0.5, math.Copysign(0, -1), 1e-6, 1e-7, 9.99e-7, 1e20, 1e21, 1.5e300, -2.5e-300, math.SmallestNonzeroFloat64, math.MaxFloat64, 3.14159, 100.0,
 	json.Number("123456789012345678901234567890"),
 }
 
