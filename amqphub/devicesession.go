@@ -579,7 +579,7 @@ func (s *deviceSession) twinRequest(ctx context.Context, m *amqp.Message) *amqp.
 		if iothub.CodeOf(err) == iothub.ServerError {
 			s.srv().log.Error("twin request failed", "device", s.key, "error", err)
 		}
-		return reply(iothub.CodeOf(err).Status(), wire.ErrorBody(err), 0)
+		return reply(iothub.CodeOf(err).Status(), wire.ErrorBodyAt(err, s.srv().cfg.Clock.Now()), 0)
 	}
 	key := twins.Key{DeviceID: s.key.device, ModuleID: s.key.module}
 	ctx, cancel := context.WithTimeout(ctx, s.srv().cfg.SendTimeout)

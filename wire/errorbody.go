@@ -9,11 +9,6 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/iothub"
 )
 
-// ErrorBody is ErrorBodyAt stamped with the wall clock: for callers that
-// do not have the hub's clock yet (amqphub's twin replies); the MQTT
-// transport stamps its bodies with the hub's clock.
-func ErrorBody(err error) []byte { return ErrorBodyAt(err, time.Now()) } // wall clock: see above
-
 // ErrorBodyAt is the JSON the hub puts in device-side error responses (MQTT
 // twin responses, AMQP twin replies), stamped with now (the hub's clock):
 // {"errorCode":400004,"trackingId":"…","message":"…","timestampUtc":"…"}.
