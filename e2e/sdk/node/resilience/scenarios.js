@@ -20,11 +20,11 @@
 // once: its faults wait on real time.
 const { test } = require('node:test');
 const { Message } = require('azure-iot-device');
-const { NoRetry } = require('azure-iot-common');
 const { Amqp, AmqpWs } = require('azure-iot-device-amqp');
 const hub = require('../lib/hub');
+const { faultMessage, faulted, withDevice } = require('../lib/faults');
 
-const { assert, uniqueId, withTimeout, waitForEvent, pollUntil, emulatorApi, OP_TIMEOUT_MS } = hub;
+const { assert, withTimeout, waitForEvent, pollUntil, emulatorApi, OP_TIMEOUT_MS } = hub;
 const T = { timeout: 60000 };
 const POLL_MS = 30000;
 const enc = encodeURIComponent;
@@ -54,41 +54,6 @@ const scenarios = {
   twin: [...connectionFaults, 'KillAmqpTwinLinkReq', 'KillAmqpTwinLinkResp'],
   method: [...connectionFaults, 'KillAmqpMethodReqLink', 'KillAmqpMethodRespLink'],
 };
-
-function faultMessage(operation, durationInSecs) {
-  const m = new Message('');
-  m.properties.add('AzIoTHub_FaultOperationType', operation);
-  m.properties.add('AzIoTHub_FaultOperationCloseReason', 'boom');
-  m.properties.add('AzIoTHub_FaultOperationDelayInSecs', '1');
-  if (durationInSecs) m.properties.add('AzIoTHub_FaultOperationDurationInSecs', String(durationInSecs));
-  return m;
-}
-
-/** Waits until the emulator has acted on the device's fault. */
-function faulted(deviceId) {
-  return pollUntil(async () => {
-    const faults = await emulatorApi('GET', '/_emulator/faults');
-    return faults.some((f) => f.deviceId === deviceId && f.source === 'message' && f.hits > 0);
-  }, POLL_MS, `the fault of ${deviceId}`);
-}
-
-async function withDevice(prefix, transport, fn, { retry = true } = {}) {
-  const reg = hub.registry();
-  const id = uniqueId(prefix);
-  let client;
-  try {
-    const dev = await hub.createDevice(reg, id);
-    client = hub.DeviceClient.fromConnectionString(
-      hub.deviceConnectionString(id, dev.authentication.symmetricKey.primaryKey), transport);
-    if (!retry) client.setRetryPolicy(new NoRetry());
-    await withTimeout(client.setOptions({ ca: hub.caPem }), OP_TIMEOUT_MS, 'setOptions');
-    await withTimeout(client.open(), OP_TIMEOUT_MS, 'open');
-    await fn(client, id, reg);
-  } finally {
-    await hub.closeQuietly(client);
-    await hub.deleteQuietly(reg, id);
-  }
-}
 
 async function injectFault(client, id, op, durationInSecs) {
   await withTimeout(client.sendEvent(faultMessage(op, durationInSecs)), OP_TIMEOUT_MS, `send the ${op} fault message`);

@@ -11,50 +11,16 @@
 // waits for the outcome (bounded, never measured).
 const { test } = require('node:test');
 const { Message } = require('azure-iot-device');
-const { NoRetry } = require('azure-iot-common');
 const hub = require('../lib/hub');
+const { faultMessage, faulted: dropped, withDevice } = require('../lib/faults');
 
-const { assert, uniqueId, withTimeout, waitForEvent, pollUntil, emulatorApi, OP_TIMEOUT_MS } = hub;
+const { assert, withTimeout, waitForEvent, pollUntil, emulatorApi, OP_TIMEOUT_MS } = hub;
 const T = { timeout: 90000 };
 const POLL_MS = 30000;
 const enc = encodeURIComponent;
 
 const transports = [['Mqtt', hub.Mqtt], ['MqttWs', hub.MqttWs]];
 const operations = ['KillTcp', 'ShutDownMqtt'];
-
-function faultMessage(operation) {
-  const m = new Message('');
-  m.properties.add('AzIoTHub_FaultOperationType', operation);
-  m.properties.add('AzIoTHub_FaultOperationCloseReason', 'boom');
-  m.properties.add('AzIoTHub_FaultOperationDelayInSecs', '1');
-  return m;
-}
-
-/** Waits until the emulator has dropped the device's connection for its fault. */
-function dropped(deviceId) {
-  return pollUntil(async () => {
-    const faults = await emulatorApi('GET', '/_emulator/faults');
-    return faults.some((f) => f.deviceId === deviceId && f.source === 'message' && f.hits > 0);
-  }, POLL_MS, `the fault of ${deviceId} to drop its connection`);
-}
-
-async function withDevice(prefix, transport, fn, { retry = true } = {}) {
-  const reg = hub.registry();
-  const id = uniqueId(prefix);
-  let client;
-  try {
-    const dev = await hub.createDevice(reg, id);
-    client = hub.DeviceClient.fromConnectionString(
-      hub.deviceConnectionString(id, dev.authentication.symmetricKey.primaryKey), transport);
-    if (!retry) client.setRetryPolicy(new NoRetry());
-    await withTimeout(client.setOptions({ ca: hub.caPem }), OP_TIMEOUT_MS, 'setOptions');
-    await withTimeout(client.open(), OP_TIMEOUT_MS, 'open');
-    await fn(client, id);
-  } finally {
-    await hub.closeQuietly(client);
-    await hub.deleteQuietly(reg, id);
-  }
-}
 
 for (const [name, transport] of transports) {
   for (const op of operations) {
