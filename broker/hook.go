@@ -20,6 +20,7 @@ import (
 	"github.com/iothub-emulator/iothub-emulator/registry"
 	"github.com/iothub-emulator/iothub-emulator/sasauth"
 	"github.com/iothub-emulator/iothub-emulator/sessions"
+	"github.com/iothub-emulator/iothub-emulator/throttling"
 	"github.com/iothub-emulator/iothub-emulator/wire"
 )
 
@@ -531,7 +532,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			// 0 is acknowledged by nobody; the PUBACK of a later QoS 1
 			// publish still means that it and everything before it on this
 			// connection is stored.
-			wait, err := hd.Telemetry(ctx, dev, props, pk.Payload, pk.FixedHeader.Qos > 0)
+			// A send the tier shapes is held here, on the read loop: the
+			// PUBACKs owed for the sends before it go out first.
+			// The hold ends when the connection does (the hub closing it).
+			held := throttling.WithBeforeHold(cl.Context(), func() { _ = cl.FlushReplies() })
+			wait, err := hd.Telemetry(held, dev, props, pk.Payload, pk.FixedHeader.Qos > 0)
 			if err == nil && wait != nil {
 				h.pendingAck(cl, pk.PacketID, wait)
 			}

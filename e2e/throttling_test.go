@@ -66,6 +66,11 @@ func TestThrottling_S1ShapesTheHundredAndFirstD2CInASecond(t *testing.T) {
 		toks = append(toks, c.Publish("devices/dev1/messages/events/", 1, false, fmt.Sprintf("m%d", i)))
 	}
 	waitMessages(t, h, "deviceId=dev1", 100)
+	for i, tok := range toks[:100] {
+		if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("send %d within the budget was not acknowledged while the 101st is held: %v", i, tok.Error())
+		}
+	}
 	if toks[100].WaitTimeout(200 * time.Millisecond) {
 		t.Fatal("the 101st send of the second was acknowledged at once; S1 shapes past 100/s")
 	}

@@ -243,6 +243,9 @@ func (l *Limiter) waitFor(ctx context.Context, op Operation, n float64, wait tim
 	if wait <= 0 {
 		return nil
 	}
+	if fn, ok := ctx.Value(beforeHoldKey{}).(func()); ok {
+		fn()
+	}
 	select {
 	case <-l.clock.After(wait):
 		return nil
@@ -300,6 +303,16 @@ func (l *Limiter) Shape(ctx context.Context, op Operation) error {
 		return l.throttled(op) // the send never happened
 	}
 	return nil
+}
+
+type beforeHoldKey struct{}
+
+// WithBeforeHold returns ctx carrying fn, which Shape and Pace call once
+// before they hold the caller: a transport that batches its answers (the
+// MQTT read loop's PUBACKs) sends what it owes for earlier operations
+// first, so only the held one waits, as on the hub.
+func WithBeforeHold(ctx context.Context, fn func()) context.Context {
+	return context.WithValue(ctx, beforeHoldKey{}, fn)
 }
 
 // Pace takes n operations of op from its budget, waiting on the hub's

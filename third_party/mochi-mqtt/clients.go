@@ -766,6 +766,22 @@ func (cl *Client) writeReply(pk packets.Packet) error {
 	return nil
 }
 
+// Context is done once the client is stopped: a hook that waits on the
+// client's behalf (a shaped publish, say) stops waiting when the client
+// goes, and the server's Close is not held up by it.
+func (cl *Client) Context() context.Context { return cl.State.open }
+
+// FlushReplies writes the replies the read loop has queued so far. Only the
+// client's own read loop may call it (from a hook such as OnPublish, before
+// the hook waits for something that can take long, so the acknowledgements
+// of earlier packets do not wait with it); anywhere else it does nothing.
+func (cl *Client) FlushReplies() error {
+	if !cl.Net.reading {
+		return nil
+	}
+	return cl.flushReplies()
+}
+
 // flushReplies writes the replies queued by writeReply, in order, in one
 // write. Nothing is written if the client was stopped meanwhile (a hook may
 // stop it from OnPacketEncode to withdraw an acknowledgement).
