@@ -379,7 +379,14 @@ func eventMessage(m *messaging.Message) *amqp.Message {
 	if m.UserID != "" {
 		props.UserID = []byte(m.UserID)
 	}
-	msg.Properties = props
+	// A message with none of these (telemetry sent without system
+	// properties) goes without a properties section, as the hub sends it:
+	// consumers tell "absent" from "present and empty" (azure-eventhub's
+	// content type).
+	if props.MessageID != nil || props.CorrelationID != nil || props.UserID != nil || props.To != "" ||
+		props.ContentType != "" || props.ContentEncoding != "" || !props.AbsoluteExpiryTime.IsZero() || !props.CreationTime.IsZero() {
+		msg.Properties = props
+	}
 	if len(m.Properties) > 0 {
 		msg.ApplicationProperties = make(map[string]any, len(m.Properties))
 		for k, v := range m.Properties {

@@ -139,6 +139,26 @@ func TestEventHubConsumer(t *testing.T) {
 	}
 }
 
+// TestEventHubNoSystemPropertiesNoSection: telemetry sent without system
+// properties reaches the consumer without an AMQP properties section (not
+// one with every field null), and one sent with them carries them.
+func TestEventHubNoSystemPropertiesNoSection(t *testing.T) {
+	h := hubtest.Start(t)
+	d := h.CreateDevice(t, "eh-bare")
+	c := mustDial(t, h, d, connOpts{tls: true})
+	c.publish(t, "devices/eh-bare/messages/events/", 1, "plain")
+	c.publish(t, "devices/eh-bare/messages/events/%24.mid=m1", 1, "with id")
+	c.Disconnect(100)
+	pc := mustPartitionClient(t, eventHubConsumer(t, h, false, ""), strconv.Itoa(h.EventHub.Partition(d.ID)), azeventhubs.StartPosition{Earliest: ptr(true)})
+	evs := receive(t, pc, 2)
+	if p := evs[0].RawAMQPMessage.Properties; p != nil {
+		t.Fatalf("a message without system properties has a properties section: %+v", p)
+	}
+	if p := evs[1].RawAMQPMessage.Properties; p == nil || p.MessageID != "m1" {
+		t.Fatalf("properties of a message with $.mid: %+v", p)
+	}
+}
+
 func TestEventHubLatestAndEnqueuedTime(t *testing.T) {
 	h := hubtest.Start(t)
 	d := h.CreateDevice(t, "eh-latest")
