@@ -356,14 +356,7 @@ func eventMessage(m *messaging.Message) *amqp.Message {
 	set("iothub-connection-device-id", m.DeviceID)
 	set("iothub-connection-module-id", m.ModuleID)
 	set("iothub-connection-auth-generation-id", m.GenerationID)
-	scope, typ := "device", "sas"
-	if m.ModuleID != "" {
-		scope = "module"
-	}
-	if m.AuthMethod == "x509" {
-		typ = "x509Certificate"
-	}
-	set("iothub-connection-auth-method", `{"scope":"`+scope+`","type":"`+typ+`","issuer":"iothub","acceptingIpFilterRule":null}`)
+	set("iothub-connection-auth-method", m.AuthMethodProperty())
 	if !m.CreationTime.IsZero() {
 		ann[amqp.Symbol("iothub-creation-time-utc")] = m.CreationTime
 	}

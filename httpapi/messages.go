@@ -338,15 +338,7 @@ func messageJSON(m *messaging.Message) *MessageJSON {
 	set("iothub-connection-device-id", m.DeviceID)
 	set("iothub-connection-module-id", m.ModuleID)
 	set("iothub-connection-auth-generation-id", m.GenerationID)
-	scope, typ := "device", "sas"
-	if m.ModuleID != "" {
-		scope = "module"
-	}
-	if m.AuthMethod == "x509" {
-		typ = "x509Certificate"
-	}
-	// The hub renders the auth method as a JSON document in a string.
-	set("iothub-connection-auth-method", `{"scope":"`+scope+`","type":"`+typ+`","issuer":"iothub","acceptingIpFilterRule":null}`)
+	set("iothub-connection-auth-method", m.AuthMethodProperty())
 	set("iothub-enqueuedtime", hubTime(m.EnqueuedTime))
 	set("iothub-message-source", "Telemetry")
 	set("x-opt-sequence-number", strconv.FormatInt(m.SequenceNumber, 10))

@@ -37,6 +37,20 @@ const (
 	MaxFeedbackBatch = 64
 )
 
+// AuthMethodProperty is the iothub-connection-auth-method property the hub
+// stamps on the message: a JSON document in a string, naming the sender's
+// scope (device or module) and credential type.
+func (m *Message) AuthMethodProperty() string {
+	scope, typ := "device", "sas"
+	if m.ModuleID != "" {
+		scope = "module"
+	}
+	if m.AuthMethod == "x509" {
+		typ = "x509Certificate"
+	}
+	return `{"scope":"` + scope + `","type":"` + typ + `","issuer":"iothub","acceptingIpFilterRule":null}`
+}
+
 // Message is a device-to-cloud message as the hub stores it. The named
 // fields are the AMQP message properties the hub sets on the Event Hub side;
 // System holds the other system properties by the hub's names
